@@ -1,0 +1,43 @@
+"""The message bus: one interface, in-process and Kafka backends (see ``base`` for the contract)."""
+
+from cdrkit.bus.base import (
+    Bus,
+    BusConfig,
+    BusError,
+    CommitFailed,
+    Consumer,
+    Delivery,
+    Message,
+    Producer,
+    Record,
+    RevokeCallback,
+    TopicPartition,
+)
+
+
+def open_bus(url: str) -> Bus:
+    """Build (not start) the bus for ``url``."""
+    config = BusConfig.parse(url)
+    if config.scheme == "memory":
+        from cdrkit.bus.memory import MemoryBus
+
+        return MemoryBus(url, config)
+    from cdrkit.bus.kafka import KafkaBus
+
+    return KafkaBus(url, config)
+
+
+__all__ = [
+    "Bus",
+    "BusConfig",
+    "BusError",
+    "CommitFailed",
+    "Consumer",
+    "Delivery",
+    "Message",
+    "Producer",
+    "Record",
+    "RevokeCallback",
+    "TopicPartition",
+    "open_bus",
+]

@@ -1,0 +1,176 @@
+"""The bus interface: one contract, two backends (``memory://`` in-process, ``kafka://`` aiokafka).
+
+Delivery contract, the same for both backends:
+
+* ``Producer.send`` / ``send_many`` return only once the broker acknowledged every message
+  (``acks=all`` on Kafka). Until then nothing may be reported as durable to a caller.
+* Consumers never auto-commit. ``Consumer.commit`` stores the *next* offset to read for each
+  partition; a consumer that stops (or crashes) before committing gets its uncommitted messages
+  redelivered, to itself or to whichever group member takes the partition over.
+* A new consumer group starts at the earliest offset.
+* Messages with the same key land in the same partition, so they are consumed in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qs, urlsplit
+
+from cdrmodel.errors import CdrflowError
+
+
+class Delivery(StrEnum):
+    """How a consume loop treats offsets; named in code rather than hidden in a flag."""
+
+    AT_LEAST_ONCE = "at_least_once"  # commit after the work is durable; sinks are idempotent
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message to produce."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class BusError(CdrflowError):
+    code = "bus_unavailable"
+    status = 503
+
+
+class CommitFailed(BusError):
+    """The commit was refused (typically: the partition was reassigned by a rebalance).
+
+    The work is durable and idempotent, so the new owner's redelivery is harmless.
+    """
+
+
+RevokeCallback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+@runtime_checkable
+class Producer(Protocol):
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
+        """Publish one message; return once the broker acknowledged it."""
+
+    async def send_many(self, topic: str, records: Sequence[Record]) -> None:
+        """Publish a batch; return once the broker acknowledged every message of it."""
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    async def getmany(self, *, timeout_s: float, max_records: int) -> list[Message]:
+        """Up to ``max_records`` messages from the assigned partitions, in offset order per
+        partition; an empty list when nothing arrived within ``timeout_s``."""
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Store the next offset to read per partition. Raises ``CommitFailed`` if refused."""
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member currently owns."""
+
+    async def close(self) -> None:
+        """Leave the group without committing anything."""
+
+
+@runtime_checkable
+class Bus(Protocol):
+    url: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def producer(self) -> Producer: ...
+
+    async def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        *,
+        on_revoke: RevokeCallback | None = None,
+    ) -> Consumer:
+        """A started member of consumer group ``group`` subscribed to ``topics``.
+
+        ``on_revoke`` is awaited before partitions are taken away, so the owner can commit what
+        it has made durable (the final commit on partition revocation).
+        """
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create the topics if they do not exist."""
+
+    async def ping(self) -> None:
+        """Raise ``BusError`` if the broker is unreachable."""
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """Parsed bus URL: ``memory://[name]?partitions=4`` or
+    ``kafka://host:9092[,host2:9092]?idempotence=true&compression=zstd&partitions=6``."""
+
+    scheme: str
+    hosts: str
+    partitions: int = 4
+    idempotence: bool = True
+    compression: str | None = "zstd"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> BusConfig:
+        parts = urlsplit(url)
+        if parts.scheme not in ("memory", "kafka"):
+            raise ValueError(f"bus URL {url!r}: the scheme must be memory:// or kafka://")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        compression = query.get("compression", "zstd")
+        if compression not in ("none", "gzip", "lz4", "zstd", "snappy"):
+            raise ValueError(f"bus URL {url!r}: unknown compression {compression!r}")
+        hosts = parts.netloc
+        if parts.scheme == "kafka" and not hosts:
+            raise ValueError(f"bus URL {url!r}: kafka:// needs host:port[,host:port]")
+        return cls(
+            scheme=parts.scheme,
+            hosts=hosts,
+            partitions=int(query.get("partitions", "4")),
+            idempotence=query.get("idempotence", "true").lower() in ("1", "true", "yes", "on"),
+            compression=None if compression == "none" else compression,
+            options=query,
+        )

@@ -1,0 +1,6 @@
+# placeholder
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> None: ...

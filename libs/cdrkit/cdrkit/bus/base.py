@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
-from cdrmodel.errors import CdrflowError
+from cdrmodel.errors import Transient
 
 
 class Delivery(StrEnum):
@@ -64,7 +64,7 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class BusError(CdrflowError):
+class BusError(Transient):
     code = "bus_unavailable"
     status = 503
 

@@ -1,10 +1,10 @@
-"""pytest plugin with cdrflow's real-infrastructure fixtures (loaded with ``-p cdrkit.testing.plugin``).
+"""pytest plugin: cdrflow's real-infrastructure fixtures (loaded by ``-p cdrkit.testing.plugin``).
 
 - ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 for the test session, dropped after.
 - ``tansu`` / ``kafka_url``: a Tansu Kafka-protocol broker on a free loopback port.
 """
 
-from cdrkit.testing.postgres import pg_url
+from cdrkit.testing.postgres import fresh_pg_url, pg_url
 from cdrkit.testing.tansu import fresh_tansu, kafka_url, tansu
 
-__all__ = ["fresh_tansu", "kafka_url", "pg_url", "tansu"]
+__all__ = ["fresh_pg_url", "fresh_tansu", "kafka_url", "pg_url", "tansu"]

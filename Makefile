@@ -1,0 +1,80 @@
+# cdrflow — `make` lists the targets. `make run` and `make test` do their own set-up.
+SHELL := bash
+.DEFAULT_GOAL := help
+.SHELLFLAGS := -eu -o pipefail -c
+
+# uv must use this machine's Python and never download a toolchain.
+export UV_PYTHON_DOWNLOADS := never
+PYTHON ?= python3
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+
+CDRFLOW_HOST ?= 127.0.0.1
+CDRFLOW_PORT ?= 8000
+CDRFLOW_MOCK_RATE ?= 30
+CDRFLOW_DATA_DIR ?= ./var
+export CDRFLOW_HOST CDRFLOW_PORT CDRFLOW_MOCK_RATE CDRFLOW_DATA_DIR
+
+PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | head -n1)
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+.PHONY: setup
+setup: $(VENV)/.synced ## install the workspace (uv, Python deps) into .venv
+
+.PHONY: run
+run: setup ## start the whole platform on its embedded defaults (one process, SQLite, mock feed)
+	$(BIN)/cdrflow run --host $(CDRFLOW_HOST) --port $(CDRFLOW_PORT)
+
+.PHONY: services
+services: ## make sure the local PostgreSQL the tests use is up
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "starting PostgreSQL $(PG_VERSION)"; \
+	  pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start; \
+	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+
+.PHONY: test
+test: setup services ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
+	$(BIN)/pytest -q
+
+.PHONY: lint
+lint: setup ## ruff lint + format check, deploy files check
+	$(BIN)/ruff check libs services cdrflow tests bench
+	$(BIN)/ruff format --check libs services cdrflow tests bench
+	$(BIN)/python deploy/check.py
+
+.PHONY: fmt
+fmt: setup ## format the code
+	$(BIN)/ruff check --fix libs services cdrflow tests bench
+	$(BIN)/ruff format libs services cdrflow tests bench
+
+.PHONY: typecheck
+typecheck: setup ## mypy --strict on libs/, services/ and cdrflow/
+	$(BIN)/mypy libs/cdrmodel/cdrmodel libs/cdrkit/cdrkit services/*/cdr_* cdrflow
+
+.PHONY: check
+check: lint typecheck test ## lint, typecheck and test
+
+.PHONY: bench
+bench: setup services ## run the benchmarks (figures and ratios to the physical limits)
+	$(BIN)/python -m bench
+
+.PHONY: migrate
+migrate: setup ## upgrade the database at CDRFLOW_DATABASE_URL (default: SQLite in the data dir)
+	$(BIN)/cdrflow migrate
+
+.PHONY: clean
+clean: ## remove the virtualenv, caches and local data
+	rm -rf $(VENV) .tools var .bench test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,13 @@
+"""``make bench``: every benchmark, each printing its figures and its ratio to the physical limit
+measured in the same run. Results are also written to ``.bench/<name>.json``."""
+
+import sys
+
+from bench import bench_ingest, bench_parser
+
+BENCHES = {"parser": bench_parser.main, "ingest": bench_ingest.main}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(BENCHES)
+    for name in chosen:
+        BENCHES[name]()

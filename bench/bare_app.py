@@ -1,0 +1,12 @@
+"""The physical limit for ingest: a bare FastAPI endpoint that reads the same body and answers."""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+app = FastAPI()
+
+
+@app.post("/v1/cdr")
+async def post_cdr(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse({"id": "x", "call_id": None, "status": "accepted", "n": len(body)})

@@ -1,0 +1,99 @@
+"""Ingest: requests/s and p99 for 10 KB FreeSWITCH CDRs (url-encoded form, the FusionPBX default),
+against a bare FastAPI endpoint reading the same body in the same run.
+
+Each server is one uvicorn process; the load generator runs in this process on the other core.
+Ingest publishes to a Tansu broker (acks=all) and answers only after the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from urllib.parse import quote
+
+from cdrflow.mockfeed import generate_cdr
+from cdrkit.testing.tansu import TansuBroker
+
+from bench.common import free_port, python, report, save, server
+from bench.loadgen import build_request, run_load
+
+SECONDS = 8.0
+CONNECTIONS = 16
+
+
+def _requests(n: int = 200) -> list[bytes]:
+    rng = random.Random(1)
+    reqs = []
+    for _ in range(n):
+        call_id, xml = generate_cdr(rng, size_bytes=10_000)
+        body = b"cdr=" + quote(xml, safe="").encode()
+        reqs.append(
+            build_request(f"/v1/cdr?uuid=a_{call_id}", body, "application/x-www-form-urlencoded")
+        )
+    return reqs
+
+
+def _measure(
+    args: list[str], port: int, reqs: list[bytes], env: dict[str, str]
+) -> dict[str, float]:
+    with server(args, port, env):
+        asyncio.run(run_load("127.0.0.1", port, reqs[:20], seconds=1.0, connections=4))  # warm-up
+        res = asyncio.run(
+            run_load("127.0.0.1", port, reqs, seconds=SECONDS, connections=CONNECTIONS)
+        )
+    return {
+        "rps": res.rps,
+        "p50_ms": res.pct(50),
+        "p99_ms": res.pct(99),
+        "errors": res.errors,
+        "requests": res.requests,
+    }
+
+
+def main() -> dict[str, float]:
+    reqs = _requests()
+    uvi = [python(), "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    port = free_port()
+    bare = _measure([*uvi, "bench.bare_app:app", "--port", str(port)], port, reqs, {})
+
+    figures: dict[str, float] = {f"bare_{k}": v for k, v in bare.items()}
+    with TansuBroker() as broker:
+        for label, bus_url in [("kafka", broker.url), ("memory", "memory://")]:
+            port = free_port()
+            res = _measure(
+                [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)],
+                port,
+                reqs,
+                {"CDRFLOW_BUS_URL": bus_url, "CDRFLOW_LOG_LEVEL": "WARNING"},
+            )
+            figures.update({f"{label}_{k}": v for k, v in res.items()})
+            figures[f"{label}_ratio_to_bare"] = res["rps"] / bare["rps"]
+
+    report(
+        "ingest: POST /v1/cdr, 10 KB url-encoded CDRs, "
+        f"{CONNECTIONS} connections, {SECONDS:.0f} s, 1 uvicorn process",
+        [
+            (
+                "bare FastAPI (limit)",
+                f"{bare['rps']:8.0f} req/s  p50 {bare['p50_ms']:.2f} ms  "
+                f"p99 {bare['p99_ms']:.2f} ms",
+            ),
+            *[
+                (
+                    f"ingest → {lbl} bus",
+                    f"{figures[lbl + '_rps']:8.0f} req/s  "
+                    f"p50 {figures[lbl + '_p50_ms']:.2f} ms  "
+                    f"p99 {figures[lbl + '_p99_ms']:.2f} ms  "
+                    f"= {figures[lbl + '_ratio_to_bare']:.0%} of bare  "
+                    f"(errors {figures[lbl + '_errors']:.0f})",
+                )
+                for lbl in ("kafka", "memory")
+            ],
+        ],
+    )
+    save("ingest", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The built-in mock call feed: realistic FreeSWITCH CDRs posted to our own ingest over HTTP, so a
+newcomer sees data at once (``CDRFLOW_MOCK_RATE`` calls per minute; 0 turns it off)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import httpx
+from cdrkit.app import Runtime, ServiceSpec
+
+from cdrflow.mockfeed import generate_cdr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MockFeed:
+    base_url: str
+    rate_per_min: float
+    seed: int | None = None
+    posted: int = 0
+    failed: int = 0
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def ready(self) -> None:
+        return None  # the feed is a demo aid; it never makes the platform unready
+
+    async def run(self) -> None:
+        rng = random.Random(self.seed)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
+            await self._wait_until_up(client)
+            log.info("mock feed posting %.0f calls/min to %s", self.rate_per_min, self.base_url)
+            while True:
+                uuid, xml = generate_cdr(rng)
+                # Alternate the two encodings FusionPBX-era switches use most.
+                if rng.random() < 0.5:
+                    req = client.post(
+                        "/v1/cdr",
+                        params={"uuid": f"a_{uuid}"},
+                        content=b"cdr=" + quote(xml, safe="").encode(),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    )
+                else:
+                    req = client.post(
+                        "/v1/cdr",
+                        params={"uuid": uuid},
+                        content=xml.encode(),
+                        headers={"Content-Type": "text/xml"},
+                    )
+                try:
+                    resp = await req
+                    if resp.status_code == 200:
+                        self.posted += 1
+                    else:
+                        self.failed += 1
+                        log.warning("mock feed post answered %s: %s", resp.status_code, resp.text)
+                except httpx.HTTPError as exc:
+                    self.failed += 1
+                    log.warning("mock feed post failed: %s", exc)
+                await asyncio.sleep(rng.expovariate(self.rate_per_min / 60.0))
+
+    async def _wait_until_up(self, client: httpx.AsyncClient) -> None:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+def feed_spec(base_url: str, rate_per_min: float, seed: int | None = None) -> ServiceSpec:
+    @asynccontextmanager
+    async def start(_runtime: Runtime) -> AsyncIterator[MockFeed]:
+        feed = MockFeed(base_url, rate_per_min, seed)
+        task = asyncio.create_task(feed.run(), name="mock-feed")
+        try:
+            yield feed
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ServiceSpec("mockfeed", start, uses_database=False)

@@ -1,0 +1,47 @@
+"""The services this process can run, and the all-in-one app that runs them together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdr_ingest.app import spec as ingest_spec
+from cdr_ingest.settings import IngestSettings
+from cdr_parser.app import spec as parser_spec
+from cdr_parser.settings import ParserSettings
+from cdrkit.app import ServiceSpec, create_app
+from cdrkit.settings import ServiceSettings, load
+from fastapi import FastAPI
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    settings: type[ServiceSettings]
+    spec: Callable[..., ServiceSpec]
+
+
+SERVICES: dict[str, Service] = {
+    "ingest": Service("ingest", 8001, IngestSettings, ingest_spec),
+    "parser": Service("parser", 8002, ParserSettings, parser_spec),
+}
+
+
+def service_spec(name: str, **overrides: object) -> tuple[ServiceSettings, ServiceSpec]:
+    """The service's settings (environment, then ``overrides``) and its spec."""
+    svc = SERVICES[name]
+    settings = load(svc.settings, **overrides)
+    return settings, svc.spec(settings)
+
+
+def create_service_app(name: str, **overrides: object) -> FastAPI:
+    settings, spec = service_spec(name, **overrides)
+    return create_app(f"cdrflow {name}", settings, [spec])
+
+
+def create_allinone_app(extra: list[ServiceSpec] | None = None, **overrides: object) -> FastAPI:
+    """Every service's routes and consumers in one process and one event loop."""
+    specs = [service_spec(name, **overrides)[1] for name in SERVICES]
+    common = load(ServiceSettings, **overrides)
+    return create_app("cdrflow", common, specs + list(extra or []))

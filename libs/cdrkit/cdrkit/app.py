@@ -1,0 +1,179 @@
+"""App factory shared by every service and by the all-in-one runner.
+
+A service is a ``ServiceSpec``: its routers, its migrations and a ``start`` context manager that
+opens its resources (consume loops, background jobs) on a shared ``Runtime`` (bus, database).
+``create_app`` mounts one or several specs on one FastAPI app, so the all-in-one process serves
+exactly the same paths as the separate services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cdrmodel.errors import CdrflowError
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cdrkit.bus import Bus, open_bus
+from cdrkit.db import create_engine, migrate, ping, session_factory
+from cdrkit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Resources shared by the services of one process."""
+
+    settings: ServiceSettings
+    bus: Bus
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+class Component(Protocol):
+    def ready(self) -> str | None:
+        """None when able to serve, else a sentence saying why not."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    start: Callable[[Runtime], AbstractAsyncContextManager[Component]]
+    routers: Sequence[APIRouter] = ()
+    migrations: str | None = None  # package holding the Alembic env.py and versions/
+    # Whether the service needs the database; ingest does not, so a database outage never
+    # takes the edge that accepts CDRs out of rotation.
+    uses_database: bool = True
+
+
+@dataclass
+class AppState:
+    components: dict[str, Component] = field(default_factory=dict)
+    runtime: Runtime | None = None
+
+
+def component(request: Request, name: str) -> Any:
+    return request.app.state.cdrflow.components[name]
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: ServiceSettings, specs: Sequence[ServiceSpec]
+) -> AsyncIterator[Runtime]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url)
+    bus = open_bus(settings.bus_url)
+    try:
+        if settings.auto_migrate:
+            for spec in specs:
+                if spec.migrations:
+                    await migrate(engine, spec.migrations, f"alembic_version_{spec.name}")
+        await bus.start()
+        yield Runtime(settings, bus, engine, session_factory(engine))
+    finally:
+        await bus.close()
+        await engine.dispose()
+
+
+def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpec]) -> FastAPI:
+    state = AppState()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            runtime = await stack.enter_async_context(open_runtime(settings, specs))
+            state.runtime = runtime
+            for spec in specs:
+                state.components[spec.name] = await stack.enter_async_context(spec.start(runtime))
+            log.info("%s started (bus %s)", title, settings.bus_url.split("?")[0])
+            yield
+            log.info("%s stopping", title)
+        state.components.clear()
+        state.runtime = None
+
+    uses_database = any(spec.uses_database for spec in specs)
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.cdrflow = state
+    install_error_handlers(app)
+    app.include_router(health_router(state, uses_database=uses_database))
+    for spec in specs:
+        for router in spec.routers:
+            app.include_router(router)
+    return app
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    return {"error": code, "detail": detail}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answer is ``{"error": code, "detail": sentence}``."""
+
+    @app.exception_handler(CdrflowError)
+    async def _cdrflow_error(_request: Request, exc: CdrflowError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg')}")
+        return JSONResponse(error_body("invalid_request", "; ".join(parts)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+
+def health_router(state: AppState, *, uses_database: bool) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Database and bus reachable, consume loops running."""
+        problems: list[str] = []
+        runtime = state.runtime
+        if runtime is None:
+            problems.append("not started")
+        else:
+            if uses_database:
+                try:
+                    await asyncio.wait_for(ping(runtime.engine), 5)
+                except Exception as exc:
+                    problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
+            try:
+                await asyncio.wait_for(runtime.bus.ping(), 5)
+            except Exception as exc:
+                problems.append(f"bus unreachable: {type(exc).__name__}: {exc}")
+            for name, comp in state.components.items():
+                reason = comp.ready()
+                if reason:
+                    problems.append(f"{name}: {reason}")
+        if problems:
+            return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

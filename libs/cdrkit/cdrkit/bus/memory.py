@@ -1,0 +1,487 @@
+"""The in-process bus (``memory://[name]``): the all-in-one mode and fast tests.
+
+It keeps the delivery contract of ``cdrkit.bus.base`` with Kafka's shape, so the contract suite can
+run one set of tests against both backends:
+
+* Topics are created on first use with ``partitions`` partitions; a partition is an append-only
+  list whose index is the offset. Nothing is ever deleted (the process is the retention).
+* A key picks its partition with ``crc32(key) % partitions`` (stable across runs, but not Kafka's
+  murmur2, so a key may land on a different partition number than on Kafka); keyless messages
+  go round-robin.
+* Consumer groups assign partitions round-robin over their members and rebalance whenever a member
+  joins or leaves. Only partitions that move are revoked: their owner's ``on_revoke`` is awaited
+  (it may still commit them) before the new owner starts at the group's committed offset, or at the
+  earliest offset when nothing was committed. A retained partition keeps its position.
+* ``commit`` by a member that does not own the partition (any more) raises ``CommitFailed``.
+* ``close`` leaves the group without committing: the next owner gets the uncommitted messages again,
+  which is how tests simulate a crash.
+
+Buses built from the same URL (ignoring the query string) in one process share one broker, so
+``memory://`` services of the all-in-one app talk to each other; different names
+(``memory://test-<uuid>``) are fully isolated. Brokers live until ``reset()``. The broker is bound
+to one event loop; it is not thread-safe.
+
+URL options: ``partitions`` (default 4), ``max_request_size`` (bytes of key, value and headers of
+one message, default 8 MiB + 64 KiB, as for Kafka), ``rebalance_timeout_ms`` (how long a rebalance
+waits for ``on_revoke`` callbacks, default 30000). Compression is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from cdrmodel.errors import PayloadTooLarge
+
+from cdrkit.bus.base import (
+    BusConfig,
+    BusError,
+    CommitFailed,
+    Message,
+    Record,
+    RevokeCallback,
+    TopicPartition,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024 + 64 * 1024
+DEFAULT_REBALANCE_TIMEOUT_MS = 30_000
+
+# A coroutine that never awaits anything never yields to the event loop: a tight produce loop
+# would starve every other task (HTTP handlers in the all-in-one app). Yield now and then.
+_YIELD_EVERY_SENDS = 64
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+class _Topic:
+    __slots__ = ("logs", "name", "next_keyless", "waiters")
+
+    def __init__(self, name: str, partitions: int) -> None:
+        self.name = name
+        self.logs: list[list[Message]] = [[] for _ in range(partitions)]
+        self.next_keyless = 0
+        # Consumers blocked in getmany on this topic; woken (and forgotten) on the next append.
+        self.waiters: set[MemoryConsumer] = set()
+
+    def append(self, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int) -> None:
+        n = len(self.logs)
+        if key is None:
+            partition = self.next_keyless % n
+            self.next_keyless += 1
+        else:
+            partition = zlib.crc32(key) % n
+        log = self.logs[partition]
+        log.append(Message(self.name, partition, len(log), key, value, headers, timestamp_ms))
+
+    def wake(self) -> None:
+        if self.waiters:
+            for consumer in self.waiters:
+                consumer._wakeup.set()
+            self.waiters.clear()
+
+
+class _Broker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.topics: dict[str, _Topic] = {}
+        self.groups: dict[str, _Group] = {}
+
+    def topic(self, name: str, partitions: int) -> _Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = _Topic(name, partitions)
+            logger.debug(
+                "memory bus %s: created topic %s (%d partitions)", self.name, name, partitions
+            )
+        return topic
+
+    def group(self, name: str) -> _Group:
+        group = self.groups.get(name)
+        if group is None:
+            group = self.groups[name] = _Group(self, name)
+        return group
+
+
+_brokers: dict[str, _Broker] = {}
+
+
+def _broker_name(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def _broker_for(url: str) -> _Broker:
+    name = _broker_name(url)
+    broker = _brokers.get(name)
+    if broker is None:
+        broker = _brokers[name] = _Broker(name)
+    return broker
+
+
+def reset(url: str | None = None) -> None:
+    """Forget the in-process broker of ``url`` (all of them when ``None``) with its data.
+
+    Buses already started on it keep working on the old broker; new ones get an empty broker.
+    Tests call this so that no state leaks between them.
+    """
+    if url is None:
+        _brokers.clear()
+    else:
+        _brokers.pop(_broker_name(url), None)
+
+
+class _Group:
+    """A consumer group: its members, who owns what, and the committed offsets."""
+
+    def __init__(self, broker: _Broker, name: str) -> None:
+        self.broker = broker
+        self.name = name
+        self.members: list[MemoryConsumer] = []
+        self.committed: dict[TopicPartition, int] = {}
+        self.generation = 0
+        # One membership change at a time: a rebalance awaits on_revoke callbacks, and a second
+        # join meanwhile must see the outcome of the first.
+        self._lock = asyncio.Lock()
+
+    async def join(self, member: MemoryConsumer, rebalance_timeout_s: float) -> None:
+        async with self._lock:
+            self.members.append(member)
+            await self._rebalance(rebalance_timeout_s)
+
+    async def leave(self, member: MemoryConsumer, rebalance_timeout_s: float) -> None:
+        async with self._lock:
+            if member not in self.members:
+                return
+            self.members.remove(member)
+            member._release_all()
+            await self._rebalance(rebalance_timeout_s)
+
+    def _target(self) -> dict[MemoryConsumer, set[TopicPartition]]:
+        """Round-robin over members in join order, skipping members not subscribed to a topic."""
+        target: dict[MemoryConsumer, set[TopicPartition]] = {m: set() for m in self.members}
+        if not self.members:
+            return target
+        topics = sorted({t for m in self.members for t in m.topics})
+        turn = itertools.cycle(self.members)
+        for name in topics:
+            topic = self.broker.topics[name]
+            for partition in range(len(topic.logs)):
+                member = next(turn)
+                while name not in member.topics:
+                    member = next(turn)
+                target[member].add(TopicPartition(name, partition))
+        return target
+
+    async def _rebalance(self, rebalance_timeout_s: float) -> None:
+        target = self._target()
+        revoked = {
+            member: lost
+            for member in self.members
+            if (lost := member.assignment() - target[member])
+        }
+        if revoked:
+            for member, lost in revoked.items():
+                member._begin_revoke(lost)
+            callbacks = [
+                asyncio.ensure_future(member._call_on_revoke(lost))
+                for member, lost in revoked.items()
+            ]
+            _done, pending = await asyncio.wait(callbacks, timeout=rebalance_timeout_s)
+            if pending:
+                # Like a Kafka member that misses the rebalance timeout: the group moves on and
+                # the late owner's commits are refused from now on.
+                logger.error(
+                    "group %s: on_revoke still running after %.0f s; reassigning anyway",
+                    self.name,
+                    rebalance_timeout_s,
+                )
+            for member, lost in revoked.items():
+                member._release(lost)
+        self.generation += 1
+        for member, tps in target.items():
+            gained = tps - member.assignment()
+            if gained:
+                member._take({tp: self.committed.get(tp, 0) for tp in gained})
+        logger.info(
+            "group %s generation %d: %s",
+            self.name,
+            self.generation,
+            "; ".join(
+                f"{member.member_id}: {', '.join(map(str, sorted(tps))) or '-'}"
+                for member, tps in target.items()
+            )
+            or "no members",
+        )
+
+
+class MemoryProducer:
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+        self._sends = 0
+
+    def _check_size(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
+        size = len(value) + (len(key) if key is not None else 0)
+        for name, header_value in headers:
+            size += len(name) + len(header_value)
+        if size > self._bus._max_request_size:
+            raise PayloadTooLarge(
+                f"a {size}-byte message for {topic} exceeds the bus limit of "
+                f"{self._bus._max_request_size} bytes"
+            )
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+    ) -> None:
+        self._check_size(topic, key, value, headers)
+        target = self._bus._topic(topic)
+        target.append(key, value, headers, time.time_ns() // 1_000_000)
+        target.wake()
+        self._sends += 1
+        if self._sends % _YIELD_EVERY_SENDS == 0:
+            await asyncio.sleep(0)
+
+    async def send_many(self, topic: str, records: Sequence[Record]) -> None:
+        for record in records:
+            self._check_size(topic, record.key, record.value, record.headers)
+        target = self._bus._topic(topic)
+        now_ms = time.time_ns() // 1_000_000
+        for record in records:
+            target.append(record.key, record.value, record.headers, now_ms)
+        target.wake()
+        await asyncio.sleep(0)
+
+
+class MemoryConsumer:
+    """One member of an in-process consumer group."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        bus: MemoryBus,
+        group: _Group,
+        topics: Iterable[_Topic],
+        on_revoke: RevokeCallback | None,
+    ) -> None:
+        self._bus = bus
+        self._group = group
+        self._topics = tuple(topics)
+        self.topics = frozenset(t.name for t in self._topics)
+        self._on_revoke = on_revoke
+        self.member_id = f"{group.name}-{next(self._ids)}"
+        self._positions: dict[TopicPartition, int] = {}
+        self._logs: dict[TopicPartition, list[Message]] = {}
+        self._revoking: set[TopicPartition] = set()
+        # What getmany reads from: owned partitions that are not being revoked.
+        self._fetchable: list[tuple[TopicPartition, list[Message]]] = []
+        self._next_start = 0
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    # -- the Consumer protocol -----------------------------------------------------------------
+
+    async def getmany(self, *, timeout_s: float, max_records: int) -> list[Message]:
+        # Always yield once: a consume loop over a full topic must not starve the event loop.
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_s, 0.0)
+        while True:
+            if self._closed:
+                raise BusError(f"consumer {self.member_id} is closed")
+            batch = self._drain(max_records)
+            if batch:
+                return batch
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            self._wakeup.clear()
+            for topic in self._topics:
+                topic.waiters.add(self)
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            finally:
+                for topic in self._topics:
+                    topic.waiters.discard(self)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._closed:
+            raise CommitFailed(f"consumer {self.member_id} of group {self._group.name} is closed")
+        for tp in offsets:
+            if tp not in self._logs:
+                raise CommitFailed(
+                    f"{tp} is not assigned to member {self.member_id} of group {self._group.name}"
+                )
+        committed = self._group.committed
+        for tp, offset in offsets.items():
+            committed[tp] = offset
+            logger.debug("group %s committed %s@%d", self._group.name, tp, offset)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._logs)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        self._bus._consumers.discard(self)
+        await self._group.leave(self, self._bus._rebalance_timeout_s)
+        logger.info("consumer %s left group %s", self.member_id, self._group.name)
+
+    # -- used by the group -------------------------------------------------------------------
+
+    def _drain(self, max_records: int) -> list[Message]:
+        fetchable = self._fetchable
+        count = len(fetchable)
+        if not count:
+            return []
+        # Start at a different partition each call so that one busy partition cannot starve
+        # the others when max_records is small.
+        start = self._next_start % count
+        self._next_start += 1
+        positions = self._positions
+        batch: list[Message] = []
+        debug = logger.isEnabledFor(logging.DEBUG)
+        for i in range(count):
+            tp, log = fetchable[(start + i) % count]
+            position = positions[tp]
+            if position >= len(log):
+                continue
+            taken = log[position : position + max_records - len(batch)]
+            positions[tp] = position + len(taken)
+            batch.extend(taken)
+            if debug:
+                logger.debug(
+                    "%s consumed %s@%d..%d", self.member_id, tp, position, positions[tp] - 1
+                )
+            if len(batch) >= max_records:
+                break
+        return batch
+
+    def _refresh_fetchable(self) -> None:
+        self._fetchable = [
+            (tp, log) for tp, log in sorted(self._logs.items()) if tp not in self._revoking
+        ]
+        self._wakeup.set()
+
+    def _take(self, start_offsets: Mapping[TopicPartition, int]) -> None:
+        topics = self._group.broker.topics
+        for tp, offset in start_offsets.items():
+            self._logs[tp] = topics[tp.topic].logs[tp.partition]
+            self._positions[tp] = offset
+            logger.debug("%s assigned %s@%d", self.member_id, tp, offset)
+        self._refresh_fetchable()
+
+    def _begin_revoke(self, tps: set[TopicPartition]) -> None:
+        # Still owned (so on_revoke may commit them) but no longer fetched from.
+        self._revoking |= tps
+        self._refresh_fetchable()
+
+    async def _call_on_revoke(self, tps: set[TopicPartition]) -> None:
+        if self._on_revoke is None or self._closed:
+            return
+        try:
+            await self._on_revoke(set(tps))
+        except Exception:
+            logger.exception("%s: on_revoke(%s) failed", self.member_id, sorted(tps))
+
+    def _release(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self._logs.pop(tp, None)
+            position = self._positions.pop(tp, None)
+            logger.debug("%s revoked %s@%s", self.member_id, tp, position)
+        self._revoking -= tps
+        self._refresh_fetchable()
+
+    def _release_all(self) -> None:
+        self._release(set(self._logs))
+
+
+class MemoryBus:
+    """The ``Bus`` protocol in-process; see the module docstring for its semantics."""
+
+    def __init__(self, url: str, config: BusConfig) -> None:
+        if config.scheme != "memory":
+            raise ValueError(f"bus URL {url!r}: MemoryBus needs a memory:// URL")
+        if config.partitions < 1:
+            raise ValueError(f"bus URL {url!r}: partitions must be at least 1")
+        self.url = url
+        self._config = config
+        self._max_request_size = _int_option(config, "max_request_size", DEFAULT_MAX_REQUEST_SIZE)
+        self._rebalance_timeout_s = (
+            _int_option(config, "rebalance_timeout_ms", DEFAULT_REBALANCE_TIMEOUT_MS) / 1000
+        )
+        self._broker: _Broker | None = None
+        self._producer = MemoryProducer(self)
+        self._consumers: set[MemoryConsumer] = set()
+
+    async def start(self) -> None:
+        if self._broker is None:
+            self._broker = _broker_for(self.url)
+            logger.info("memory bus %s started", self._broker.name or "(default)")
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.close()
+        self._broker = None
+
+    @property
+    def producer(self) -> MemoryProducer:
+        return self._producer
+
+    async def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        *,
+        on_revoke: RevokeCallback | None = None,
+    ) -> MemoryConsumer:
+        if isinstance(topics, str):
+            raise TypeError("topics must be a sequence of topic names, not one string")
+        broker = self._require_broker()
+        member = MemoryConsumer(
+            self, broker.group(group), [self._topic(t) for t in topics], on_revoke
+        )
+        self._consumers.add(member)
+        await member._group.join(member, self._rebalance_timeout_s)
+        return member
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        for topic in topics:
+            self._topic(topic)
+
+    async def ping(self) -> None:
+        self._require_broker()
+
+    def _require_broker(self) -> _Broker:
+        if self._broker is None:
+            raise BusError(f"memory bus {self.url} is not started (or closed)")
+        return self._broker
+
+    def _topic(self, name: str) -> _Topic:
+        return self._require_broker().topic(name, self._config.partitions)
+
+
+def _int_option(config: BusConfig, name: str, default: int) -> int:
+    raw = config.options.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"bus URL option {name}={raw!r} must be an integer") from None

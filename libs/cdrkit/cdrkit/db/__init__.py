@@ -1,0 +1,16 @@
+"""Database plumbing: engines for PostgreSQL (asyncpg) and SQLite (aiosqlite), portable types,
+idempotent inserts, and per-service Alembic migrations."""
+
+from cdrkit.db.engine import create_engine, is_transient, ping, session_factory
+from cdrkit.db.migrate import migrate
+from cdrkit.db.types import UtcDateTime, insert_ignore
+
+__all__ = [
+    "UtcDateTime",
+    "create_engine",
+    "insert_ignore",
+    "is_transient",
+    "migrate",
+    "ping",
+    "session_factory",
+]

@@ -1,0 +1,72 @@
+"""The ingest edge: ``POST /v1/cdr`` in every form a FreeSWITCH posts."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from cdrmodel import Origin
+from cdrmodel.errors import CdrflowError, PayloadTooLarge
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from cdr_ingest.deps import IngestDep
+from cdr_ingest.documents import media_type
+from cdr_ingest.metrics import REQUEST_SECONDS, REQUESTS
+
+router = APIRouter(tags=["ingest"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, streamed, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the maximum is {limit}")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise PayloadTooLarge(f"the body is over the maximum of {limit} bytes")
+    return bytes(chunks)
+
+
+@router.post(
+    "/v1/cdr",
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    response_class=JSONResponse,
+)
+async def post_cdr(
+    request: Request,
+    ingest: IngestDep,
+    uuid: Annotated[str | None, Query(description="[a_]<uuid> as mod_xml_cdr sends it")] = None,
+) -> JSONResponse:
+    """Accept one CDR (mod_xml_cdr or mod_json_cdr, any encoding); 200 once durable."""
+    started = time.perf_counter()
+    kind = media_type(request.headers.get("content-type")) or "none"
+    try:
+        body = await read_body(request, ingest.settings.max_body_bytes)
+        origin = Origin(remote_addr=request.client.host if request.client else None)
+        accepted = await ingest.accept(body, request.headers.get("content-type"), uuid, origin)
+    except CdrflowError as exc:
+        REQUESTS.labels(str(exc.status), _kind_label(kind)).inc()
+        raise
+    REQUESTS.labels("200", _kind_label(kind)).inc()
+    REQUEST_SECONDS.observe(time.perf_counter() - started)
+    return JSONResponse({"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status})
+
+
+_KINDS = frozenset(
+    {
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-base64-encoded",
+        "application/x-www-form-plaintext",
+        "text/xml",
+        "application/xml",
+        "application/json",
+        "multipart/form-data",
+    }
+)
+
+
+def _kind_label(mtype: str) -> str:
+    return mtype if mtype in _KINDS else "other"  # bounded label values

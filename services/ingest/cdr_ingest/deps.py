@@ -1,0 +1,14 @@
+from typing import Annotated
+
+from cdrkit.app import component
+from fastapi import Depends, Request
+
+from cdr_ingest.service import IngestService
+
+
+def get_ingest(request: Request) -> IngestService:
+    ingest: IngestService = component(request, "ingest").service
+    return ingest
+
+
+IngestDep = Annotated[IngestService, Depends(get_ingest)]

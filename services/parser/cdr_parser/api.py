@@ -1,0 +1,154 @@
+"""CDR store API: list, fetch, raw payload, CSV export, dead letters."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from cdrkit.query import decode_cursor, encode_cursor, parse_instant
+from cdrmodel import CDR, Disposition
+from cdrmodel.errors import InvalidInput, NotFound
+from fastapi import APIRouter, Query
+from fastapi.responses import Response, StreamingResponse
+
+from cdr_parser.deps import ParserDep
+from cdr_parser.repository import CdrFilter
+from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
+from cdr_parser.service import row_to_cdr
+
+router = APIRouter(tags=["cdrs"])
+
+Since = Annotated[str | None, Query(description="start_time ≥ this (epoch s or ISO 8601)")]
+Until = Annotated[str | None, Query(description="start_time < this (epoch s or ISO 8601)")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _filter(
+    since: str | None,
+    until: str | None,
+    account: str | None,
+    number: str | None,
+    disposition: Disposition | None,
+) -> CdrFilter:
+    return CdrFilter(
+        since=parse_instant(since, "since") if since else None,
+        until=parse_instant(until, "until") if until else None,
+        account=account,
+        number=number,
+        disposition=disposition.value if disposition else None,
+    )
+
+
+def _after(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    values = decode_cursor(cursor)
+    try:
+        return datetime.fromisoformat(values[0]), str(values[1])
+    except (IndexError, ValueError, TypeError) as exc:
+        raise InvalidInput("the cursor is not one this API issued") from exc
+
+
+@router.get("/v1/cdrs", response_model=CdrPage)
+async def list_cdrs(
+    parser: ParserDep,
+    since: Since = None,
+    until: Until = None,
+    account: str | None = None,
+    number: Annotated[str | None, Query(description="caller or callee number")] = None,
+    disposition: Disposition | None = None,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> CdrPage:
+    """List CDRs, newest start time first, with cursor paging."""
+    flt = _filter(since, until, account, number, disposition)
+    rows = await parser.repo.list(flt, after=_after(cursor), limit=limit)
+    items = [row_to_cdr(r) for r in rows]
+    next_cursor = None
+    if len(items) == limit:
+        last = items[-1]
+        next_cursor = encode_cursor([last.start_time.isoformat(), last.call_id])
+    return CdrPage(items=items, next_cursor=next_cursor)
+
+
+_CSV_FIELDS = [name for name in CDR.model_fields if name != "extra"]
+
+
+@router.get("/v1/cdrs.csv")
+async def export_cdrs(
+    parser: ParserDep,
+    since: Since = None,
+    until: Until = None,
+    account: str | None = None,
+    number: str | None = None,
+    disposition: Disposition | None = None,
+) -> StreamingResponse:
+    """Export CDRs as CSV (same filters as the list), streamed page by page."""
+    flt = _filter(since, until, account, number, disposition)
+
+    async def rows() -> AsyncIterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(_CSV_FIELDS)
+        after = None
+        while True:
+            page = await parser.repo.list(flt, after=after, limit=1000)
+            for row in page:
+                data = row_to_cdr(row).model_dump(mode="json")
+                writer.writerow(["" if data[f] is None else data[f] for f in _CSV_FIELDS])
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+            if len(page) < 1000:
+                return
+            after = (page[-1].start_time, page[-1].call_id)
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="cdrs.csv"'},
+    )
+
+
+@router.get("/v1/cdrs/{call_id}", response_model=CDR)
+async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
+    """One CDR by its call id (the leg's uuid)."""
+    row = await parser.repo.get(call_id)
+    if row is None:
+        raise NotFound(f"no CDR with call id {call_id!r}")
+    return row_to_cdr(row)
+
+
+@router.get("/v1/cdrs/{call_id}/raw")
+async def get_raw(call_id: str, parser: ParserDep) -> Response:
+    """The payload exactly as the switch sent it (kept for the raw retention period)."""
+    row = await parser.repo.get_raw(call_id)
+    if row is None or row.payload is None:
+        raise NotFound(
+            f"no raw payload for call id {call_id!r}: unknown call, or past the raw retention"
+        )
+    return Response(
+        row.payload,
+        media_type=row.content_type,
+        headers={"X-Cdrflow-Sha256": row.sha256 or "", "X-Cdrflow-Envelope-Id": row.envelope_id},
+    )
+
+
+@router.get("/v1/dead-letters", response_model=DeadLetterPage)
+async def list_dead_letters(
+    parser: ParserDep, limit: Limit = 100, cursor: str | None = None
+) -> DeadLetterPage:
+    """Records that were accepted but could not be processed, newest first, with the reason."""
+    before = None
+    if cursor:
+        values = decode_cursor(cursor)
+        if not values or not isinstance(values[0], int):
+            raise InvalidInput("the cursor is not one this API issued")
+        before = values[0]
+    rows = await parser.repo.list_dead_letters(before_id=before, limit=limit)
+    items = [DeadLetterOut.model_validate(dict(r._mapping)) for r in rows]
+    next_cursor = encode_cursor([items[-1].id]) if len(items) == limit else None
+    return DeadLetterPage(items=items, next_cursor=next_cursor)

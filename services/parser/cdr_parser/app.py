@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from cdrkit.app import Runtime, ServiceSpec
+from cdrkit.app import create_app as _create_app
+from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.settings import load
+from cdrmodel import topics
+from fastapi import FastAPI
+
+from cdr_parser.api import router
+from cdr_parser.repository import CdrRepository
+from cdr_parser.service import ParserService
+from cdr_parser.settings import ParserSettings
+
+
+@dataclass
+class ParserComponent:
+    service: ParserService
+    loop: ConsumeLoop
+
+    def ready(self) -> str | None:
+        return self.loop.ready()
+
+
+def spec(settings: ParserSettings) -> ServiceSpec:
+    @asynccontextmanager
+    async def start(runtime: Runtime) -> AsyncIterator[ParserComponent]:
+        repo = CdrRepository(runtime.sessions, runtime.engine.dialect.name)
+        await runtime.bus.ensure_topics(topics.ALL)
+        service = ParserService(settings, repo, runtime.bus.producer)
+        loop = ConsumeLoop(
+            runtime.bus,
+            [topics.RAW],
+            settings.consumer_group,
+            service.handle_batch,
+            batch_size=settings.batch_size,
+        )
+        await loop.start()
+        try:
+            yield ParserComponent(service, loop)
+        finally:
+            await loop.stop()
+
+    return ServiceSpec("parser", start, [router], "cdr_parser.migrations")
+
+
+def create_app(settings: ParserSettings | None = None) -> FastAPI:
+    settings = settings or load(ParserSettings)
+    return _create_app("cdrflow parser", settings, [spec(settings)])

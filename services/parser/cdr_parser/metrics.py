@@ -1,0 +1,17 @@
+from prometheus_client import Counter, Histogram
+
+CDRS = Counter(
+    "cdrflow_parser_cdrs_total",
+    "Consumed raw CDRs by outcome.",
+    ["outcome"],  # stored | duplicate | dead_letter
+)
+DEAD_LETTERS = Counter(
+    "cdrflow_parser_dead_letters_total",
+    "Records sent to the dead letters, by error code.",
+    ["reason"],
+)
+MAP_SECONDS = Histogram(
+    "cdrflow_parser_map_seconds",
+    "Time to parse and map one document.",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
+)

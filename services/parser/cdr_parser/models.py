@@ -1,0 +1,92 @@
+"""The parser owns the CDR store: normalised CDRs, raw payloads (retention) and dead letters."""
+
+from cdrkit.db import UtcDateTime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+cdrs = Table(
+    "cdrs",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("schema_version", SmallInteger, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("origin_host", String(255)),
+    Column("leg", String(1)),
+    Column("other_leg_id", String(128)),
+    Column("direction", String(16)),
+    Column("caller_number", String(64)),
+    Column("caller_name", String(255)),
+    Column("callee_number", String(64)),
+    Column("account", String(128)),
+    Column("tenant", String(255)),
+    Column("carrier", String(128)),
+    Column("start_time", UtcDateTime, nullable=False),
+    Column("answer_time", UtcDateTime),
+    Column("end_time", UtcDateTime),
+    Column("duration_s", Integer),
+    Column("billsec_s", Integer),
+    Column("disposition", String(16)),
+    Column("hangup_cause", String(64)),
+    Column("sip_code", SmallInteger),
+    Column("pdd_ms", Integer),
+    Column("recording_path", Text),
+    Column("codec", String(32)),
+    Column("extra", JSON, nullable=False),
+    Column("received_at", UtcDateTime),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_cdrs_start_time", "start_time", "call_id"),
+    Index("ix_cdrs_account_start_time", "account", "start_time"),
+    Index("ix_cdrs_caller_number", "caller_number"),
+    Index("ix_cdrs_callee_number", "callee_number"),
+)
+
+raw_payloads = Table(
+    "raw_payloads",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("envelope_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("sha256", String(64)),
+    Column("payload", Text),
+    Column("payload_ref", Text),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_raw_payloads_received_at", "received_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    # Redelivery of the same message must not add a second row: the envelope id when the
+    # message could be decoded, else topic/partition/offset.
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("envelope_id", String(64)),
+    Column("call_id", String(128)),
+    Column("stage", String(32), nullable=False),
+    Column("error", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("topic", String(255)),
+    Column("partition", Integer),
+    Column("offset", BigInteger),
+    Column("envelope", JSON),
+    Column("raw_value", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retried_at", UtcDateTime),
+    Index("ix_dead_letters_created_at", "created_at"),
+)

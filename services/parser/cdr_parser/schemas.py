@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cdrmodel import CDR
+from pydantic import BaseModel
+
+
+class CdrPage(BaseModel):
+    items: list[CDR]
+    next_cursor: str | None
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    envelope_id: str | None
+    call_id: str | None
+    stage: str
+    error: str
+    reason: str
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    envelope: dict[str, Any] | None
+    raw_value: str | None
+    created_at: datetime
+    retried_at: datetime | None
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    next_cursor: str | None

@@ -1,0 +1,175 @@
+"""The parser's work: raw envelopes in, stored CDRs and ``cdr.normalized`` out.
+
+Per batch (see ``cdrkit.bus.runner`` for the commit side):
+1. decode and map every message; what cannot be mapped becomes a dead letter with its reason;
+2. one database transaction stores the CDRs and raw payloads (idempotent on call id) and the dead
+   letters (idempotent on envelope id, or topic/partition/offset when undecodable);
+3. the CDRs are published to ``cdr.normalized`` and the dead letters to ``cdr.dlq``, and the
+   publish is acknowledged, before the loop commits the consumed offsets.
+A crash between any two steps redelivers the batch; steps 2 and 3 are repeat-safe, so downstream
+sees each call at least once and consumers of ``cdr.normalized`` dedupe on the call id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cdrkit.bus import Message, Producer, Record
+from cdrkit.bus.runner import StopConsuming
+from cdrmodel import CDR, DeadLetter, RawEnvelope, topics
+from cdrmodel.errors import InvalidInput
+from pydantic import ValidationError
+
+from cdr_parser.mapping import map_envelope
+from cdr_parser.metrics import CDRS, DEAD_LETTERS, MAP_SECONDS
+from cdr_parser.repository import CdrRepository
+from cdr_parser.settings import ParserSettings
+
+log = logging.getLogger(__name__)
+
+
+def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
+    row = cdr.model_dump()
+    for key in ("leg", "direction", "disposition"):
+        if row[key] is not None:
+            row[key] = str(row[key].value)
+    row["stored_at"] = stored_at
+    return row
+
+
+def row_to_cdr(row: Any) -> CDR:
+    data = dict(row._mapping)
+    data.pop("stored_at", None)
+    return CDR.model_validate(data)
+
+
+class ParserService:
+    def __init__(self, settings: ParserSettings, repo: CdrRepository, producer: Producer) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.producer = producer
+        self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
+
+    async def handle_batch(self, batch: Sequence[Message]) -> None:
+        now = datetime.now(UTC)
+        cdr_rows: dict[str, dict[str, Any]] = {}
+        raw_rows: dict[str, dict[str, Any]] = {}
+        normalized: list[Record] = []
+        dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
+        for msg in batch:
+            env: RawEnvelope | None = None
+            try:
+                env = RawEnvelope.from_json(msg.value)
+                started = time.perf_counter()
+                cdr = map_envelope(env)
+                MAP_SECONDS.observe(time.perf_counter() - started)
+            except ValidationError as exc:
+                self._dead_letter(
+                    dead,
+                    msg,
+                    None,
+                    "decode",
+                    "bad_envelope",
+                    f"not a raw envelope: {exc.error_count()} validation errors: "
+                    f"{exc.errors()[0]['msg']}",
+                    now,
+                )
+                continue
+            except InvalidInput as exc:
+                self._dead_letter(dead, msg, env, "map", exc.code, exc.detail, now)
+                continue
+            except Exception as exc:  # a mapper bug on hostile input must not stop the topic
+                log.exception("mapping %s failed unexpectedly", msg)
+                self._dead_letter(
+                    dead, msg, env, "map", "mapper_error", f"{type(exc).__name__}: {exc}", now
+                )
+                continue
+            self._recent.append(False)
+            if cdr.call_id in cdr_rows:
+                continue  # the same call twice in one batch: the first wins, as in the store
+            cdr_rows[cdr.call_id] = cdr_row(cdr, now)
+            raw_rows[cdr.call_id] = {
+                "call_id": cdr.call_id,
+                "envelope_id": env.id,
+                "kind": env.kind.value,
+                "content_type": env.content_type,
+                "sha256": env.sha256,
+                "payload": env.payload,
+                "payload_ref": env.payload_ref,
+                "received_at": env.received_at,
+                "stored_at": now,
+            }
+            normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
+
+        inserted = await self.repo.store_batch(
+            list(cdr_rows.values()), list(raw_rows.values()), [row for row, _ in dead.values()]
+        )
+        if normalized:
+            await self.producer.send_many(topics.NORMALIZED, normalized)
+        if dead:
+            await self.producer.send_many(
+                topics.DLQ, [Record(value=d.to_json(), key=None) for _, d in dead.values()]
+            )
+        CDRS.labels("stored").inc(len(inserted))
+        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted))
+        CDRS.labels("dead_letter").inc(len(dead))
+        self._check_flood()
+
+    def _dead_letter(
+        self,
+        dead: dict[str, tuple[dict[str, Any], DeadLetter]],
+        msg: Message,
+        env: RawEnvelope | None,
+        stage: str,
+        error: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        self._recent.append(True)
+        DEAD_LETTERS.labels(error).inc()
+        log.warning("dead letter %s: %s: %s", msg, error, reason)
+        raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
+        letter = DeadLetter(
+            stage=stage,
+            error=error,
+            reason=reason,
+            failed_at=now,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            envelope=env.model_dump(mode="json", exclude_none=True) if env else None,
+            raw_value=raw_value,
+        )
+        key = f"{stage}:{env.id}" if env else f"{stage}:{msg.topic}:{msg.partition}:{msg.offset}"
+        row = {
+            "dedup_key": key,
+            "envelope_id": env.id if env else None,
+            "call_id": env.call_id if env else None,
+            "stage": stage,
+            "error": error,
+            "reason": reason,
+            "topic": msg.topic,
+            "partition": msg.partition,
+            "offset": msg.offset,
+            "envelope": letter.envelope,
+            "raw_value": raw_value,
+            "created_at": now,
+        }
+        dead[key] = (row, letter)
+
+    def _check_flood(self) -> None:
+        window = self._recent
+        if len(window) < window.maxlen:  # type: ignore[operator]
+            return
+        bad = sum(window)
+        if bad / len(window) >= self.settings.flood_ratio:
+            raise StopConsuming(
+                f"{bad} of the last {len(window)} records were dead letters: stopped consuming "
+                "so a systematic fault does not drain the topic into the dead letters; fix the "
+                "cause (see GET /v1/dead-letters) and restart the parser"
+            )

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from cdrkit.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class ParserSettings(ServiceSettings):
+    """``PARSER_*`` settings plus the common ``CDRFLOW_*`` ones."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARSER_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    consumer_group: str = "parser"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    # A flood of dead letters stops the consumer (and turns /readyz red) instead of draining the
+    # topic into the dead-letter table: stop once this share of the last `flood_window` messages
+    # was dead-lettered.
+    flood_window: int = Field(default=500, ge=10)
+    flood_ratio: float = Field(default=0.9, gt=0, le=1)

@@ -1,0 +1,112 @@
+"""Every form a FreeSWITCH posts decodes to the same document; bad input gets a clear code."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+from cdr_ingest.documents import decode_post
+from cdr_ingest.service import leg_hint
+from cdrmodel import PayloadKind
+from cdrmodel.errors import InvalidInput, MissingField, NotWellFormed, UnsupportedMediaType
+
+INCOMING = "freeswitch/freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"
+TINY_2009 = "freeswitch/freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"
+JSON_CDR = "freeswitch/freeswitch_json_cdr_cgrates_answered.json"
+
+
+def _read(fixtures_dir: Path, name: str) -> bytes:
+    return (fixtures_dir / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encode"),
+    [
+        ("text/xml", lambda x: x),
+        ("application/xml; charset=utf-8", lambda x: x),
+        ("application/x-www-form-urlencoded", lambda x: b"cdr=" + quote(x, safe="").encode()),
+        ("application/x-www-form-urlencoded", lambda x: b"cdr=" + quote_plus(x).encode()),
+        ("application/x-www-form-base64-encoded", lambda x: b"cdr=" + base64.b64encode(x)),
+        ("application/x-www-form-plaintext", lambda x: b"cdr=" + x),
+    ],
+)
+def test_every_xml_encoding_gives_the_same_document(
+    fixtures_dir: Path, content_type: str, encode: object
+) -> None:
+    raw = _read(fixtures_dir, INCOMING)
+    doc = decode_post(encode(raw), content_type)  # type: ignore[operator]
+    assert doc.kind is PayloadKind.FREESWITCH_XML
+    assert doc.text == raw.decode()
+    # <variables><uuid> (line 13; the caller profile repeats it)
+    assert doc.call_id == "26444af2-5f94-40b5-9578-824ce7c75ab8"
+
+
+def test_old_document_takes_call_id_from_caller_profile(fixtures_dir: Path) -> None:
+    doc = decode_post(_read(fixtures_dir, TINY_2009), "text/xml")
+    # no <uuid> variable in 2009; callflow/caller_profile/uuid holds it
+    assert doc.call_id == "91353230-461f-11de-aa7f-b10b4edc0c92"
+
+
+def test_json_raw_and_in_form_field(fixtures_dir: Path) -> None:
+    raw = _read(fixtures_dir, JSON_CDR)
+    uuid = json.loads(raw)["variables"]["uuid"]
+    for body, ctype in [
+        (raw, "application/json"),
+        (b"cdr=" + quote(raw, safe="").encode(), "application/x-www-form-urlencoded"),
+    ]:
+        doc = decode_post(body, ctype)
+        assert doc.kind is PayloadKind.FREESWITCH_JSON
+        assert doc.call_id == uuid
+        assert doc.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "error", "code"),
+    [
+        (b"", "text/xml", MissingField, 400),
+        (b"<cdr><variables>", "text/xml", NotWellFormed, 400),
+        (b"not xml at all", "text/xml", NotWellFormed, 400),
+        (b"<other/>", "text/xml", NotWellFormed, 400),
+        (b"foo=bar", "application/x-www-form-urlencoded", MissingField, 400),
+        (b"cdr=", "application/x-www-form-urlencoded", MissingField, 400),
+        (b"cdr=%%%zz", "application/x-www-form-urlencoded", NotWellFormed, 400),
+        (b"cdr=!!!!", "application/x-www-form-base64-encoded", NotWellFormed, 400),
+        (b"{not json", "application/json", NotWellFormed, 400),
+        (b"[1, 2]", "application/json", NotWellFormed, 400),
+        (b"<cdr/>", "image/png", UnsupportedMediaType, 415),
+        (b"<cdr/>", None, UnsupportedMediaType, 415),
+    ],
+)
+def test_bad_input_is_refused_with_its_reason(
+    body: bytes, ctype: str | None, error: type[InvalidInput], code: int
+) -> None:
+    with pytest.raises(error) as info:
+        decode_post(body, ctype)
+    assert info.value.status == code
+    assert info.value.detail  # a sentence, not an empty string
+
+
+def test_entities_are_never_expanded() -> None:
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE cdr [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b"<cdr><variables><uuid>&x;</uuid></variables></cdr>"
+    )
+    doc = decode_post(xxe, "text/xml")
+    assert doc.call_id is None  # the entity stayed an unexpanded reference
+    assert "root:" not in doc.text
+
+
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        (None, (None, None)),
+        ("a_abc", ("abc", True)),
+        ("abc", ("abc", None)),
+        ("a_", (None, True)),
+    ],
+)
+def test_uuid_parameter_marks_the_a_leg(param: str | None, expected: tuple[object, ...]) -> None:
+    assert leg_hint(param) == expected

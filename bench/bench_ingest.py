@@ -11,11 +11,10 @@ import asyncio
 import random
 from urllib.parse import quote
 
-from cdrflow.mockfeed import generate_cdr
-from cdrkit.testing.tansu import TansuBroker
-
 from bench.common import free_port, python, report, save, server
 from bench.loadgen import build_request, run_load
+from cdrflow.mockfeed import generate_cdr
+from cdrkit.testing.tansu import TansuBroker
 
 SECONDS = 8.0
 CONNECTIONS = 16

@@ -13,6 +13,10 @@ import time
 from datetime import UTC, datetime
 
 import asyncpg
+from lxml import etree
+from sqlalchemy import func, select
+
+from bench.common import ROOT, report, save
 from cdr_ingest.documents import Document
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
@@ -20,16 +24,12 @@ from cdr_parser.freeswitch import map_xml, parse_xml
 from cdr_parser.models import cdrs
 from cdr_parser.service import cdr_row
 from cdrflow.mockfeed import generate_cdr
+from cdrflow.platform import create_service_app
 from cdrkit.bus import Record, open_bus
 from cdrkit.db import create_engine
 from cdrkit.testing.postgres import create_database, drop_database
 from cdrkit.testing.tansu import TansuBroker
 from cdrmodel import Origin, PayloadKind, topics
-from lxml import etree
-from sqlalchemy import func, select
-
-from bench.common import ROOT, report, save
-from cdrflow.platform import create_service_app
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "freeswitch"
 N_DOCS = 2000

@@ -46,10 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
+    from cdrflow.platform import SERVICES
     from cdrkit.db import create_engine, migrate
     from cdrkit.settings import ServiceSettings, load
-
-    from cdrflow.platform import SERVICES
 
     async def _run() -> None:
         settings = load(ServiceSettings)

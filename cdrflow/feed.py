@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import httpx
-from cdrkit.app import Runtime, ServiceSpec
 
 from cdrflow.mockfeed import generate_cdr
+from cdrkit.app import Runtime, ServiceSpec
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastapi import FastAPI
+
 from cdr_ingest.app import spec as ingest_spec
 from cdr_ingest.settings import IngestSettings
 from cdr_parser.app import spec as parser_spec
 from cdr_parser.settings import ParserSettings
 from cdrkit.app import ServiceSpec, create_app
 from cdrkit.settings import ServiceSettings, load
-from fastapi import FastAPI
 
 
 @dataclass(frozen=True)

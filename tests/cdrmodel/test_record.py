@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from cdrmodel import CDR, Direction, Disposition, Leg, PayloadKind, RawEnvelope, sha256_hex
 from pydantic import ValidationError
+
+from cdrmodel import CDR, Direction, Disposition, Leg, PayloadKind, RawEnvelope, sha256_hex
 
 
 def _full() -> CDR:

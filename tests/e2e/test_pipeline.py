@@ -13,18 +13,18 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import func, select
+
 from cdr_ingest.documents import Document
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_parser.models import cdrs, raw_payloads
 from cdrflow.mockfeed import generate_cdr
+from cdrflow.platform import create_allinone_app, create_service_app
 from cdrkit.bus import Record, open_bus
 from cdrkit.db import create_engine
 from cdrmodel import Origin, topics
 from cdrmodel.envelope import PayloadKind
-from sqlalchemy import func, select
-
-from cdrflow.platform import create_allinone_app, create_service_app
 from tests.e2e.conftest import serving, wait_for
 
 TINY_2009 = "freeswitch/freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+
 from cdr_ingest.documents import decode_post
 from cdr_ingest.service import leg_hint
 from cdrmodel import PayloadKind

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from cdrmodel.errors import NotWellFormed
 from lxml import etree
+
+from cdrmodel.errors import NotWellFormed
 
 # No entity expansion (XXE, billion laughs), no DTD loading, no network access; huge_tree lifts
 # libxml2's depth/size guards that would reject real 3-5 MB CDRs of long calls.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from cdrmodel import Origin
-from cdrmodel.errors import CdrflowError, PayloadTooLarge
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from cdr_ingest.deps import IngestDep
 from cdr_ingest.documents import media_type
 from cdr_ingest.metrics import REQUEST_SECONDS, REQUESTS
+from cdrmodel import Origin
+from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
 router = APIRouter(tags=["ingest"])
 

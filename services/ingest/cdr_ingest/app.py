@@ -4,15 +4,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from cdrkit.app import Runtime, ServiceSpec
-from cdrkit.app import create_app as _create_app
-from cdrkit.settings import load
-from cdrmodel import topics
 from fastapi import FastAPI
 
 from cdr_ingest.api import router
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
+from cdrkit.app import Runtime, ServiceSpec
+from cdrkit.app import create_app as _create_app
+from cdrkit.settings import load
+from cdrmodel import topics
 
 
 @dataclass

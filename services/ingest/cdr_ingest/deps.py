@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from cdrkit.app import component
 from fastapi import Depends, Request
 
 from cdr_ingest.service import IngestService
+from cdrkit.app import component
 
 
 def get_ingest(request: Request) -> IngestService:

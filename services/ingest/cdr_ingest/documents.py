@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from lxml import etree
+
 from cdrkit.xml import parse_xml
 from cdrmodel import PayloadKind
 from cdrmodel.errors import MissingField, NotWellFormed, UnsupportedMediaType
-from lxml import etree
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"  # mod_xml_cdr encode=true (default)
 FORM_BASE64 = "application/x-www-form-base64-encoded"  # encode=base64

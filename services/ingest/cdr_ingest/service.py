@@ -13,13 +13,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cdrkit.bus import BusError, Producer
-from cdrmodel import Origin, RawEnvelope, sha256_hex, topics
-from cdrmodel.errors import Transient
-
 from cdr_ingest.documents import Document, decode_post
 from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS
 from cdr_ingest.settings import IngestSettings
+from cdrkit.bus import BusError, Producer
+from cdrmodel import Origin, RawEnvelope, sha256_hex, topics
+from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
 

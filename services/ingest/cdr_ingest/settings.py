@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from cdrkit.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from cdrkit.settings import ServiceSettings
 
 
 class IngestSettings(ServiceSettings):

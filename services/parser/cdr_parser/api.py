@@ -8,9 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from cdrkit.query import decode_cursor, encode_cursor, parse_instant
-from cdrmodel import CDR, Disposition
-from cdrmodel.errors import InvalidInput, NotFound
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
@@ -18,6 +15,9 @@ from cdr_parser.deps import ParserDep
 from cdr_parser.repository import CdrFilter
 from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
 from cdr_parser.service import row_to_cdr
+from cdrkit.query import decode_cursor, encode_cursor, parse_instant
+from cdrmodel import CDR, Disposition
+from cdrmodel.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["cdrs"])
 

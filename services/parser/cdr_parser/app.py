@@ -4,17 +4,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from cdrkit.app import Runtime, ServiceSpec
-from cdrkit.app import create_app as _create_app
-from cdrkit.bus.runner import ConsumeLoop
-from cdrkit.settings import load
-from cdrmodel import topics
 from fastapi import FastAPI
 
 from cdr_parser.api import router
 from cdr_parser.repository import CdrRepository
 from cdr_parser.service import ParserService
 from cdr_parser.settings import ParserSettings
+from cdrkit.app import Runtime, ServiceSpec
+from cdrkit.app import create_app as _create_app
+from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.settings import load
+from cdrmodel import topics
 
 
 @dataclass

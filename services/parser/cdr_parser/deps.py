@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from cdrkit.app import component
 from fastapi import Depends, Request
 
 from cdr_parser.service import ParserService
+from cdrkit.app import component
 
 
 def get_parser(request: Request) -> ParserService:

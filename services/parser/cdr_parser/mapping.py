@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from cdr_parser import freeswitch
 from cdrmodel import CDR, PayloadKind, RawEnvelope
 from cdrmodel.errors import UnmappableRecord
-
-from cdr_parser import freeswitch
 
 
 def map_envelope(env: RawEnvelope) -> CDR:

@@ -1,6 +1,5 @@
 """The parser owns the CDR store: normalised CDRs, raw payloads (retention) and dead letters."""
 
-from cdrkit.db import UtcDateTime
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -13,6 +12,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from cdrkit.db import UtcDateTime
 
 metadata = MetaData()
 

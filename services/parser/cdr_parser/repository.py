@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cdrkit.db import insert_ignore
 from sqlalchemy import Row, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cdr_parser.models import cdrs, dead_letters, raw_payloads
+from cdrkit.db import insert_ignore
 
 
 @dataclass(frozen=True)

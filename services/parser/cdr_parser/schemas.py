@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cdrmodel import CDR
 from pydantic import BaseModel
+
+from cdrmodel import CDR
 
 
 class CdrPage(BaseModel):

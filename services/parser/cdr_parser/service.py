@@ -19,16 +19,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cdrkit.bus import Message, Producer, Record
-from cdrkit.bus.runner import StopConsuming
-from cdrmodel import CDR, DeadLetter, RawEnvelope, topics
-from cdrmodel.errors import InvalidInput
 from pydantic import ValidationError
 
 from cdr_parser.mapping import map_envelope
 from cdr_parser.metrics import CDRS, DEAD_LETTERS, MAP_SECONDS
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
+from cdrkit.bus import Message, Producer, Record
+from cdrkit.bus.runner import StopConsuming
+from cdrmodel import CDR, DeadLetter, RawEnvelope, topics
+from cdrmodel.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 

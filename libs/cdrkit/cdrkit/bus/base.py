@@ -145,7 +145,27 @@ class Bus(Protocol):
 @dataclass(frozen=True)
 class BusConfig:
     """Parsed bus URL: ``memory://[name]?partitions=4`` or
-    ``kafka://host:9092[,host2:9092]?idempotence=true&compression=zstd&partitions=6``."""
+    ``kafka://host:9092[,host2:9092]?idempotence=true&compression=zstd&partitions=6``.
+
+    Both: ``partitions`` (of topics the bus creates, default 4), ``compression`` (``none``,
+    ``gzip``, ``lz4``, ``zstd``, ``snappy``; memory ignores it), ``max_request_size`` (bytes,
+    default 8 MiB + 64 KiB: the largest message accepted, above it ``PayloadTooLarge``),
+    ``rebalance_timeout_ms``.
+
+    ``memory://`` buses with the same name share one in-process broker; the query is ignored for
+    that. ``rebalance_timeout_ms`` there bounds the wait for ``on_revoke`` (default 30000).
+
+    ``kafka://`` only, integers in ms unless noted (unset: aiokafka's default):
+    ``idempotence`` (default true; false for brokers without idempotent producers, like Tansu),
+    ``linger_ms`` (5), ``request_timeout_ms`` (30000; bounds ``send`` and ``commit``; consumers
+    use at least the rebalance timeout + 5 s, since a JoinGroup waits out the rebalance),
+    ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
+    ``max_partition_fetch_bytes`` / ``fetch_max_bytes`` (default: at least ``max_request_size``),
+    ``replication_factor`` (of created topics; default min(3, brokers)), ``client_id``
+    (``cdrflow``), ``ping_timeout_ms`` (3000), ``join_timeout_ms`` (60000: joining a group),
+    ``close_timeout_ms`` (10000). Tests shorten ``session_timeout_ms=6000``,
+    ``heartbeat_interval_ms=200`` and ``rebalance_timeout_ms=6000`` so rebalances settle fast.
+    Unknown options are logged and ignored."""
 
     scheme: str
     hosts: str

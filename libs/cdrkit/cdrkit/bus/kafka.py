@@ -239,8 +239,31 @@ class KafkaConsumer:
         self._closed = True
         self._bus._consumers.discard(self)
         # Auto-commit is off, so stopping only leaves the group: nothing gets committed.
+        _leave_even_from_generation_zero(self._consumer)
         await _stop_quietly(self._consumer.stop, self._bus._close_timeout_s, f"group {self._group}")
         logger.info("consumer left group %s", self._group)
+
+
+def _leave_even_from_generation_zero(client: AIOKafkaConsumer) -> None:
+    """Make ``stop()`` send LeaveGroup even when the member's generation is 0.
+
+    aiokafka leaves only from generations above 0, as Apache Kafka numbers them from 1, but
+    Tansu's first generation is 0. Without a LeaveGroup the group waits a whole session timeout
+    for the departed member before the next one gets its partitions. LeaveGroup carries no
+    generation, and by the time ``stop()`` sends it the heartbeat has stopped, so bumping the
+    number only lifts aiokafka's guard. Private API: if it changes, this quietly does nothing.
+    """
+    coordinator = getattr(client, "_coordinator", None)
+    original = getattr(coordinator, "_maybe_leave_group", None)
+    if coordinator is None or original is None:
+        return
+
+    async def leave() -> None:
+        if coordinator.generation == 0:
+            coordinator.generation = 1
+        await original()
+
+    coordinator._maybe_leave_group = leave
 
 
 async def _stop_quietly(stop: Callable[[], Awaitable[object]], timeout_s: float, what: str) -> None:
@@ -340,6 +363,11 @@ class KafkaBus:
         # accepted message can be stuck unfetchable.
         fetch = options["max_partition_fetch_bytes"] or options["max_request_size"] or 1_048_576
         fetch_max = options["fetch_max_bytes"] or max(fetch, 52_428_800)
+        # A JoinGroup request legitimately waits for the whole rebalance, so, as the Java client
+        # does, give the consumer's requests the rebalance timeout plus a margin: a short
+        # request_timeout_ms (good for the producer's spool fallback) must not make joins fail.
+        rebalance_ms = options["rebalance_timeout_ms"] or options["session_timeout_ms"] or 10_000
+        request_ms = max(options["request_timeout_ms"] or 30_000, rebalance_ms + 5_000)
         client = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
@@ -348,9 +376,9 @@ class KafkaBus:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=fetch,
             fetch_max_bytes=fetch_max,
+            request_timeout_ms=request_ms,
             **_no_none(
                 options,
-                "request_timeout_ms",
                 "session_timeout_ms",
                 "heartbeat_interval_ms",
                 "max_poll_interval_ms",

@@ -22,11 +22,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from cdrmodel.errors import Transient
-
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
 from cdrkit.db import is_transient
 from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, RETRIES, STOPPED
+from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ class ConsumeLoop:
     async def stop(self) -> None:
         """Graceful: finish the batch in hand, commit what is durable, leave the group."""
         self._stopping.set()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.commit_timeout_s)
             except TimeoutError:

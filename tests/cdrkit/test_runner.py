@@ -1,0 +1,114 @@
+"""The consume loop's delivery contract, on the in-process bus."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from cdrkit.bus import Bus, Message, Record, open_bus
+from cdrkit.bus.runner import ConsumeLoop, StopConsuming
+from cdrmodel.errors import Transient
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    b = open_bus(f"memory://runner-{uuid.uuid4().hex}?partitions=2")
+    await b.start()
+    yield b
+    await b.close()
+
+
+async def _produce(bus: Bus, topic: str, n: int) -> None:
+    await bus.producer.send_many(
+        topic, [Record(value=str(i).encode(), key=str(i).encode()) for i in range(n)]
+    )
+
+
+async def _until(cond: object, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def _drain_from_committed(bus: Bus, topic: str, group: str) -> list[bytes]:
+    consumer = await bus.consumer([topic], group)
+    got: list[bytes] = []
+    for _ in range(5):
+        got += [m.value for m in await consumer.getmany(timeout_s=0.1, max_records=1000)]
+    await consumer.close()
+    return got
+
+
+async def test_transient_failures_pause_and_resume_without_loss(bus: Bus) -> None:
+    topic, group = f"t-{uuid.uuid4().hex}", "g"
+    await _produce(bus, topic, 50)
+    seen: list[bytes] = []
+    failures = 3
+
+    async def handler(batch: Sequence[Message]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise Transient("database restarting")
+        seen.extend(m.value for m in batch)
+
+    loop = ConsumeLoop(bus, [topic], group, handler, retry_initial_s=0.01)
+    await loop.start()
+    await _until(lambda: len(seen) >= 50)
+    assert loop.ready() is None
+    await loop.stop()
+    assert sorted(seen, key=int) == [str(i).encode() for i in range(50)]
+    # Everything was committed: a new member of the group has nothing left to read.
+    assert await _drain_from_committed(bus, topic, group) == []
+
+
+async def test_a_persistent_bug_stops_the_loop_and_reports_unready(bus: Bus) -> None:
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 5)
+
+    async def handler(batch: Sequence[Message]) -> None:
+        raise KeyError("bug")
+
+    loop = ConsumeLoop(bus, [topic], "g", handler, retry_initial_s=0.01, max_unexpected_failures=3)
+    await loop.start()
+    await _until(lambda: loop.ready() is not None and "KeyError" in (loop.ready() or ""))
+    await loop.stop()
+    # Nothing was committed: the records are all still there for the group.
+    assert len(await _drain_from_committed(bus, topic, "g")) == 5
+
+
+async def test_stop_consuming_leaves_the_batch_uncommitted(bus: Bus) -> None:
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 5)
+
+    async def handler(batch: Sequence[Message]) -> None:
+        raise StopConsuming("flood of dead letters")
+
+    loop = ConsumeLoop(bus, [topic], "g", handler)
+    await loop.start()
+    await _until(lambda: loop.ready() == "flood of dead letters")
+    await loop.stop()
+    assert len(await _drain_from_committed(bus, topic, "g")) == 5
+
+
+async def test_abort_commits_nothing_in_hand_but_keeps_what_was_committed(bus: Bus) -> None:
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 20)
+    gate = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        if handled:
+            await gate.wait()  # the second batch hangs: the crash comes here
+        handled.extend(m.value for m in batch)
+
+    loop = ConsumeLoop(bus, [topic], "g", handler, batch_size=5)
+    await loop.start()
+    await _until(lambda: loop.processed >= 5)
+    await loop.abort()
+    rest = await _drain_from_committed(bus, topic, "g")
+    assert len(rest) == 15  # the first committed batch is not redelivered; the rest is
+    assert set(rest).isdisjoint(handled)

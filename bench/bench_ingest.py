@@ -11,7 +11,7 @@ import asyncio
 import random
 from urllib.parse import quote
 
-from bench.common import free_port, python, report, save, server
+from bench.common import cpu_seconds, free_port, python, report, save, server
 from bench.loadgen import build_request, run_load
 from cdrflow.mockfeed import generate_cdr
 from cdrkit.testing.tansu import TansuBroker
@@ -26,8 +26,9 @@ def _requests(n: int = 200) -> list[bytes]:
     for _ in range(n):
         call_id, xml = generate_cdr(rng, size_bytes=10_000)
         body = b"cdr=" + quote(xml, safe="").encode()
+        param = call_id if "<originator>" in xml else f"a_{call_id}"
         reqs.append(
-            build_request(f"/v1/cdr?uuid=a_{call_id}", body, "application/x-www-form-urlencoded")
+            build_request(f"/v1/cdr?uuid={param}", body, "application/x-www-form-urlencoded")
         )
     return reqs
 
@@ -35,12 +36,15 @@ def _requests(n: int = 200) -> list[bytes]:
 def _measure(
     args: list[str], port: int, reqs: list[bytes], env: dict[str, str]
 ) -> dict[str, float]:
-    with server(args, port, env):
+    with server(args, port, env) as proc:
         asyncio.run(run_load("127.0.0.1", port, reqs[:20], seconds=1.0, connections=4))  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
         res = asyncio.run(
             run_load("127.0.0.1", port, reqs, seconds=SECONDS, connections=CONNECTIONS)
         )
+        cpu = cpu_seconds(proc.pid) - cpu0
     return {
+        "cpu_us_per_req": cpu / max(res.requests, 1) * 1e6,
         "rps": res.rps,
         "p50_ms": res.pct(50),
         "p99_ms": res.pct(99),
@@ -67,6 +71,7 @@ def main() -> dict[str, float]:
             )
             figures.update({f"{label}_{k}": v for k, v in res.items()})
             figures[f"{label}_ratio_to_bare"] = res["rps"] / bare["rps"]
+            figures[f"{label}_cpu_ratio_to_bare"] = bare["cpu_us_per_req"] / res["cpu_us_per_req"]
 
     report(
         "ingest: POST /v1/cdr, 10 KB url-encoded CDRs, "
@@ -75,7 +80,7 @@ def main() -> dict[str, float]:
             (
                 "bare FastAPI (limit)",
                 f"{bare['rps']:8.0f} req/s  p50 {bare['p50_ms']:.2f} ms  "
-                f"p99 {bare['p99_ms']:.2f} ms",
+                f"p99 {bare['p99_ms']:.2f} ms  server CPU {bare['cpu_us_per_req']:.0f} µs/req",
             ),
             *[
                 (
@@ -83,7 +88,9 @@ def main() -> dict[str, float]:
                     f"{figures[lbl + '_rps']:8.0f} req/s  "
                     f"p50 {figures[lbl + '_p50_ms']:.2f} ms  "
                     f"p99 {figures[lbl + '_p99_ms']:.2f} ms  "
-                    f"= {figures[lbl + '_ratio_to_bare']:.0%} of bare  "
+                    f"server CPU {figures[lbl + '_cpu_us_per_req']:.0f} µs/req  "
+                    f"= {figures[lbl + '_ratio_to_bare']:.0%} of bare req/s, "
+                    f"{figures[lbl + '_cpu_ratio_to_bare']:.0%} of its CPU efficiency "
                     f"(errors {figures[lbl + '_errors']:.0f})",
                 )
                 for lbl in ("kafka", "memory")

@@ -26,7 +26,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def server(
+    args: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server process until the block ends; wait for /healthz or the port first."""
     proc = subprocess.Popen(
         args,
@@ -48,13 +50,19 @@ def server(args: list[str], port: int, env: dict[str, str] | None = None) -> Ite
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{args} did not become ready")
             time.sleep(0.2)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc), to compare cost per request."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def python() -> str:

@@ -39,18 +39,20 @@ class MockFeed:
             log.info("mock feed posting %.0f calls/min to %s", self.rate_per_min, self.base_url)
             while True:
                 uuid, xml = generate_cdr(rng)
+                # As mod_xml_cdr with prefix-a-leg: "a_" marks A-legs; B-legs carry an originator.
+                param = uuid if "<originator>" in xml else f"a_{uuid}"
                 # Alternate the two encodings FusionPBX-era switches use most.
                 if rng.random() < 0.5:
                     req = client.post(
                         "/v1/cdr",
-                        params={"uuid": f"a_{uuid}"},
+                        params={"uuid": param},
                         content=b"cdr=" + quote(xml, safe="").encode(),
                         headers={"Content-Type": "application/x-www-form-urlencoded"},
                     )
                 else:
                     req = client.post(
                         "/v1/cdr",
-                        params={"uuid": uuid},
+                        params={"uuid": param},
                         content=xml.encode(),
                         headers={"Content-Type": "text/xml"},
                     )

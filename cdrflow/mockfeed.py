@@ -357,12 +357,13 @@ def _variables(call: _Call, rng: random.Random, lean: bool) -> list[tuple[str, s
     if leg_to_carrier:
         v.append(("sip_gateway_name", carrier.gateway))
     else:
-        v += [
-            ("sip_authorized", "true"),
-            ("sip_auth_username", call.extension),
-            ("sip_auth_realm", tenant.domain),
-            ("sip_user_agent", call.user_agent),
-        ]
+        if not b:  # the phone placed this call and authenticated; a B-leg is placed to it
+            v += [
+                ("sip_authorized", "true"),
+                ("sip_auth_username", call.extension),
+                ("sip_auth_realm", tenant.domain),
+            ]
+        v.append(("sip_user_agent", call.user_agent))
     if not b:
         v += [
             ("sip_req_user", call.callee_number),

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
+
 from cdrkit.bus import (
     Bus,
     BusConfig,

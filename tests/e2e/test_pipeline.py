@@ -154,8 +154,8 @@ async def test_parser_killed_mid_stream_loses_and_duplicates_nothing(
     for _ in range(total):
         call_id, xml = generate_cdr(rng)
         expected.add(call_id)
-        doc = Document(xml, PayloadKind.FREESWITCH_XML, "application/xml", call_id)
-        envelope = ingest.envelope(doc, call_id, True, Origin(remote_addr="127.0.0.1"))
+        doc = Document(xml, PayloadKind.FREESWITCH_XML, "application/xml")
+        envelope = ingest.envelope(doc, call_id, None, Origin(remote_addr="127.0.0.1"))
         records.append(Record(value=envelope.to_json(), key=call_id.encode()))
     await bus.ensure_topics(topics.ALL)
     await bus.producer.send_many(topics.RAW, records)

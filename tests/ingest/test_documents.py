@@ -5,14 +5,22 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cdr_ingest.documents import decode_post
+from cdr_ingest.documents import decode_post, form_unquote
 from cdr_ingest.service import leg_hint
 from cdrmodel import PayloadKind
-from cdrmodel.errors import InvalidInput, MissingField, NotWellFormed, UnsupportedMediaType
+from cdrmodel.errors import (
+    InvalidInput,
+    MissingField,
+    NotWellFormed,
+    UnsafeDocument,
+    UnsupportedMediaType,
+)
 
 INCOMING = "freeswitch/freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"
 TINY_2009 = "freeswitch/freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"
@@ -42,13 +50,13 @@ def test_every_xml_encoding_gives_the_same_document(
     assert doc.kind is PayloadKind.FREESWITCH_XML
     assert doc.text == raw.decode()
     # <variables><uuid> (line 13; the caller profile repeats it)
-    assert doc.call_id == "26444af2-5f94-40b5-9578-824ce7c75ab8"
+    assert doc.call_id() == "26444af2-5f94-40b5-9578-824ce7c75ab8"
 
 
 def test_old_document_takes_call_id_from_caller_profile(fixtures_dir: Path) -> None:
     doc = decode_post(_read(fixtures_dir, TINY_2009), "text/xml")
     # no <uuid> variable in 2009; callflow/caller_profile/uuid holds it
-    assert doc.call_id == "91353230-461f-11de-aa7f-b10b4edc0c92"
+    assert doc.call_id() == "91353230-461f-11de-aa7f-b10b4edc0c92"
 
 
 def test_json_raw_and_in_form_field(fixtures_dir: Path) -> None:
@@ -60,7 +68,7 @@ def test_json_raw_and_in_form_field(fixtures_dir: Path) -> None:
     ]:
         doc = decode_post(body, ctype)
         assert doc.kind is PayloadKind.FREESWITCH_JSON
-        assert doc.call_id == uuid
+        assert doc.call_id() == uuid
         assert doc.content_type == "application/json"
 
 
@@ -90,14 +98,15 @@ def test_bad_input_is_refused_with_its_reason(
     assert info.value.detail  # a sentence, not an empty string
 
 
-def test_entities_are_never_expanded() -> None:
+def test_documents_with_a_doctype_are_refused() -> None:
     xxe = (
         b'<?xml version="1.0"?><!DOCTYPE cdr [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b"<cdr><variables><uuid>&x;</uuid></variables></cdr>"
     )
-    doc = decode_post(xxe, "text/xml")
-    assert doc.call_id is None  # the entity stayed an unexpanded reference
-    assert "root:" not in doc.text
+    with pytest.raises(UnsafeDocument) as info:
+        decode_post(xxe, "text/xml")
+    assert info.value.status == 400
+    assert "root:" not in info.value.detail
 
 
 @pytest.mark.parametrize(
@@ -111,3 +120,16 @@ def test_entities_are_never_expanded() -> None:
 )
 def test_uuid_parameter_marks_the_a_leg(param: str | None, expected: tuple[object, ...]) -> None:
     assert leg_hint(param) == expected
+
+
+@given(st.binary(max_size=300), st.sampled_from(["", "/:<> ", "%"]))
+def test_form_unquote_matches_urllib(data: bytes, safe: str) -> None:
+    quoted = quote_plus(data, safe=safe).encode()
+    assert form_unquote(quoted) == unquote_to_bytes(quoted.replace(b"+", b" "))
+    assert form_unquote(quote(data, safe="").encode()) == data
+
+
+@given(st.text(alphabet="%0123456789abcdefABCDEFxz+=\n ", max_size=40))
+def test_form_unquote_on_malformed_escapes_matches_urllib(text: str) -> None:
+    raw = text.encode()
+    assert form_unquote(raw) == unquote_to_bytes(raw.replace(b"+", b" "))

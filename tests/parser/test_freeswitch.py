@@ -18,7 +18,6 @@ import pytest
 from lxml import etree
 
 from cdr_parser.freeswitch import (
-    SAFE_XML_PARSER,
     json_call_id,
     map_json,
     map_xml,
@@ -26,6 +25,7 @@ from cdr_parser.freeswitch import (
     parse_xml,
     xml_call_id,
 )
+from cdrkit.xml import SAFE_PARSER as SAFE_XML_PARSER
 from cdrmodel import CDR, Direction, Disposition, Leg
 from cdrmodel.errors import InvalidInput, NotWellFormed, UnmappableRecord
 
@@ -363,13 +363,18 @@ def test_truncated_xml_is_not_well_formed() -> None:
     data = INCOMING_B.read_bytes()
     with pytest.raises(NotWellFormed) as caught:
         parse_xml(data[: len(data) // 2])
-    assert caught.value.detail.startswith("The CDR is not well-formed XML")
+    assert caught.value.detail.startswith("the XML document is not well-formed")
 
 
 @pytest.mark.parametrize("payload", [b"", b"   ", b"cdr=%3Ccdr%3E", b"<cdr><variables></cdr>"])
 def test_garbage_is_not_well_formed(payload: bytes) -> None:
     with pytest.raises(NotWellFormed):
         parse_xml(payload)
+
+
+def test_str_payload_that_is_not_text_is_not_well_formed() -> None:
+    with pytest.raises(NotWellFormed):
+        parse_xml("<cdr>\udcff</cdr>")  # a lone surrogate cannot be UTF-8
 
 
 def test_str_payload_with_an_encoding_declaration_parses() -> None:

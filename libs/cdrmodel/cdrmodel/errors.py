@@ -30,6 +30,12 @@ class NotWellFormed(InvalidInput):
     code = "not_well_formed"
 
 
+class UnsafeDocument(InvalidInput):
+    """A document built to attack its reader (DOCTYPE, entity declarations)."""
+
+    code = "unsafe_document"
+
+
 class MissingField(InvalidInput):
     code = "missing_field"
 

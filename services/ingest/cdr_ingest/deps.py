@@ -5,8 +5,11 @@ from fastapi import Depends, Request
 from cdr_ingest.service import IngestService
 from cdrkit.app import component
 
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
+# request for what is a dictionary lookup.
 
-def get_ingest(request: Request) -> IngestService:
+
+async def get_ingest(request: Request) -> IngestService:
     ingest: IngestService = component(request, "ingest").service
     return ingest
 

@@ -10,7 +10,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from lxml import etree
 
@@ -31,7 +32,23 @@ class Document:
     text: str
     kind: PayloadKind
     content_type: str  # of the document itself: application/xml or application/json
-    call_id: str | None
+    tree: etree._Element | dict[str, Any] | None = None  # the parsed document, when at hand
+
+    def call_id(self) -> str | None:
+        """The leg's uuid from the document. Only needed when the post has no ``uuid`` query
+        parameter (mod_xml_cdr always sends one), so it is not looked up eagerly."""
+        if isinstance(self.tree, dict):
+            variables = self.tree.get("variables")
+            uuid = variables.get("uuid") if isinstance(variables, dict) else None
+            return (uuid.strip() or None) if isinstance(uuid, str) else None
+        if self.tree is not None:
+            # Old (2009-era) documents have no uuid variable; the caller profile always has one.
+            found = self.tree.find("variables/uuid")
+            if found is None or not found.text:
+                found = self.tree.find("callflow/caller_profile/uuid")
+            text = found.text if found is not None else None
+            return (text.strip() or None) if text else None
+        return None
 
 
 def media_type(header: str | None) -> str:
@@ -47,7 +64,7 @@ def decode_post(body: bytes, content_type: str | None) -> Document:
     if mtype in JSON_TYPES:
         return _json(body)
     if mtype == FORM_URLENCODED:
-        return _sniff(_form_field(body).encode())
+        return _sniff(_form_field(body))
     if mtype == FORM_PLAINTEXT:
         if not body.startswith(b"cdr="):
             raise MissingField("the form has no cdr field (expected a body of cdr=<document>)")
@@ -55,7 +72,8 @@ def decode_post(body: bytes, content_type: str | None) -> Document:
     if mtype == FORM_BASE64:
         value = _form_field(body)
         try:
-            raw = base64.b64decode(value.replace(" ", "+"), validate=True)
+            # A base64 '+' that was not url-escaped arrives as a space: put it back.
+            raw = base64.b64decode(value.replace(b" ", b"+"), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise NotWellFormed("the cdr field is not valid base64") from exc
         return _sniff(raw)
@@ -64,21 +82,34 @@ def decode_post(body: bytes, content_type: str | None) -> Document:
     )
 
 
-def _form_field(body: bytes) -> str:
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise NotWellFormed("a url-encoded form must be ASCII; the body is not") from exc
-    try:
-        fields = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=64)
-    except ValueError as exc:
-        raise NotWellFormed(f"the form cannot be parsed: {exc}") from exc
-    for name, value in fields:
-        if name == "cdr":
+def _form_field(body: bytes) -> bytes:
+    """The decoded value of the form's ``cdr`` field."""
+    for pair in body.split(b"&"):
+        name, sep, value = pair.partition(b"=")
+        if form_unquote(name) == b"cdr" and sep:
             if not value.strip():
                 raise MissingField("the cdr field is empty")
-            return value
+            return form_unquote(value)
     raise MissingField("the form has no cdr field")
+
+
+_QP_TABLE = bytes.maketrans(b"%+", b"= ")
+
+
+def form_unquote(raw: bytes) -> bytes:
+    """``application/x-www-form-urlencoded`` decoding (``+`` is a space, ``%XX`` a byte).
+
+    urllib's unquote spends ~0.5 ms on a 15 KB CDR, more than everything else ingest does.
+    Quoted-printable is the same escape with ``=`` instead of ``%``, and binascii decodes it in
+    C, so we translate and let it work (15x faster). That is exact when the input has no raw
+    ``=`` or line break and every ``%`` starts a valid escape; each valid escape shrinks the
+    output by two bytes, so a length check proves the latter. Anything else takes urllib's path.
+    """
+    if b"=" not in raw and b"\n" not in raw and b"\r" not in raw:
+        out = binascii.a2b_qp(raw.translate(_QP_TABLE))
+        if len(raw) - len(out) == 2 * raw.count(b"%"):
+            return out
+    return unquote_to_bytes(raw.replace(b"+", b" "))
 
 
 def _sniff(raw: bytes) -> Document:
@@ -98,13 +129,7 @@ def _xml(raw: bytes) -> Document:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotWellFormed("the XML document is not UTF-8") from exc
-    return Document(text, PayloadKind.FREESWITCH_XML, "application/xml", _xml_call_id(root))
-
-
-def _xml_call_id(root: etree._Element) -> str | None:
-    # Old (2009-era) documents have no uuid variable; the caller profile always has one.
-    uuid = root.findtext("variables/uuid") or root.findtext("callflow/caller_profile/uuid") or ""
-    return uuid.strip() or None
+    return Document(text, PayloadKind.FREESWITCH_XML, "application/xml", root)
 
 
 def _json(raw: bytes) -> Document:
@@ -114,8 +139,4 @@ def _json(raw: bytes) -> Document:
         raise NotWellFormed(f"the JSON document is not well-formed: {exc}") from exc
     if not isinstance(doc, dict):
         raise NotWellFormed("the JSON document must be an object")
-    call_id = None
-    variables = doc.get("variables")
-    if isinstance(variables, dict) and isinstance(variables.get("uuid"), str):
-        call_id = variables["uuid"] or None
-    return Document(raw.decode("utf-8"), PayloadKind.FREESWITCH_JSON, "application/json", call_id)
+    return Document(raw.decode("utf-8"), PayloadKind.FREESWITCH_JSON, "application/json", doc)

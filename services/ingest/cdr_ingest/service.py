@@ -50,7 +50,7 @@ class IngestService:
     ) -> Accepted:
         doc = decode_post(body, content_type)
         call_id, a_leg = leg_hint(uuid_param)
-        envelope = self.envelope(doc, call_id or doc.call_id, a_leg, origin)
+        envelope = self.envelope(doc, call_id or doc.call_id(), a_leg, origin)
         await self.publish(envelope)
         BODY_BYTES.observe(len(body))
         return Accepted(envelope.id, envelope.call_id)

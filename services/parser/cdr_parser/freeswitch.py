@@ -20,11 +20,11 @@ from urllib.parse import unquote
 from lxml import etree
 from pydantic import ValidationError
 
+from cdrkit.xml import parse_xml as safe_parse_xml
 from cdrmodel.errors import NotWellFormed, UnmappableRecord
 from cdrmodel.record import CDR, Direction, Disposition, Leg
 
 __all__ = [
-    "SAFE_XML_PARSER",
     "SOURCE",
     "json_call_id",
     "map_json",
@@ -37,48 +37,10 @@ __all__ = [
 SOURCE: Final = "freeswitch"
 
 
-class _RefuseExternal(etree.Resolver):
-    """Second line of defence: any external entity or DTD libxml2 asks for resolves to nothing."""
-
-    # lxml calls resolve(url, public_id, context); lxml-stubs forgets the context argument.
-    def resolve(self, system_url: str, public_id: str, context: object) -> Any:  # type: ignore[override]
-        return self.resolve_string("", context, base_url=None)
-
-
-def _safe_parser(encoding: str | None = None) -> etree.XMLParser:
-    parser = etree.XMLParser(
-        encoding=encoding,
-        # Never substitute entities, never fetch a DTD or anything else over the network: a CDR
-        # is data from the network, and XXE / billion-laughs documents must stay inert.
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        # Real CDRs reach 3-5 MB (long calls, looping IVRs); libxml2's default limits (10 MB text
-        # nodes, depth 256) would refuse legitimate large documents. libxml2 still checks entity
-        # amplification, and entities are never expanded anyway.
-        huge_tree=True,
-        # Measured ~10 % faster on the fixtures (fewer text nodes to build); whitespace between
-        # elements carries nothing in a CDR.
-        remove_blank_text=True,
-        remove_comments=True,
-        remove_pis=True,
-        # Not collect_ids=False: with libxml2 2.14 it makes the parser load external parameter
-        # entities (<!ENTITY % p SYSTEM "file:///etc/...">%p;) - a local file read.
-    )
-    parser.resolvers.add(_RefuseExternal())
-    return parser
-
-
-# Built once: building a parser costs more than parsing a CDR. lxml serialises concurrent use of
-# one parser between threads, so sharing it is safe.
-SAFE_XML_PARSER: Final = _safe_parser()
-# For ``str`` input: the text is already decoded, so an ``encoding=`` declaration inside it must
-# be ignored (lxml refuses str with one); its UTF-8 bytes are parsed with the encoding forced.
-_UTF8_XML_PARSER: Final = _safe_parser("utf-8")
-
 # The variables the mapping (or ``extra``) reads on every CDR. ``iterchildren(*names)`` matches
-# tags in C and builds Python proxies only for these instead of for all ~200 variables; its cost
-# grows with the number of names present in the document, so see _RARE_VARIABLES.
+# tags in C and builds Python proxies only for these instead of for all ~200 variables. Its cost
+# grows with the number of names (lxml prepares each one on every call, ~0.2 us) and with how
+# many of them the document holds (a proxy each), hence _RARE_VARIABLES.
 _VARIABLES: Final[tuple[str, ...]] = (
     "uuid",
     "direction",
@@ -135,11 +97,9 @@ _VARIABLES: Final[tuple[str, ...]] = (
     "endpoint_disposition",
 )
 
-# Raw variables copied into ``extra`` (decoded) when present: enough to trace a call back to the
-# switch and the SIP dialog, never the whole variable set.
 # Present in most CDRs but read only as a fallback (e.g. *_epoch when *_uepoch is missing): they
 # are looked up one by one on demand rather than paid for in the pass above. (A name absent
-# from a document costs the pass nearly nothing, so usually-absent fallbacks stay there.)
+# from a document costs the pass no proxy, so fallbacks that are usually absent stay there.)
 _RARE_VARIABLES: Final[tuple[str, ...]] = (
     "effective_caller_id_number",
     "effective_caller_id_name",
@@ -157,6 +117,8 @@ _RARE_VARIABLES: Final[tuple[str, ...]] = (
     "sip_profile_name",
 )
 
+# Raw variables copied into ``extra`` (decoded) when present: enough to trace a call back to the
+# switch and the SIP dialog, never the whole variable set.
 _EXTRA_VARIABLES: Final[tuple[str, ...]] = (
     "sip_call_id",
     "sip_user_agent",
@@ -215,7 +177,7 @@ class _Source(Protocol):
     """What the mapping needs from one document, whichever format it came in.
 
     Attributes are read for every CDR; methods are fallbacks, evaluated only when a rule
-    reaches them (most CDRs never need them), and each at most once.
+    reaches them (most CDRs never need most of them).
     """
 
     variables: Mapping[str, Any]  # raw (still percent-encoded) variable values
@@ -402,32 +364,12 @@ class _JsonSource:
 
 
 def parse_xml(payload: bytes | str) -> etree._Element:
-    """Parse a mod_xml_cdr document safely; the root is a ``<cdr>`` element.
+    """Parse a mod_xml_cdr document safely (``cdrkit.xml``); the root is a ``<cdr>`` element.
 
-    Raises ``NotWellFormed`` for anything libxml2 refuses and ``UnmappableRecord`` for a
-    well-formed document that is not a CDR (another root, or a DOCTYPE).
+    Raises ``NotWellFormed`` for anything libxml2 refuses, ``UnsafeDocument`` for a DOCTYPE and
+    ``UnmappableRecord`` for a well-formed document that is not a CDR.
     """
-    if isinstance(payload, str):
-        data, parser = payload.encode("utf-8"), _UTF8_XML_PARSER
-    else:
-        data, parser = payload, SAFE_XML_PARSER
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise NotWellFormed(f"The CDR is not well-formed XML: {exc.msg}.") from exc
-    except ValueError as exc:  # lxml's own refusals (e.g. bytes it cannot decode)
-        raise NotWellFormed(f"The CDR is not well-formed XML: {exc}.") from exc
-    if root is None:
-        raise NotWellFormed("The CDR is empty.")
-    # The parser options and resolver kept external entities out during the parse. Internal ones
-    # stay unexpanded in element text, but lxml expands them when an *attribute* referencing
-    # one is read. FreeSWITCH never writes a DOCTYPE, so refusing any document that has one
-    # keeps every declared entity out of reach.
-    if root.getroottree().docinfo.internalDTD is not None:
-        raise UnmappableRecord(
-            "The document declares a DOCTYPE; FreeSWITCH CDRs never do, and entity declarations "
-            "are refused."
-        )
+    root = safe_parse_xml(payload)
     if root.tag != "cdr":
         raise UnmappableRecord(
             f"The document's root element is <{root.tag}>, not <cdr>: it is not a FreeSWITCH CDR."

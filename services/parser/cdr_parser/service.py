@@ -4,14 +4,15 @@ Per batch (see ``cdrkit.bus.runner`` for the commit side):
 1. decode and map every message; what cannot be mapped becomes a dead letter with its reason;
 2. one database transaction stores the CDRs and raw payloads (idempotent on call id) and the dead
    letters (idempotent on envelope id, or topic/partition/offset when undecodable);
-3. the CDRs are published to ``cdr.normalized`` and the dead letters to ``cdr.dlq``, and the
-   publish is acknowledged, before the loop commits the consumed offsets.
+3. the CDRs are published to ``cdr.normalized`` and the dead letters to ``cdr.dlq`` (concurrently
+   with step 2), and both are acknowledged before the loop commits the consumed offsets.
 A crash between any two steps redelivers the batch; steps 2 and 3 are repeat-safe, so downstream
 sees each call at least once and consumers of ``cdr.normalized`` dedupe on the call id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -40,6 +41,20 @@ def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
             row[key] = str(row[key].value)
     row["stored_at"] = stored_at
     return row
+
+
+def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, Any]:
+    return {
+        "call_id": call_id,
+        "envelope_id": env.id,
+        "kind": env.kind.value,
+        "content_type": env.content_type,
+        "sha256": env.sha256,
+        "payload": env.payload,
+        "payload_ref": env.payload_ref,
+        "received_at": env.received_at,
+        "stored_at": stored_at,
+    }
 
 
 def row_to_cdr(row: Any) -> CDR:
@@ -93,32 +108,30 @@ class ParserService:
             if cdr.call_id in cdr_rows:
                 continue  # the same call twice in one batch: the first wins, as in the store
             cdr_rows[cdr.call_id] = cdr_row(cdr, now)
-            raw_rows[cdr.call_id] = {
-                "call_id": cdr.call_id,
-                "envelope_id": env.id,
-                "kind": env.kind.value,
-                "content_type": env.content_type,
-                "sha256": env.sha256,
-                "payload": env.payload,
-                "payload_ref": env.payload_ref,
-                "received_at": env.received_at,
-                "stored_at": now,
-            }
+            raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
-        inserted = await self.repo.store_batch(
-            list(cdr_rows.values()), list(raw_rows.values()), [row for row, _ in dead.values()]
+        # The store and the publishes are independent and all must finish before the offsets
+        # are committed, so they overlap: a failure of either retries the whole batch, and
+        # both sides are repeat-safe.
+        stored, _, _ = await asyncio.gather(
+            self.repo.store_batch(
+                list(cdr_rows.values()),
+                list(raw_rows.values()),
+                [row for row, _ in dead.values()],
+            ),
+            self._publish(topics.NORMALIZED, normalized),
+            self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
         )
-        if normalized:
-            await self.producer.send_many(topics.NORMALIZED, normalized)
-        if dead:
-            await self.producer.send_many(
-                topics.DLQ, [Record(value=d.to_json(), key=None) for _, d in dead.values()]
-            )
+        inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
         CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted))
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
+
+    async def _publish(self, topic: str, records: list[Record]) -> None:
+        if records:
+            await self.producer.send_many(topic, records)
 
     def _dead_letter(
         self,

@@ -34,7 +34,6 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordTooLargeError,
 )
-from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
 from cdrkit.bus.base import (
     BusConfig,
@@ -45,6 +44,7 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
+from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 

@@ -36,8 +36,6 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from cdrmodel.errors import PayloadTooLarge
-
 from cdrkit.bus.base import (
     BusConfig,
     BusError,
@@ -47,6 +45,7 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
+from cdrmodel.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,12 @@ to one event loop; it is not thread-safe.
 
 URL options: ``partitions`` (default 4), ``max_request_size`` (bytes of key, value and headers of
 one message, default 8 MiB + 64 KiB, as for Kafka), ``rebalance_timeout_ms`` (how long a rebalance
-waits for ``on_revoke`` callbacks, default 30000). Compression is accepted and ignored.
+waits for ``on_revoke`` callbacks, default 30000), ``retention_bytes`` (bytes of values kept per
+partition, default 64 MiB, 0 = unlimited). Compression is accepted and ignored.
+
+Retention, as Kafka's ``retention.bytes``: past ``retention_bytes`` a partition drops its oldest
+messages, so the all-in-one process does not grow for as long as it runs; unlike Kafka it never
+drops a message that a group consuming the partition has not committed yet.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 from urllib.parse import urlsplit
 
 from cdrkit.bus.base import (
@@ -51,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_SIZE = 8 * 1024 * 1024 + 64 * 1024
 DEFAULT_REBALANCE_TIMEOUT_MS = 30_000
+DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
 
 # A coroutine that never awaits anything never yields to the event loop: a tight produce loop
 # would starve every other task (HTTP handlers in the all-in-one app). Yield now and then.
@@ -60,11 +67,26 @@ Headers = tuple[tuple[str, bytes], ...]
 
 
 class _Topic:
-    __slots__ = ("logs", "name", "next_keyless", "waiters")
+    __slots__ = (
+        "broker",
+        "logs",
+        "name",
+        "next_keyless",
+        "retention",
+        "sizes",
+        "starts",
+        "waiters",
+    )
 
-    def __init__(self, name: str, partitions: int) -> None:
+    def __init__(self, broker: _Broker, name: str, partitions: int, retention: int) -> None:
+        self.broker = broker
         self.name = name
-        self.logs: list[list[Message]] = [[] for _ in range(partitions)]
+        # Offset = index. Retention replaces old messages with None (8 bytes a slot, not the
+        # message) so offsets stay list indexes; ``starts`` is the first offset still held.
+        self.logs: list[list[Message | None]] = [[] for _ in range(partitions)]
+        self.starts = [0] * partitions
+        self.sizes = [0] * partitions  # bytes of the values held
+        self.retention = retention
         self.next_keyless = 0
         # Consumers blocked in getmany on this topic; woken (and forgotten) on the next append.
         self.waiters: set[MemoryConsumer] = set()
@@ -78,6 +100,23 @@ class _Topic:
             partition = zlib.crc32(key) % n
         log = self.logs[partition]
         log.append(Message(self.name, partition, len(log), key, value, headers, timestamp_ms))
+        self.sizes[partition] += len(value)
+        if self.retention and self.sizes[partition] > self.retention:
+            self.enforce_retention(partition)
+
+    def enforce_retention(self, partition: int) -> None:
+        """Drop the oldest messages while the partition holds more than ``retention`` bytes, but
+        never one that a group consuming the partition has not committed yet: the in-process
+        bus may forget what was read, never what is still to be read."""
+        if not self.retention:
+            return
+        log, start, size = self.logs[partition], self.starts[partition], self.sizes[partition]
+        limit = self.broker.committed_floor(TopicPartition(self.name, partition), len(log))
+        while size > self.retention and start < limit:
+            size -= len(cast(Message, log[start]).value)
+            log[start] = None
+            start += 1
+        self.starts[partition], self.sizes[partition] = start, size
 
     def wake(self) -> None:
         if self.waiters:
@@ -92,14 +131,27 @@ class _Broker:
         self.topics: dict[str, _Topic] = {}
         self.groups: dict[str, _Group] = {}
 
-    def topic(self, name: str, partitions: int) -> _Topic:
+    def topic(self, name: str, partitions: int, retention: int) -> _Topic:
         topic = self.topics.get(name)
         if topic is None:
-            topic = self.topics[name] = _Topic(name, partitions)
+            topic = self.topics[name] = _Topic(self, name, partitions, retention)
             logger.debug(
                 "memory bus %s: created topic %s (%d partitions)", self.name, name, partitions
             )
         return topic
+
+    def committed_floor(self, tp: TopicPartition, default: int) -> int:
+        """The lowest offset a group consuming ``tp`` has committed (``default`` when none has);
+        a group with members on the topic that has committed nothing yet holds everything."""
+        floor = default
+        for group in self.groups.values():
+            offset = group.committed.get(tp)
+            if offset is None:
+                if any(tp.topic in member.topics for member in group.members):
+                    return 0
+                continue
+            floor = min(floor, offset)
+        return floor
 
     def group(self, name: str) -> _Group:
         group = self.groups.get(name)
@@ -277,14 +329,15 @@ class MemoryConsumer:
         self._bus = bus
         self._group = group
         self._topics = tuple(topics)
+        self._topic_by_name = {t.name: t for t in self._topics}
         self.topics = frozenset(t.name for t in self._topics)
         self._on_revoke = on_revoke
         self.member_id = f"{group.name}-{next(self._ids)}"
         self._positions: dict[TopicPartition, int] = {}
-        self._logs: dict[TopicPartition, list[Message]] = {}
+        self._logs: dict[TopicPartition, list[Message | None]] = {}
         self._revoking: set[TopicPartition] = set()
         # What getmany reads from: owned partitions that are not being revoked.
-        self._fetchable: list[tuple[TopicPartition, list[Message]]] = []
+        self._fetchable: list[tuple[TopicPartition, list[Message | None]]] = []
         self._next_start = 0
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -326,8 +379,10 @@ class MemoryConsumer:
                     f"{tp} is not assigned to member {self.member_id} of group {self._group.name}"
                 )
         committed = self._group.committed
+        broker = self._group.broker
         for tp, offset in offsets.items():
             committed[tp] = offset
+            broker.topics[tp.topic].enforce_retention(tp.partition)
             logger.debug("group %s committed %s@%d", self._group.name, tp, offset)
 
     def assignment(self) -> set[TopicPartition]:
@@ -358,10 +413,11 @@ class MemoryConsumer:
         debug = logger.isEnabledFor(logging.DEBUG)
         for i in range(count):
             tp, log = fetchable[(start + i) % count]
-            position = positions[tp]
+            # Below the retention start there is nothing left to read (like Kafka's reset).
+            position = max(positions[tp], self._topic_by_name[tp.topic].starts[tp.partition])
             if position >= len(log):
                 continue
-            taken = log[position : position + max_records - len(batch)]
+            taken = cast(list[Message], log[position : position + max_records - len(batch)])
             positions[tp] = position + len(taken)
             batch.extend(taken)
             if debug:
@@ -422,6 +478,7 @@ class MemoryBus:
         self.url = url
         self._config = config
         self._max_request_size = _int_option(config, "max_request_size", DEFAULT_MAX_REQUEST_SIZE)
+        self._retention = _int_option(config, "retention_bytes", DEFAULT_RETENTION_BYTES)
         self._rebalance_timeout_s = (
             _int_option(config, "rebalance_timeout_ms", DEFAULT_REBALANCE_TIMEOUT_MS) / 1000
         )
@@ -473,7 +530,7 @@ class MemoryBus:
         return self._broker
 
     def _topic(self, name: str) -> _Topic:
-        return self._require_broker().topic(name, self._config.partitions)
+        return self._require_broker().topic(name, self._config.partitions, self._retention)
 
 
 def _int_option(config: BusConfig, name: str, default: int) -> int:

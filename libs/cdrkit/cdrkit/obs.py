@@ -44,3 +44,5 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # uvicorn's access log duplicates our request metrics; keep warnings only.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # the mock feed and replay post through httpx: one INFO line per request is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)

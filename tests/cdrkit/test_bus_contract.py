@@ -458,3 +458,22 @@ async def test_memory_buses_share_a_broker_by_name_only() -> None:
             await bus.close()
         memory_bus.reset(name)
         memory_bus.reset(other)
+
+
+async def test_lag_counts_what_the_member_has_not_fetched(bus: Bus) -> None:
+    topic = unique("lag")
+    await bus.ensure_topics([topic])
+    await bus.producer.send_many(topic, [Record(b"v%d" % i, key=b"one-call") for i in range(40)])
+    consumer = await bus.consumer([topic], unique("g"))
+    got: list[Message] = []
+    deadline = time.monotonic() + 20
+    while not got and time.monotonic() < deadline:
+        got = await consumer.getmany(timeout_s=0.5, max_records=10)
+    assert 0 < len(got) <= 10
+    tp = got[0].tp
+
+    assert consumer.lag()[tp] == 40 - len(got)
+    rest = await consume(consumer, 40 - len(got))
+    assert len(rest) == 40 - len(got)
+    assert consumer.lag()[tp] == 0
+    await consumer.close()

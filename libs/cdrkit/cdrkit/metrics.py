@@ -28,3 +28,9 @@ STOPPED = Gauge(
     "1 when a consume loop has stopped on a fatal error (see /readyz).",
     ["group"],
 )
+LAG = Gauge(
+    "cdrflow_bus_consumer_lag_messages",
+    "Messages on the partitions this instance owns that it has not fetched yet (summed over "
+    "its partitions of the topic; sum over instances for the group's lag).",
+    ["group", "topic"],
+)

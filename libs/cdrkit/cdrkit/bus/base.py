@@ -107,6 +107,10 @@ class Consumer(Protocol):
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member currently owns."""
 
+    def lag(self) -> dict[TopicPartition, int]:
+        """Messages not yet fetched per owned partition, as far as this member knows (the
+        broker's high watermark from the last fetch minus the position). Cheap: no I/O."""
+
     async def close(self) -> None:
         """Leave the group without committing anything."""
 

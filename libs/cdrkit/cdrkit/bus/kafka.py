@@ -172,6 +172,7 @@ class KafkaConsumer:
         self._consumer = consumer
         self._group = group
         self._closed = False
+        self._next: dict[TopicPartition, int] = {}  # next offset to fetch, per partition
 
     async def getmany(self, *, timeout_s: float, max_records: int) -> list[Message]:
         if self._closed:
@@ -199,6 +200,8 @@ class KafkaConsumer:
                         r.timestamp,
                     )
                 )
+            if records:
+                self._next[TopicPartition(tp.topic, tp.partition)] = records[-1].offset + 1
             if debug and records:
                 logger.debug(
                     "group %s consumed %s[%d]@%d..%d",
@@ -232,6 +235,19 @@ class KafkaConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def lag(self) -> dict[TopicPartition, int]:
+        lags: dict[TopicPartition, int] = {}
+        for ktp in self._consumer.assignment():
+            highwater = self._consumer.highwater(ktp)  # from the last fetch response
+            if highwater is None:
+                continue
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            position = self._next.get(tp)
+            if position is None:
+                continue  # nothing fetched yet: the start position is not known without I/O
+            lags[tp] = max(highwater - position, 0)
+        return lags
 
     async def close(self) -> None:
         if self._closed:

@@ -388,6 +388,9 @@ class MemoryConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._logs)
 
+    def lag(self) -> dict[TopicPartition, int]:
+        return {tp: max(len(log) - self._positions[tp], 0) for tp, log in self._logs.items()}
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
 from cdrkit.db import is_transient
-from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, RETRIES, STOPPED
+from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, LAG, RETRIES, STOPPED
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class ConsumeLoop:
                     log.warning("consumer %s: fetch failed, retrying: %s", self.group, exc)
                     await self._sleep(self.retry_initial_s)
                     continue
+                self._report_lag(consumer)
                 if not batch:
                     continue
                 async with self._lock:
@@ -148,6 +149,13 @@ class ConsumeLoop:
         except Exception as exc:
             log.exception("consumer %s stopped on an unexpected error", self.group)
             self._fail(f"consumer {self.group} stopped: {type(exc).__name__}: {exc}")
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        per_topic = dict.fromkeys(self.topics, 0)
+        for tp, lag in consumer.lag().items():
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + lag
+        for topic, lag in per_topic.items():
+            LAG.labels(self.group, topic).set(lag)
 
     def _fail(self, reason: str) -> None:
         self.stopped_reason = reason

@@ -540,11 +540,6 @@ def _build(
             a_leg_hint = True
     own_uuid = _var(raw, "uuid") or _clean(profile.get("uuid"))
     call_id = own_uuid or _clean(call_id_hint)
-    if not call_id:
-        raise UnmappableRecord(
-            "The CDR has no call id: no uuid variable, no caller-profile uuid and no uuid "
-            "query parameter."
-        )
 
     # Only a True hint is evidence: with prefix-a-leg off no leg is prefixed, so a missing prefix
     # does not make a B-leg. originating_leg_uuid is set by the switch on the legs it originates
@@ -566,6 +561,11 @@ def _build(
             )
     else:
         leg = Leg.A
+    if not call_id:
+        raise UnmappableRecord(
+            "The CDR has no call id: no uuid variable, no caller-profile uuid and no uuid "
+            "query parameter."
+        )
 
     # --- times, in microseconds since the epoch (exact; datetimes only at the end)
     start_us = _instant_us(doc, "start", "created_time", stamp_tz)

@@ -35,6 +35,9 @@ ERROR_CALL = FIXTURES / "freeswitch_xml_cdr_ccm_client_error-call-cdr.xml"
 INCOMING_B = FIXTURES / "freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"
 CGRATES_JSON = FIXTURES / "freeswitch_json_cdr_cgrates_answered.json"
 FUSIONPBX_CONF = FIXTURES / "fusionpbx_xml_cdr.conf.xml"
+# Hand-made from the real documents above; each file's header says what was changed.
+DATA = Path(__file__).resolve().parent / "data"
+TO_VOICEMAIL = DATA / "error-call-transferred-to-voicemail.cdr.xml"
 
 
 def _utc(
@@ -664,6 +667,9 @@ def test_disposition(
             480,
         ),
         ({"proto_specific_hangup_cause": "sip:404"}, 404),
+        # the answer to this leg's INVITE beats the cause noted at hangup
+        ({"proto_specific_hangup_cause": "sip:503", "sip_invite_failure_status": "486"}, 486),
+        ({"last_bridge_proto_specific_hangup_cause": "q850:16", "sip_term_status": "0"}, None),
         ({"proto_specific_hangup_cause": "q850:16", "sip_invite_failure_status": "503"}, 503),
         ({"sip_term_status": "nonsense"}, None),
         ({"sip_term_status": "99"}, None),
@@ -949,3 +955,296 @@ def test_utf8_percent_encoded_values(fmt: str) -> None:
     if fmt == "xml":
         doc.variables["effective_caller_id_name"] = "João €"
     assert doc.map(fmt).caller_name == "João €"
+
+
+# --------------------------------------------------------------------------------------------
+# The real documents with one thing changed (item 6 of the ingest issue, and what makes a
+# document unmappable)
+
+
+def _edited(
+    path: Path,
+    drop: tuple[str, ...] = (),
+    profile: dict[str, str | None] | None = None,
+    **set_: str,
+) -> etree._Element:
+    """The fixture with variables dropped or set (percent-encoded, as mod_xml_cdr writes them)
+    and fields of its (only) caller profile replaced or, with ``None``, removed."""
+    root = parse_xml(path.read_bytes())
+    variables = root.find("variables")
+    assert variables is not None
+    for name in drop:
+        for element in variables.findall(name):
+            variables.remove(element)
+    for name, value in set_.items():
+        element = variables.find(name)
+        if element is None:
+            element = etree.SubElement(variables, name)
+        element.text = quote(value, safe="")
+    caller_profile = root.find("callflow/caller_profile")
+    assert caller_profile is not None
+    for name, field_value in (profile or {}).items():
+        for element in caller_profile.findall(name):
+            caller_profile.remove(element)
+        if field_value is not None:
+            etree.SubElement(caller_profile, name).text = field_value
+    return root
+
+
+def test_destination_is_the_oldest_callflows_and_a_transfer_to_voicemail_is_missed() -> None:
+    cdr = _xml(TO_VOICEMAIL)
+    # callflow profile_index 1 (written last): what the caller dialled
+    assert cdr.callee_number == "6281248174025"
+    # callflow profile_index 2 (written first): where the dialplan sent the call
+    assert cdr.extra["final_destination"] == "*996281248174025"
+    # variables/call_direction
+    assert cdr.direction is Direction.INBOUND
+    # an inbound A-leg sent to FusionPBX's voicemail (*99<ext>): missed
+    assert cdr.extra["missed_call"] is True
+    # the rest is the original document's
+    assert cdr.caller_number == "IMSI510555550000087"
+    assert cdr.disposition is Disposition.FAILED
+
+
+def test_json_destination_is_the_oldest_callflows() -> None:
+    # both profiles of the real document say 1002: nothing to report
+    assert "final_destination" not in map_json(parse_json(CGRATES_JSON.read_bytes())).extra
+    doc = json.loads(CGRATES_JSON.read_text())
+    doc["callflow"][1]["caller_profile"]["destination_number"] = "5000"  # profile_index 1
+    cdr = map_json(doc)
+    assert cdr.callee_number == "5000"
+    assert cdr.extra["final_destination"] == "1002"
+
+
+def test_caller_id_falls_back_through_origination_then_effective_on_a_real_document() -> None:
+    root = _edited(
+        INCOMING_B,
+        profile={"caller_id_number": None, "caller_id_name": None},
+        origination_caller_id_number="5511999990000",
+        effective_caller_id_number="1000",
+        effective_caller_id_name="Reception",
+    )
+    cdr = map_xml(root)
+    # number: no profile value, no caller_id_number variable → origination_caller_id_number
+    assert cdr.caller_number == "5511999990000"
+    # name: no profile, caller_id_name or origination_caller_id_name → effective_caller_id_name
+    assert cdr.caller_name == "Reception"
+
+
+@pytest.mark.parametrize("half", ["number", "name"])
+def test_caller_id_precedence_number_and_name_separately(fmt: str, half: str) -> None:
+    other = "name" if half == "number" else "number"
+    doc = answered(
+        **{
+            f"caller_id_{half}": "var",
+            f"origination_caller_id_{half}": "origination",
+            f"effective_caller_id_{half}": "effective",
+            f"effective_caller_id_{other}": "other-effective",
+        }
+    )
+    doc.profile[f"caller_id_{half}"] = "profile"
+    doc.profile[f"caller_id_{other}"] = "other-profile"
+    expected = ["profile", "var", "origination", "effective", None]
+    removals = [
+        lambda: doc.profile.pop(f"caller_id_{half}"),
+        lambda: doc.variables.pop(f"caller_id_{half}"),
+        lambda: doc.variables.pop(f"origination_caller_id_{half}"),
+        lambda: doc.variables.pop(f"effective_caller_id_{half}"),
+    ]
+    for step, value in enumerate(expected):
+        cdr = doc.map(fmt)
+        assert getattr(cdr, f"caller_{half}") == value
+        # the other half keeps its own source, whatever this half falls back to
+        assert getattr(cdr, f"caller_{other}") == "other-profile"
+        if step < len(removals):
+            removals[step]()
+
+
+@pytest.mark.parametrize(
+    ("variables", "context", "expected"),
+    [
+        ({"domain_name": "d.example", "dialed_domain": "dialed.example"}, None, "d.example"),
+        (
+            {"dialed_domain": "dialed.example", "sip_invite_domain": "inv.example"},
+            None,
+            "dialed.example",
+        ),
+        ({"sip_invite_domain": "inv.example", "domain_uuid": "0f0e"}, None, "inv.example"),
+        ({"domain_uuid": "0f0e", "sip_req_host": "10.0.0.1"}, None, "0f0e"),
+        ({"sip_req_host": "10.0.0.1", "sip_to_host": "10.0.0.2"}, None, "10.0.0.1"),
+        ({"sip_to_host": "10.0.0.2", "presence_id": "1001@p.example"}, None, "10.0.0.2"),
+        ({"presence_id": "1001@p.example"}, "ctx.example", "p.example"),
+        ({"presence_id": "no-domain"}, "ctx.example", "ctx.example"),
+        # FreeSWITCH's shared contexts, and a context that is no domain name, name no tenant
+        ({}, "public", None),
+        ({}, "default", None),
+        ({}, "openbts", None),
+        # a leg the switch dialled: the SIP hosts name the far end, presence_id still counts
+        (
+            {"direction": "outbound", "sip_to_host": "phone.lan", "presence_id": "1002@p.example"},
+            None,
+            "p.example",
+        ),
+    ],
+)
+def test_tenant_fallbacks(
+    fmt: str, variables: dict[str, str], context: str | None, expected: str | None
+) -> None:
+    doc = answered(**variables)
+    doc.profile = {} if context is None else {"context": context}
+    assert doc.map(fmt).tenant == expected
+
+
+def test_tenant_from_presence_id_on_a_real_b_leg() -> None:
+    # the real B-leg has no domain variables and its sip_to_host is the phone
+    root = _edited(INCOMING_B, presence_id="IMSI901550000000072@cell.example")
+    assert map_xml(root).tenant == "cell.example"
+
+
+def test_b_leg_detected_by_originating_leg_uuid_alone() -> None:
+    # the real B-leg without its <originator> profile and originator variable
+    root = _edited(INCOMING_B, drop=("originator",))
+    caller_profile = root.find("callflow/caller_profile")
+    assert caller_profile is not None
+    originator = caller_profile.find("originator")
+    assert originator is not None
+    caller_profile.remove(originator)
+    cdr = map_xml(root)
+    # variables/originating_leg_uuid
+    assert cdr.leg is Leg.B
+    assert cdr.other_leg_id == "7c1088a5-ce12-4417-9b57-9d649ae984ec"
+
+
+def test_originating_leg_uuid_equal_to_the_own_uuid_is_no_b_leg() -> None:
+    # some billing scripts set originating_leg_uuid to the A-leg's own uuid
+    root = _edited(ERROR_CALL, originating_leg_uuid="0006a2fa-b032-43e8-9d70-708f363fe3b7")
+    cdr = map_xml(root)
+    assert cdr.leg is Leg.A
+    assert cdr.other_leg_id is None
+
+
+def test_json_b_leg_with_an_originator_profile() -> None:
+    doc = json.loads(CGRATES_JSON.read_text())
+    profile = doc["callflow"][0]["caller_profile"]
+    del profile["originatee"]
+    profile["originator"] = {
+        "originator_caller_profiles": [{"uuid": "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"}]
+    }
+    cdr = map_json(doc)
+    assert cdr.leg is Leg.B
+    assert cdr.other_leg_id == "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
+
+
+def test_b_leg_without_a_uuid_of_its_own_is_unmappable() -> None:
+    root = _edited(INCOMING_B, drop=("uuid",), profile={"uuid": None})
+    # even with the query parameter: a B-leg full of its A-leg's uuids needs its own
+    for hint in (None, "26444af2-5f94-40b5-9578-824ce7c75ab8"):
+        with pytest.raises(UnmappableRecord, match=r"B-leg .* no uuid of its own"):
+            map_xml(root, call_id_hint=hint)
+    doc = json.loads(CGRATES_JSON.read_text())
+    del doc["variables"]["uuid"], doc["callflow"][0]["caller_profile"]["uuid"]
+    doc["variables"]["originator"] = "f52c26f1-b018-4963-bf6d-a3111d1a0320"
+    with pytest.raises(UnmappableRecord, match="B-leg"):
+        map_json(doc, call_id_hint="3da8bf84-c133-4959-9e24-e72875cb33a1")
+
+
+@pytest.mark.parametrize(
+    ("path", "changes", "reason"),
+    [
+        # end_uepoch a second before start_uepoch 1423742585698089
+        (ERROR_CALL, {"end_uepoch": "1423742584698089"}, "ended .* before it started"),
+        (ERROR_CALL, {"answer_uepoch": "1423742585000000"}, "answered .* before it started"),
+        # end_uepoch before answer_uepoch 1425880692654914
+        (INCOMING_B, {"end_uepoch": "1425880690000000"}, "ended .* before it was answered"),
+        (INCOMING_B, {"duration": "-5"}, "duration variable is negative"),
+        (INCOMING_B, {"billsec": "-1"}, "billsec variable is negative"),
+        (INCOMING_B, {"billsec": "24s"}, "billsec variable is not a whole number"),
+    ],
+)
+def test_times_that_go_backwards_and_bad_durations_are_unmappable(
+    path: Path, changes: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(UnmappableRecord, match=reason):
+        map_xml(_edited(path, **changes))
+
+
+def test_callflow_times_that_go_backwards_are_unmappable() -> None:
+    doc = json.loads(CGRATES_JSON.read_text())
+    for name in ("start_uepoch", "answer_uepoch", "end_uepoch"):
+        del doc["variables"][name]
+    # callflow[0] times: hangup_time before created_time 1515666344534355
+    doc["callflow"][0]["times"]["hangup_time"] = "1515666300000000"
+    with pytest.raises(UnmappableRecord, match="times go backwards"):
+        map_json(doc)
+
+
+def test_billsec_above_zero_is_answered_whatever_the_cause() -> None:
+    for cause in ("USER_BUSY", "NO_ANSWER", "ORIGINATOR_CANCEL", "RECOVERY_ON_TIMER_EXPIRE"):
+        # the real answered B-leg (billsec 24) with another cause
+        assert map_xml(_edited(INCOMING_B, hangup_cause=cause)).disposition is (
+            Disposition.ANSWERED
+        )
+
+
+def test_ring_group_member_that_lost_the_race_is_no_answer_not_missed() -> None:
+    # the real B-leg, never answered, cancelled because another member took the call
+    root = _edited(
+        INCOMING_B,
+        drop=("last_bridge_proto_specific_hangup_cause",),
+        answer_uepoch="0",
+        billsec="0",
+        hangup_cause="LOSE_RACE",
+        sip_term_status="487",
+    )
+    times = root.find("callflow/times/answered_time")
+    assert times is not None
+    times.text = "0"
+    cdr = map_xml(root)
+    assert cdr.answer_time is None
+    assert cdr.sip_code == 487
+    assert cdr.disposition is Disposition.NO_ANSWER
+    assert "missed_call" not in cdr.extra  # a B-leg is an attempt, not a call
+
+
+def test_missed_call_on_real_documents() -> None:
+    # the 2009 A-leg, cancelled by the caller while ringing, as an inbound call
+    assert _edited_map(TINY_2009, call_direction="inbound").extra["missed_call"] is True
+    # as FreeSWITCH derived it: a local user calling out through a gateway is not missed
+    assert _xml(TINY_2009).extra["missed_call"] is False
+    # FusionPBX's own variable wins on any leg
+    assert _edited_map(INCOMING_B, missed_call="true").extra["missed_call"] is True
+    # voicemail answered it (voicemail_answer_stamp): still missed
+    cgrates = json.loads(CGRATES_JSON.read_text())
+    cgrates["variables"] |= {
+        "call_direction": "inbound",
+        "voicemail_answer_stamp": "2018-01-11 11:25:47",
+    }
+    assert map_json(cgrates).extra["missed_call"] is True
+    del cgrates["variables"]["voicemail_answer_stamp"]
+    assert map_json(cgrates).extra["missed_call"] is False  # answered by 1002
+
+
+def _edited_map(path: Path, **changes: str) -> CDR:
+    return map_xml(_edited(path, **changes))
+
+
+def test_recording_from_the_last_app_when_there_is_no_app_log() -> None:
+    doc = json.loads(CGRATES_JSON.read_text())
+    del doc["app_log"]
+    doc["variables"] |= {
+        "last_app": "record_session",
+        "last_arg": "/var/rec/3da8bf84.wav +3600",
+        "record_samples": "544000",
+    }
+    assert map_json(doc).recording_path == "/var/rec/3da8bf84.wav"
+
+
+def test_recording_from_uuid_record_in_the_bridge_dial_string() -> None:
+    doc = json.loads(CGRATES_JSON.read_text())
+    doc["variables"]["last_arg"] = (
+        "{api_on_answer='uuid_record ${uuid} start /var/rec/3da8bf84.mp3'}user/1002@10.10.10.204"
+    )
+    assert map_json(doc).recording_path == "/var/rec/3da8bf84.mp3"
+    # the 2009 document never answered: api_on_answer never ran
+    root = _edited(TINY_2009, api_on_answer="uuid_record ${uuid} start /var/rec/x.wav")
+    assert map_xml(root).recording_path is None

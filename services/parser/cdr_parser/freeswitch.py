@@ -140,14 +140,20 @@ _CALL_DIRECTIONS: Final[dict[str, Direction]] = {
 
 _BUSY_CAUSES: Final = frozenset({"USER_BUSY"})
 _CANCEL_CAUSES: Final = frozenset({"ORIGINATOR_CANCEL"})
-_NO_ANSWER_CAUSES: Final = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "ALLOTTED_TIMEOUT"})
+# LOSE_RACE / PICKED_OFF: a ring-group member's leg cancelled because another member (or a
+# pickup) took the call: that member did not answer, and nothing failed.
+_NO_ANSWER_CAUSES: Final = frozenset(
+    {"NO_ANSWER", "NO_USER_RESPONSE", "ALLOTTED_TIMEOUT", "LOSE_RACE", "PICKED_OFF"}
+)
 _BUSY_SIP: Final = frozenset({486, 600})
 _CANCEL_SIP: Final = 487
 _NO_ANSWER_SIP: Final = frozenset({408, 480})
 
 _GATEWAY_RE: Final = re.compile(r"sofia/gateway/([^/\s|,;{}\[\]]+)/")
 _PROFILE_RE: Final = re.compile(r"^sofia/([^/]+)/")
-_UUID_RECORD_RE: Final = re.compile(r"uuid_record\s+\S+\s+start\s+(\S+)")
+# uuid_record <uuid> start <path> [<limit>]; inside a dial string the command is quoted and
+# followed by "," "}" or "]", which end the path too.
+_UUID_RECORD_RE: Final = re.compile(r"uuid_record\s+\S+\s+start\s+([^\s'\",}\]]+)")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US_PER_S: Final = 1_000_000
@@ -190,7 +196,7 @@ class _Source(Protocol):
     def times(self) -> Mapping[str, Any]: ...  # the first callflow's <times>, microseconds
     def originator_uuid(self) -> str | None: ...
     def originatee_uuid(self) -> str | None: ...
-    def entry_context(self) -> str | None: ...  # context the leg entered in (oldest callflow)
+    def entry(self, field: str) -> str | None: ...  # a field of the oldest callflow's profile
     def channel_direction(self) -> str | None: ...  # channel_data/direction
     def scan_apps(self) -> dict[str, str]: ...  # {app: data of its latest app_log entry}
 
@@ -282,10 +288,10 @@ class _XmlSource:
             return None
         return _grandchild_text(self._originatee, "originatee_caller_profile", "uuid")
 
-    def entry_context(self) -> str | None:
+    def entry(self, field: str) -> str | None:
         if self._last_cf is not None and self._last_cf is not self._first_cf:
-            return _grandchild_text(self._last_cf, "caller_profile", "context")
-        return _clean(self.profile.get("context"))
+            return _grandchild_text(self._last_cf, "caller_profile", field)
+        return _clean(self.profile.get(field))
 
     def channel_direction(self) -> str | None:
         if self._channel_data is None:
@@ -338,9 +344,9 @@ class _JsonSource:
     def originatee_uuid(self) -> str | None:
         return _json_profile_uuid(self.profile.get("originatee"), "originatee")
 
-    def entry_context(self) -> str | None:
+    def entry(self, field: str) -> str | None:
         last = self._flows[-1] if self._flows else {}
-        return _clean(_dict(last.get("caller_profile")).get("context"))
+        return _clean(_dict(last.get("caller_profile")).get(field))
 
     def channel_direction(self) -> str | None:
         return _clean(_dict(self._doc.get("channel_data")).get("direction"))
@@ -532,21 +538,34 @@ def _build(
         call_id_hint = call_id_hint[2:]
         if a_leg_hint is None:
             a_leg_hint = True
-    call_id = _var(raw, "uuid") or _clean(profile.get("uuid")) or _clean(call_id_hint)
+    own_uuid = _var(raw, "uuid") or _clean(profile.get("uuid"))
+    call_id = own_uuid or _clean(call_id_hint)
+
+    # Only a True hint is evidence: with prefix-a-leg off no leg is prefixed, so a missing prefix
+    # does not make a B-leg. originating_leg_uuid is set by the switch on the legs it originates
+    # for an A-leg; some billing scripts set it to the channel's own uuid, which proves nothing.
+    if a_leg_hint:
+        leg = Leg.A
+    elif (
+        doc.has_originator
+        or _var(raw, "originator")
+        or _var(raw, "originating_leg_uuid") not in (None, call_id)
+    ):
+        leg = Leg.B
+        if own_uuid is None:
+            # A B-leg document is full of its A-leg's uuids (originator, bridge_uuid, ...): with
+            # none of its own, a wrong or missing query parameter would file it as its A-leg.
+            raise UnmappableRecord(
+                "The CDR is a B-leg (it has an originator) but carries no uuid of its own: no "
+                "uuid variable and no caller-profile uuid."
+            )
+    else:
+        leg = Leg.A
     if not call_id:
         raise UnmappableRecord(
             "The CDR has no call id: no uuid variable, no caller-profile uuid and no uuid "
             "query parameter."
         )
-
-    # Only a True hint is evidence: with prefix-a-leg off no leg is prefixed, so a missing prefix
-    # does not make a B-leg.
-    if a_leg_hint:
-        leg = Leg.A
-    elif doc.has_originator or _var(raw, "originator"):
-        leg = Leg.B
-    else:
-        leg = Leg.A
 
     # --- times, in microseconds since the epoch (exact; datetimes only at the end)
     start_us = _instant_us(doc, "start", "created_time", stamp_tz)
@@ -557,12 +576,13 @@ def _build(
         )
     answer_us = _instant_us(doc, "answer", "answered_time", stamp_tz)
     end_us = _instant_us(doc, "end", "hangup_time", stamp_tz)
+    _check_order(start_us, answer_us, end_us)
 
-    duration = _non_negative(_var(raw, "duration"))
+    duration = _seconds_variable(raw, "duration")
     if duration is None and end_us is not None:
         # FreeSWITCH's own formula: whole epoch seconds, end minus start.
         duration = _seconds_between(start_us, end_us)
-    billsec = _non_negative(_var(raw, "billsec"))
+    billsec = _seconds_variable(raw, "billsec")
     if billsec is None and end_us is not None:
         billsec = 0 if answer_us is None else _seconds_between(answer_us, end_us)
 
@@ -600,27 +620,43 @@ def _build(
     dialled_by_switch = channel_direction == "outbound" or (
         channel_direction is None and leg is Leg.B
     )
-    tenant = _var(raw, "domain_name") or _var(raw, "dialed_domain") or _var(raw, "domain_uuid")
-    if tenant is None and not dialled_by_switch:
-        tenant = _var(raw, "sip_req_host") or _var(raw, "sip_to_host")
+    context = _clean(profile.get("context"))
+    tenant = (
+        _var(raw, "domain_name")
+        or _var(raw, "dialed_domain")
+        or rare("sip_invite_domain")
+        or _var(raw, "domain_uuid")
+    )
+    if tenant is None:
+        if not dialled_by_switch:
+            tenant = _var(raw, "sip_req_host") or _var(raw, "sip_to_host")
+        if tenant is None:
+            tenant = _domain_part(rare("presence_id")) or _context_domain(context)
 
     disposition = _disposition(billsec, answer_us, hangup_cause, sip_code)
+
+    # The number the caller dialled is the oldest profile's; a transfer (IVR → extension,
+    # no answer → voicemail) adds a newer profile with the number it was sent on to.
+    dialled = doc.entry("destination_number")
+    latest_destination = _clean(profile.get("destination_number"))
+    callee_number = dialled or latest_destination or rare("sip_req_user") or rare("sip_to_user")
 
     extra: dict[str, Any] = {}
     for name in _EXTRA_VARIABLES:
         value = _var(raw, name)
         if value is not None:
             extra[name] = value
-    context = _clean(profile.get("context"))
     if context is not None:
         extra["context"] = context
+    if latest_destination is not None and latest_destination != callee_number:
+        extra["final_destination"] = latest_destination
     if channel_direction is not None:
         extra["channel_direction"] = channel_direction
     if doc.switchname is not None:
         extra["switchname"] = doc.switchname
     if doc.core_uuid is not None:
         extra["core_uuid"] = doc.core_uuid
-    missed = _missed_call(raw, leg, direction, disposition)
+    missed = _missed_call(raw, rare, leg, direction, disposition, callee_number, latest_destination)
     if missed is not None:
         extra["missed_call"] = missed
 
@@ -644,11 +680,7 @@ def _build(
                 or _var(raw, "origination_caller_id_name")
                 or rare("effective_caller_id_name")
             ),
-            callee_number=(
-                _clean(profile.get("destination_number"))
-                or rare("sip_req_user")
-                or rare("sip_to_user")
-            ),
+            callee_number=callee_number,
             account=_var(raw, "accountcode") or _var(raw, "sip_auth_username"),
             tenant=tenant,
             carrier=carrier,
@@ -661,7 +693,7 @@ def _build(
             hangup_cause=hangup_cause,
             sip_code=sip_code,
             pdd_ms=_pdd_ms(doc),
-            recording_path=_recording_path(raw, app_data, answer_us is not None),
+            recording_path=_recording_path(raw, app_data, answer_us is not None, bridge_target),
             # FreeSWITCH sets both when the codecs are negotiated; no media, neither.
             codec=_var(raw, "read_codec") or rare("write_codec"),
             extra=extra,
@@ -721,7 +753,7 @@ def _direction(
     # call direction follows from which side is outside (a carrier) and which is a local user.
     caller_outside: bool | None
     callee_outside: bool | None
-    context = doc.entry_context()
+    context = doc.entry("context")
     if leg is Leg.B:
         # A B-leg's caller profile carries the A-leg's dialplan context; "public" is where
         # FreeSWITCH puts calls that did not authenticate, i.e. calls from outside.
@@ -796,29 +828,56 @@ def _disposition(
 
 
 def _missed_call(
-    raw: Mapping[str, Any], leg: Leg, direction: Direction | None, disposition: Disposition | None
+    raw: Mapping[str, Any],
+    rare: Callable[[str], str | None],
+    leg: Leg,
+    direction: Direction | None,
+    disposition: Disposition | None,
+    callee_number: str | None,
+    latest_destination: str | None,
 ) -> bool | None:
-    stated = _var(raw, "missed_call")  # FusionPBX sets it itself
+    stated = _var(raw, "missed_call")  # FusionPBX's dialplan sets it itself
     if stated is not None:
         return stated.lower() == "true"
     # A missed call is a property of the call, which the A-leg represents; each ring-group
     # member's B-leg is an attempt, not a call.
     if leg is not Leg.A or direction is None:
         return None
-    return direction is Direction.INBOUND and disposition is not Disposition.ANSWERED
+    if direction is not Direction.INBOUND:
+        return False
+    # FusionPBX counts a call that reached voicemail as missed (nobody took it in person), even
+    # though voicemail answered it: the voicemail app stamps voicemail_answer_stamp, and
+    # FusionPBX's dialplan sends unanswered calls to *99<extension>.
+    if (
+        rare("voicemail_answer_stamp") is not None
+        or (callee_number is not None and callee_number.startswith("*99"))
+        or (latest_destination is not None and latest_destination.startswith("*99"))
+    ):
+        return True
+    return disposition is not Disposition.ANSWERED
 
 
 def _sip_code(raw: Mapping[str, Any]) -> int | None:
+    # The final status of this leg's own dialog first; then what the far leg's dialog ended
+    # with (an A-leg bridged to a phone); then the answer to an INVITE this leg sent; then the
+    # protocol cause FreeSWITCH noted when the leg hung up.
     code = _status(_var(raw, "sip_term_status"))
     if code is not None:
         return code
-    for name in ("last_bridge_proto_specific_hangup_cause", "proto_specific_hangup_cause"):
-        value = _var(raw, name)
-        if value is not None and value.startswith("sip:"):
-            code = _status(value[4:])
-            if code is not None:
-                return code
-    return _status(_var(raw, "sip_invite_failure_status"))
+    code = _sip_cause(_var(raw, "last_bridge_proto_specific_hangup_cause"))
+    if code is not None:
+        return code
+    code = _status(_var(raw, "sip_invite_failure_status"))
+    if code is not None:
+        return code
+    return _sip_cause(_var(raw, "proto_specific_hangup_cause"))
+
+
+def _sip_cause(value: str | None) -> int | None:
+    # "sip:487"; other protocols ("q850:16") say nothing about SIP.
+    if value is not None and value.startswith("sip:"):
+        return _status(value[4:])
+    return None
 
 
 def _status(value: str | None) -> int | None:
@@ -854,7 +913,10 @@ def _pdd_ms(doc: _Source) -> int | None:
 
 
 def _recording_path(
-    raw: Mapping[str, Any], app_data: Callable[[str], str | None], answered: bool
+    raw: Mapping[str, Any],
+    app_data: Callable[[str], str | None],
+    answered: bool,
+    bridge_target: str | None,
 ) -> str | None:
     # FusionPBX's record_path/record_name is the final file it indexes.
     record_name = _var(raw, "record_name")
@@ -869,19 +931,22 @@ def _recording_path(
     # recording and app_log need not be read.
     if _var(raw, "record_samples") is not None:
         data = app_data("record_session")
+        if data is None and _var(raw, "last_app") == "record_session":
+            data = _var(raw, "last_arg")  # a document without app_log
         if data is not None:
             return _strip_time_limit(data)
     for name in ("cc_record_filename", "sofia_record_file"):
         value = _var(raw, name)
         if value is not None:
             return value
-    # api_on_answer only runs when the call is answered: weakest evidence, last.
+    # api_on_answer only runs when the call is answered: weakest evidence, last. It is set as a
+    # channel variable or inside the bridge dial string ({api_on_answer='uuid_record ...'}).
     if answered:
-        command = _var(raw, "api_on_answer")
-        if command is not None:
-            match = _UUID_RECORD_RE.search(command)
-            if match:
-                return match.group(1)
+        for command in (_var(raw, "api_on_answer"), bridge_target):
+            if command is not None and "uuid_record" in command:
+                match = _UUID_RECORD_RE.search(command)
+                if match:
+                    return match.group(1)
     return None
 
 
@@ -915,6 +980,61 @@ def _instant_us(doc: _Source, prefix: str, callflow_name: str, tz: tzinfo | None
     except ValueError:
         return None
     return (local - _EPOCH) // timedelta(microseconds=1)
+
+
+def _check_order(start_us: int, answer_us: int | None, end_us: int | None) -> None:
+    # Every instant comes from the same channel clock: one out of order is a corrupt document,
+    # and the durations computed from it would be nonsense.
+    if answer_us is not None and answer_us < start_us:
+        raise UnmappableRecord(
+            f"The CDR's times go backwards: answered {_iso(answer_us)}, before it started "
+            f"{_iso(start_us)}."
+        )
+    if end_us is not None and end_us < start_us:
+        raise UnmappableRecord(
+            f"The CDR's times go backwards: it ended {_iso(end_us)}, before it started "
+            f"{_iso(start_us)}."
+        )
+    if end_us is not None and answer_us is not None and end_us < answer_us:
+        raise UnmappableRecord(
+            f"The CDR's times go backwards: it ended {_iso(end_us)}, before it was answered "
+            f"{_iso(answer_us)}."
+        )
+
+
+def _iso(us: int) -> str:
+    return _datetime(us).isoformat()
+
+
+def _seconds_variable(raw: Mapping[str, Any], name: str) -> int | None:
+    value = _var(raw, name)
+    if value is None:
+        return None
+    seconds = _int(value)
+    if seconds is None:
+        raise UnmappableRecord(f"The CDR's {name} variable is not a whole number ({value[:40]!r}).")
+    if seconds < 0:
+        raise UnmappableRecord(f"The CDR's {name} variable is negative ({seconds}).")
+    return seconds
+
+
+def _domain_part(value: str | None) -> str | None:
+    # presence_id is <user>@<domain>
+    if value is None:
+        return None
+    _, at, domain = value.rpartition("@")
+    return (domain.strip() or None) if at else None
+
+
+# FreeSWITCH's shared contexts (public: unauthenticated calls; default: the stock dialplan).
+_SHARED_CONTEXTS: Final = frozenset({"public", "default"})
+
+
+def _context_domain(context: str | None) -> str | None:
+    # FusionPBX names each tenant's dialplan context after its domain ("pbx.example.com").
+    if context is None or context in _SHARED_CONTEXTS or "." not in context:
+        return None
+    return context
 
 
 def _seconds_between(start_us: int, end_us: int) -> int | None:
@@ -1029,8 +1149,3 @@ def _int(value: Any) -> int | None:
 def _positive(value: Any) -> int | None:
     number = _int(value)
     return number if number is not None and number > 0 else None
-
-
-def _non_negative(value: str | None) -> int | None:
-    number = _int(value)
-    return number if number is not None and number >= 0 else None

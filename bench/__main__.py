@@ -3,9 +3,13 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_parser
+from bench import bench_ingest, bench_large, bench_parser
 
-BENCHES = {"parser": bench_parser.main, "ingest": bench_ingest.main}
+BENCHES = {
+    "parser": bench_parser.main,
+    "ingest": bench_ingest.main,
+    "large": bench_large.main,
+}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHES)

@@ -13,6 +13,8 @@ from typing import Literal, TypeVar
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cdrkit.objects import parse_store_url
+
 
 def _common(name: str) -> AliasChoices:
     return AliasChoices(f"CDRFLOW_{name.upper()}", name)
@@ -31,6 +33,8 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", validation_alias=_common("log_format")
     )
+    # Claim-check objects (large payloads): file:///dir or s3://bucket/prefix?endpoint_url=…
+    object_store_url: str | None = Field(default=None, validation_alias=_common("object_store_url"))
 
     @field_validator("bus_url")
     @classmethod
@@ -45,6 +49,20 @@ class ServiceSettings(BaseSettings):
         if value and not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("must start with postgresql+asyncpg:// or sqlite+aiosqlite://")
         return value
+
+    @field_validator("object_store_url")
+    @classmethod
+    def _object_store(cls, value: str | None) -> str | None:
+        if value:
+            parse_store_url(value)
+        return value
+
+    @property
+    def effective_object_store_url(self) -> str:
+        """The configured URL, or an ``objects`` directory in the data dir."""
+        if self.object_store_url:
+            return self.object_store_url
+        return (self.data_dir / "objects").resolve().as_uri()
 
     @property
     def effective_database_url(self) -> str:

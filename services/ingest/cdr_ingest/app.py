@@ -11,6 +11,7 @@ from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
+from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
 
@@ -27,7 +28,8 @@ def spec(settings: IngestSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[IngestComponent]:
         await runtime.bus.ensure_topics([topics.RAW])
-        yield IngestComponent(IngestService(settings, runtime.bus.producer))
+        async with open_object_store(settings.effective_object_store_url) as store:
+            yield IngestComponent(IngestService(settings, runtime.bus.producer, store))
 
     return ServiceSpec("ingest", start, [router], uses_database=False)
 

@@ -19,3 +19,11 @@ BUS_ERRORS = Counter(
     "cdrflow_ingest_bus_errors_total",
     "Posts the bus did not acknowledge in time (answered 503).",
 )
+CLAIM_CHECKS = Counter(
+    "cdrflow_ingest_claim_checks_total",
+    "Posts whose payload was written to the object store and published as a payload_ref.",
+)
+CLAIM_CHECK_BYTES = Counter(
+    "cdrflow_ingest_claim_check_bytes_total",
+    "Payload bytes written to the object store for claim checks.",
+)

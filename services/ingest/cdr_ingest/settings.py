@@ -16,3 +16,6 @@ class IngestSettings(ServiceSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # How long a post waits for the bus to acknowledge before it is answered 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    # Payloads larger than this (UTF-8 bytes) are written to the object store first and travel
+    # on the bus as a claim check (payload_ref + sha256); Kafka's message limit never drops a CDR.
+    inline_max_bytes: int = Field(default=256 * 1024, ge=0)

@@ -126,12 +126,14 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
     row = await parser.repo.get_raw(call_id)
-    if row is None or row.payload is None:
+    if row is None or (row.payload is None and row.payload_ref is None):
         raise NotFound(
             f"no raw payload for call id {call_id!r}: unknown call, or past the raw retention"
         )
+    # A claim-checked payload lives in the object store (ObjectNotFound → 404 once purged).
+    content = row.payload if row.payload is not None else await parser.raw_object(row.payload_ref)
     return Response(
-        row.payload,
+        content,
         media_type=row.content_type,
         headers={"X-Cdrflow-Sha256": row.sha256 or "", "X-Cdrflow-Envelope-Id": row.envelope_id},
     )

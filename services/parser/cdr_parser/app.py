@@ -13,6 +13,7 @@ from cdr_parser.settings import ParserSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
 from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
 
@@ -31,19 +32,20 @@ def spec(settings: ParserSettings) -> ServiceSpec:
     async def start(runtime: Runtime) -> AsyncIterator[ParserComponent]:
         repo = CdrRepository(runtime.sessions, runtime.engine.dialect.name)
         await runtime.bus.ensure_topics(topics.ALL)
-        service = ParserService(settings, repo, runtime.bus.producer)
-        loop = ConsumeLoop(
-            runtime.bus,
-            [topics.RAW],
-            settings.consumer_group,
-            service.handle_batch,
-            batch_size=settings.batch_size,
-        )
-        await loop.start()
-        try:
-            yield ParserComponent(service, loop)
-        finally:
-            await loop.stop()
+        async with open_object_store(settings.effective_object_store_url) as store:
+            service = ParserService(settings, repo, runtime.bus.producer, store)
+            loop = ConsumeLoop(
+                runtime.bus,
+                [topics.RAW],
+                settings.consumer_group,
+                service.handle_batch,
+                batch_size=settings.batch_size,
+            )
+            await loop.start()
+            try:
+                yield ParserComponent(service, loop)
+            finally:
+                await loop.stop()
 
     return ServiceSpec("parser", start, [router], "cdr_parser.migrations")
 

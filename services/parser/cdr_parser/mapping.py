@@ -1,4 +1,8 @@
-"""From a raw envelope to a CDR: pick the mapper for the envelope's kind."""
+"""From a raw envelope to a CDR: pick the mapper for the envelope's kind. Pure: no I/O.
+
+A claim-checked envelope (``payload_ref``) is mapped with the payload the caller fetched and
+verified (``ParserService`` does that, concurrently for a batch).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,16 @@ from cdrmodel import CDR, PayloadKind, RawEnvelope
 from cdrmodel.errors import UnmappableRecord
 
 
-def map_envelope(env: RawEnvelope) -> CDR:
-    """Raises ``InvalidInput`` (never anything else on purpose) when it cannot map."""
-    if env.payload is None:
-        raise UnmappableRecord("claim-checked payloads (payload_ref) are not supported yet")
+def map_envelope(env: RawEnvelope, payload: str | None = None) -> CDR:
+    """Map ``env`` (its inline payload, or ``payload`` for a claim check).
+
+    Raises ``InvalidInput`` (never anything else on purpose) when it cannot map.
+    """
+    text = env.payload if env.payload is not None else payload
+    if text is None:
+        raise UnmappableRecord(
+            f"the claim-checked payload {env.payload_ref} was not fetched before mapping"
+        )
     hints = {
         "received_at": env.received_at,
         "call_id_hint": env.call_id,
@@ -18,7 +28,7 @@ def map_envelope(env: RawEnvelope) -> CDR:
         "origin_host": env.source.node,
     }
     if env.kind is PayloadKind.FREESWITCH_XML:
-        return freeswitch.map_xml(freeswitch.parse_xml(env.payload), **hints)  # type: ignore[arg-type]
+        return freeswitch.map_xml(freeswitch.parse_xml(text), **hints)  # type: ignore[arg-type]
     if env.kind is PayloadKind.FREESWITCH_JSON:
-        return freeswitch.map_json(freeswitch.parse_json(env.payload), **hints)  # type: ignore[arg-type]
+        return freeswitch.map_json(freeswitch.parse_json(text), **hints)  # type: ignore[arg-type]
     raise UnmappableRecord(f"no mapper for payload kind {env.kind.value!r} yet")

@@ -15,3 +15,7 @@ MAP_SECONDS = Histogram(
     "Time to parse and map one document.",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
 )
+FETCHED_BYTES = Counter(
+    "cdrflow_parser_claim_check_bytes_total",
+    "Bytes of claim-checked payloads fetched from the object store.",
+)

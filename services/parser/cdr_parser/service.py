@@ -1,7 +1,10 @@
 """The parser's work: raw envelopes in, stored CDRs and ``cdr.normalized`` out.
 
 Per batch (see ``cdrkit.bus.runner`` for the commit side):
-1. decode and map every message; what cannot be mapped becomes a dead letter with its reason;
+1. decode and map every message; a claim-checked payload (``payload_ref``) is first fetched from
+   the object store and checked against the envelope's sha256 (concurrently for the batch; a
+   store that cannot be reached retries the batch, an object that is gone or altered is a dead
+   letter); what cannot be mapped becomes a dead letter with its reason;
 2. one database transaction stores the CDRs and raw payloads (idempotent on call id) and the dead
    letters (idempotent on envelope id, or topic/partition/offset when undecodable);
 3. the CDRs are published to ``cdr.normalized`` and the dead letters to ``cdr.dlq`` (concurrently
@@ -17,21 +20,25 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from cdr_parser.mapping import map_envelope
-from cdr_parser.metrics import CDRS, DEAD_LETTERS, MAP_SECONDS
+from cdr_parser.metrics import CDRS, DEAD_LETTERS, FETCHED_BYTES, MAP_SECONDS
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
-from cdrmodel import CDR, DeadLetter, RawEnvelope, topics
-from cdrmodel.errors import InvalidInput
+from cdrkit.objects import ObjectNotFound, ObjectStore
+from cdrmodel import CDR, DeadLetter, RawEnvelope, sha256_hex, topics
+from cdrmodel.errors import InvalidInput, Transient, UnmappableRecord
 
 log = logging.getLogger(__name__)
+
+FETCH_CONCURRENCY = 8
 
 
 def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
@@ -63,12 +70,36 @@ def row_to_cdr(row: Any) -> CDR:
     return CDR.model_validate(data)
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    stage: str
+    error: str
+    reason: str
+
+
+class PayloadChecksumMismatch(InvalidInput):
+    code = "payload_checksum"
+
+
+class BadPayloadRef(InvalidInput):
+    code = "bad_payload_ref"
+
+
 class ParserService:
-    def __init__(self, settings: ParserSettings, repo: CdrRepository, producer: Producer) -> None:
+    def __init__(
+        self,
+        settings: ParserSettings,
+        repo: CdrRepository,
+        producer: Producer,
+        store: ObjectStore | None = None,
+    ) -> None:
         self.settings = settings
         self.repo = repo
         self.producer = producer
+        self.store = store
         self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
+        # Claim-checked payloads fetched at once: bounds the memory a batch of 5 MB CDRs holds.
+        self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
         now = datetime.now(UTC)
@@ -76,14 +107,12 @@ class ParserService:
         raw_rows: dict[str, dict[str, Any]] = {}
         normalized: list[Record] = []
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
+        envelopes: list[RawEnvelope | None] = []
         for msg in batch:
-            env: RawEnvelope | None = None
             try:
-                env = RawEnvelope.from_json(msg.value)
-                started = time.perf_counter()
-                cdr = map_envelope(env)
-                MAP_SECONDS.observe(time.perf_counter() - started)
+                envelopes.append(RawEnvelope.from_json(msg.value))
             except ValidationError as exc:
+                envelopes.append(None)
                 self._dead_letter(
                     dead,
                     msg,
@@ -94,16 +123,20 @@ class ParserService:
                     f"{exc.errors()[0]['msg']}",
                     now,
                 )
+        # Claim checks are fetched, verified and mapped concurrently (a Transient store error
+        # raises out of here, so the loop retries the whole batch); inline payloads are mapped
+        # in place. Results are then taken in batch order.
+        claimed = await self._map_claimed(
+            {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
+        )
+        for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
+            if env is None:
                 continue
-            except InvalidInput as exc:
-                self._dead_letter(dead, msg, env, "map", exc.code, exc.detail, now)
+            outcome = claimed[i] if i in claimed else self._map(env, None)
+            if isinstance(outcome, _Failure):
+                self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
                 continue
-            except Exception as exc:  # a mapper bug on hostile input must not stop the topic
-                log.exception("mapping %s failed unexpectedly", msg)
-                self._dead_letter(
-                    dead, msg, env, "map", "mapper_error", f"{type(exc).__name__}: {exc}", now
-                )
-                continue
+            cdr = outcome
             self._recent.append(False)
             if cdr.call_id in cdr_rows:
                 continue  # the same call twice in one batch: the first wins, as in the store
@@ -128,6 +161,73 @@ class ParserService:
         CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted))
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
+
+    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Failure:
+        started = time.perf_counter()
+        try:
+            cdr = map_envelope(env, payload)
+        except InvalidInput as exc:
+            return _Failure("map", exc.code, exc.detail)
+        except Exception as exc:  # a mapper bug on hostile input must not stop the topic
+            log.exception("mapping envelope %s failed unexpectedly", env.id)
+            return _Failure("map", "mapper_error", f"{type(exc).__name__}: {exc}")
+        MAP_SECONDS.observe(time.perf_counter() - started)
+        return cdr
+
+    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, CDR | _Failure]:
+        if not envs:
+            return {}
+        tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
+        try:
+            await asyncio.gather(*tasks.values())
+        except BaseException:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            raise
+        return {i: task.result() for i, task in tasks.items()}
+
+    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Failure:
+        # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
+        # memory at once; only the (small) CDR outlives the slot.
+        async with self._fetch_slots:
+            try:
+                payload = await self.fetch_payload(env)
+            except InvalidInput as exc:
+                return _Failure("fetch", exc.code, exc.detail)
+            return self._map(env, payload)
+
+    async def fetch_payload(self, env: RawEnvelope) -> str:
+        """The claim-checked payload of ``env``, verified against its sha256.
+
+        ``InvalidInput`` (dead letter) when the object is gone, altered or not this store's;
+        ``Transient`` (retry the batch) when the store cannot be reached.
+        """
+        ref = env.payload_ref
+        assert ref is not None
+        data = await self.raw_object(ref)
+        FETCHED_BYTES.inc(len(data))
+        digest = sha256_hex(data)
+        if digest != env.sha256:
+            raise PayloadChecksumMismatch(
+                f"the object {ref} has sha256 {digest} but the envelope says {env.sha256}: "
+                "the stored payload was altered or corrupted after ingest accepted it"
+            )
+        try:
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            raise UnmappableRecord(f"the object {ref} is not UTF-8 text: {exc}") from exc
+
+    async def raw_object(self, ref: str) -> bytes:
+        """The bytes behind a ``payload_ref`` (``ObjectNotFound`` when gone)."""
+        if self.store is None:
+            raise Transient(f"this parser has no object store to fetch {ref} from")
+        try:
+            return await self.store.get(ref)
+        except ObjectNotFound:
+            raise
+        except InvalidInput as exc:
+            raise BadPayloadRef(exc.detail) from exc
 
     async def _publish(self, topic: str, records: list[Record]) -> None:
         if records:

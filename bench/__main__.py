@@ -3,12 +3,13 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_large, bench_parser
+from bench import bench_ingest, bench_large, bench_parser, bench_spool
 
 BENCHES = {
     "parser": bench_parser.main,
     "ingest": bench_ingest.main,
     "large": bench_large.main,
+    "spool": bench_spool.main,
 }
 
 if __name__ == "__main__":

@@ -27,16 +27,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server(
-    args: list[str], port: int, env: dict[str, str] | None = None
+    args: list[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process until the block ends; wait for /healthz or the port first."""
+    """Run a server process until the block ends; wait for /healthz or the port first.
+
+    ``log``: a file for the server's stderr (else a pipe read only if it exits early, so a
+    server that logs a lot while running should be given one)."""
+    log_file = log.open("ab") if log is not None else None
     proc = subprocess.Popen(
         args,
         env={**os.environ, **(env or {})},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file if log_file is not None else subprocess.PIPE,
     )
+    if log_file is not None:
+        log_file.close()
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -198,7 +198,7 @@ async def test_an_unreachable_store_pauses_the_parser_and_loses_nothing(
             await bus.start()
             settings = IngestSettings(bus_url=bus_url, inline_max_bytes=0)
             async with open_object_store(store_url) as store:
-                ingest = IngestService(settings, bus.producer, store)
+                ingest = IngestService(settings, bus.producer, store=store)
                 doc = Document(
                     (fixtures_dir / TINY_2009).read_text(), PayloadKind.FREESWITCH_XML, "text/xml"
                 )

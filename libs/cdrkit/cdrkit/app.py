@@ -54,6 +54,10 @@ class ServiceSpec:
     # Whether the service needs the database; ingest does not, so a database outage never
     # takes the edge that accepts CDRs out of rotation.
     uses_database: bool = True
+    # Whether /readyz fails while the bus is unreachable. Ingest spools instead, so a broker
+    # outage must not take the edge out of a load balancer; its component's ready() says when
+    # the spool cannot take more.
+    bus_required: bool = True
 
 
 @dataclass
@@ -102,10 +106,11 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         state.runtime = None
 
     uses_database = any(spec.uses_database for spec in specs)
+    bus_required = any(spec.bus_required for spec in specs)
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.cdrflow = state
     install_error_handlers(app)
-    app.include_router(health_router(state, uses_database=uses_database))
+    app.include_router(health_router(state, uses_database=uses_database, bus_required=bus_required))
     for spec in specs:
         for router in spec.routers:
             app.include_router(router)
@@ -139,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def health_router(state: AppState, *, uses_database: bool) -> APIRouter:
+def health_router(state: AppState, *, uses_database: bool, bus_required: bool = True) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -160,10 +165,11 @@ def health_router(state: AppState, *, uses_database: bool) -> APIRouter:
                     await asyncio.wait_for(ping(runtime.engine), 5)
                 except Exception as exc:
                     problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
-            try:
-                await asyncio.wait_for(runtime.bus.ping(), 5)
-            except Exception as exc:
-                problems.append(f"bus unreachable: {type(exc).__name__}: {exc}")
+            if bus_required:
+                try:
+                    await asyncio.wait_for(runtime.bus.ping(), 5)
+                except Exception as exc:
+                    problems.append(f"bus unreachable: {type(exc).__name__}: {exc}")
             for name, comp in state.components.items():
                 reason = comp.ready()
                 if reason:

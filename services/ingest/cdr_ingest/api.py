@@ -70,3 +70,21 @@ _KINDS = frozenset(
 
 def _kind_label(mtype: str) -> str:
     return mtype if mtype in _KINDS else "other"  # bounded label values
+
+
+@router.get("/v1/spool", tags=["ingest"])
+async def get_spool(ingest: IngestDep) -> dict[str, object]:
+    """The local spool: envelopes waiting for the bus, their bytes and age, and the drainer."""
+    spool = ingest.spool
+    if spool is None:
+        return {"depth": 0, "bytes": 0, "oldest_age_s": 0.0, "segments": 0, "draining": False}
+    status = spool.status()
+    drainer = ingest.drainer
+    return {
+        "depth": status.depth,
+        "bytes": status.bytes,
+        "oldest_age_s": round(status.oldest_age_s, 3),
+        "segments": status.segments,
+        "draining": bool(drainer and drainer.draining),
+        "last_error": drainer.last_error if drainer else None,
+    }

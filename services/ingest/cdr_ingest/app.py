@@ -1,37 +1,114 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from cdr_ingest.api import router
+from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
+from cdr_ingest.spool import Drainer, Spool
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
+from cdrkit.bus import Bus
 from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class IngestComponent:
     service: IngestService
+    spool: Spool
+    drainer: Drainer
 
     def ready(self) -> str | None:
+        # The bus is not checked: while it is away the spool takes posts (ServiceSpec.bus_required).
+        if self.spool.error is not None:
+            return f"the spool is not writable ({self.spool.error})"
+        if self.spool.full():
+            return f"the spool is full ({self.spool.size_bytes} of {self.spool.max_bytes} bytes)"
+        if not self.drainer.running:
+            return "the spool drainer is not running"
         return None
+
+
+async def _try_ensure_topics(bus: Bus) -> bool:
+    try:
+        await asyncio.wait_for(bus.ensure_topics([topics.RAW]), 5)
+    except Exception as exc:
+        log.warning("cannot create topic %s yet (%s); ingest spools until it can", topics.RAW, exc)
+        return False
+    return True
+
+
+async def _ensure_topics(bus: Bus, retry_max_s: float = 10.0) -> None:
+    """Create ``cdr.raw`` once the bus answers; the broker may be down when ingest starts."""
+    delay = 0.5
+    while not await _try_ensure_topics(bus):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, retry_max_s)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_spool(spool: Spool) -> None:
+    await spool.close()
+    if spool.depth:
+        log.warning(
+            "stopping with %d CDRs in the spool %s; they drain at the next start",
+            spool.depth,
+            spool.directory,
+        )
 
 
 def spec(settings: IngestSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[IngestComponent]:
-        await runtime.bus.ensure_topics([topics.RAW])
-        async with open_object_store(settings.effective_object_store_url) as store:
-            yield IngestComponent(IngestService(settings, runtime.bus.producer, store))
+        bus = runtime.bus
+        async with AsyncExitStack() as stack:
+            # One attempt first (so a first post cannot auto-create the topic with the broker's
+            # defaults); with the broker down ingest starts anyway, spools, and keeps trying.
+            if not await _try_ensure_topics(bus):
+                ensure = asyncio.create_task(_ensure_topics(bus), name="ingest-ensure-topics")
+                stack.push_async_callback(_cancel, ensure)
+            store = await stack.enter_async_context(
+                open_object_store(settings.effective_object_store_url)
+            )
+            spool = await Spool(
+                settings.effective_spool_dir, max_bytes=settings.spool_max_bytes
+            ).open()
+            stack.push_async_callback(_close_spool, spool)
+            drainer = Drainer(
+                spool,
+                bus.producer,
+                topics.RAW,
+                probe=bus.ping,
+                send_timeout_s=settings.publish_timeout_s,
+                on_recover=lambda: bus.ensure_topics([topics.RAW]),
+            )
+            SPOOL_DEPTH.set_function(lambda: spool.depth)
+            SPOOL_BYTES.set_function(lambda: spool.size_bytes)
+            SPOOL_OLDEST_AGE.set_function(spool.oldest_age_s)
+            drainer.start()
+            stack.push_async_callback(drainer.stop)
+            service = IngestService(settings, bus.producer, store=store, spool=spool)
+            service.drainer = drainer
+            yield IngestComponent(service, spool, drainer)
 
-    return ServiceSpec("ingest", start, [router], uses_database=False)
+    return ServiceSpec("ingest", start, [router], uses_database=False, bus_required=False)
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

@@ -1,4 +1,4 @@
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "cdrflow_ingest_requests_total",
@@ -17,7 +17,27 @@ BODY_BYTES = Histogram(
 )
 BUS_ERRORS = Counter(
     "cdrflow_ingest_bus_errors_total",
-    "Posts the bus did not acknowledge in time (answered 503).",
+    "Posts the bus did not acknowledge in time (spooled, or answered 503 without a spool).",
+)
+SPOOL_DEPTH = Gauge(
+    "cdrflow_ingest_spool_depth",
+    "Envelopes in the local spool not yet acknowledged by the bus.",
+)
+SPOOL_BYTES = Gauge(
+    "cdrflow_ingest_spool_bytes",
+    "Bytes of spool segment files on disk.",
+)
+SPOOL_OLDEST_AGE = Gauge(
+    "cdrflow_ingest_spool_oldest_age_seconds",
+    "Age of the oldest envelope waiting in the spool (0 when it is empty).",
+)
+SPOOLED = Counter(
+    "cdrflow_ingest_spooled_total",
+    "Envelopes written (fsync'd) to the spool because the bus did not acknowledge in time.",
+)
+SPOOL_DRAINED = Counter(
+    "cdrflow_ingest_spool_drained_total",
+    "Spooled envelopes the bus acknowledged (shipped by the drainer).",
 )
 CLAIM_CHECKS = Counter(
     "cdrflow_ingest_claim_checks_total",

@@ -1,8 +1,19 @@
 """Accept a posted CDR: decode, check, wrap in a raw envelope, publish, answer.
 
-A post is answered 200 only after the bus acknowledged the envelope (``acks=all`` on Kafka), so a
-2xx always means "durable". Anything else is a 4xx (the input is wrong: the switch should keep the
-CDR in its error directory) or a 503 (try again).
+A post is answered 200 only once the envelope is durable: acknowledged by the bus (``acks=all`` on
+Kafka) within ``INGEST_SPOOL_AFTER_S``, or else fsync'd to the local spool (``cdr_ingest.spool``),
+which a drainer ships to the bus in order once it is back. Anything else is a 4xx (the input is
+wrong: the switch should keep the CDR in its error directory) or a 503 (try again: the bus is away
+and the spool is full or unwritable).
+
+While the spool holds anything, new posts go behind it (appended to the spool, not sent to the
+bus), so every post of one call reaches ``cdr.raw`` in the order it was accepted and no post waits
+``INGEST_SPOOL_AFTER_S`` on a bus that is known to be away. Once the drainer has emptied the
+spool, posts go straight to the bus again.
+
+A send that timed out may still reach Kafka later (the producer keeps retrying it) while its
+envelope is also in the spool: the envelope then arrives twice, with the same id and call id, and
+the parser stores it once (idempotent on the call id).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from datetime import UTC, datetime
 from cdr_ingest.documents import Document, decode_post
 from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS, CLAIM_CHECK_BYTES, CLAIM_CHECKS
 from cdr_ingest.settings import IngestSettings
+from cdr_ingest.spool import Drainer, Spool, SpoolFull
 from cdrkit.bus import BusError, Producer
 from cdrkit.objects import ObjectStore, object_key
 from cdrmodel import Origin, RawEnvelope, sha256_hex, topics
@@ -46,12 +58,19 @@ def leg_hint(uuid_param: str | None) -> tuple[str | None, bool | None]:
 
 class IngestService:
     def __init__(
-        self, settings: IngestSettings, producer: Producer, store: ObjectStore | None = None
+        self,
+        settings: IngestSettings,
+        producer: Producer,
+        *,
+        store: ObjectStore | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         # Without a store (some tests, tools) every payload travels inline.
         self.store = store
+        self.spool = spool  # None: no spool, a post the bus does not acknowledge is a 503
+        self.drainer: Drainer | None = None  # set by the app; shown by GET /v1/spool
 
     async def accept(
         self, body: bytes, content_type: str | None, uuid_param: str | None, origin: Origin
@@ -122,12 +141,31 @@ class IngestService:
         )
 
     async def publish(self, envelope: RawEnvelope) -> None:
+        """Return once the envelope is durable (bus acknowledgement or spool fsync)."""
+        value = envelope.to_json()
         key = envelope.call_id.encode() if envelope.call_id else None
+        spool = self.spool
+        if spool is None:
+            await self._send(envelope, value, key, self.settings.publish_timeout_s)
+            return
+        if not spool.empty:
+            try:
+                await spool.append(value, key)  # behind the spool: see the module docstring
+                return
+            except SpoolFull:
+                pass  # the bus may be back while the drainer catches up: try it directly
         try:
-            await asyncio.wait_for(
-                self.producer.send(topics.RAW, envelope.to_json(), key=key),
-                self.settings.publish_timeout_s,
-            )
+            await self._send(envelope, value, key, self.settings.spool_after_s)
+            return
+        except Transient:
+            pass
+        await spool.append(value, key)  # SpoolFull / SpoolUnavailable: a 503
+
+    async def _send(
+        self, envelope: RawEnvelope, value: bytes, key: bytes | None, timeout_s: float
+    ) -> None:
+        try:
+            await asyncio.wait_for(self.producer.send(topics.RAW, value, key=key), timeout_s)
         except (BusError, TimeoutError) as exc:
             BUS_ERRORS.inc()
             log.warning("bus did not acknowledge envelope %s: %s", envelope.id, exc)

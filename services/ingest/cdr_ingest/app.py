@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_ingest.api import router
+from cdr_ingest.auth import log_access_mode
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdrkit.app import Runtime, ServiceSpec
@@ -26,6 +27,7 @@ class IngestComponent:
 def spec(settings: IngestSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[IngestComponent]:
+        log_access_mode(settings)
         await runtime.bus.ensure_topics([topics.RAW])
         yield IngestComponent(IngestService(settings, runtime.bus.producer))
 

@@ -19,3 +19,8 @@ BUS_ERRORS = Counter(
     "cdrflow_ingest_bus_errors_total",
     "Posts the bus did not acknowledge in time (answered 503).",
 )
+AUTH_REJECTIONS = Counter(
+    "cdrflow_ingest_auth_rejections_total",
+    "Posts refused with 401, by reason (missing, malformed, invalid credentials).",
+    ["reason"],
+)

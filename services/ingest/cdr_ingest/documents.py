@@ -47,15 +47,23 @@ class Document:
         if isinstance(self.tree, dict):
             variables = self.tree.get("variables")
             uuid = variables.get("uuid") if isinstance(variables, dict) else None
-            return (uuid.strip() or None) if isinstance(uuid, str) else None
+            return _call_id(uuid) if isinstance(uuid, str) else None
         if self.tree is not None:
             # Old (2009-era) documents have no uuid variable; the caller profile always has one.
             found = self.tree.find("variables/uuid")
             if found is None or not found.text:
                 found = self.tree.find("callflow/caller_profile/uuid")
-            text = found.text if found is not None else None
-            return (text.strip() or None) if text else None
+            return _call_id(found.text) if found is not None and found.text else None
         return None
+
+
+def _call_id(value: str) -> str | None:
+    """A usable call id (it becomes the bus key): printable, of sane length. Anything else (a
+    JSON ``\\ud800``, control characters, megabytes) is no id; the parser judges the record."""
+    value = value.strip()
+    if not value or len(value) > 255 or not value.isprintable():
+        return None
+    return value
 
 
 def media_type(header: str | None) -> str:

@@ -133,3 +133,33 @@ def test_form_unquote_matches_urllib(data: bytes, safe: str) -> None:
 def test_form_unquote_on_malformed_escapes_matches_urllib(text: str) -> None:
     raw = text.encode()
     assert form_unquote(raw) == unquote_to_bytes(raw.replace(b"+", b" "))
+
+
+@given(st.binary(max_size=200), st.binary(max_size=20), st.binary(max_size=20))
+def test_form_unquote_of_a_range_matches_the_slice(
+    data: bytes, before: bytes, after: bytes
+) -> None:
+    quoted = quote_plus(data).encode()
+    body = before + quoted + after
+    start, end = len(before), len(before) + len(quoted)
+    assert form_unquote(body, start, end) == form_unquote(quoted) == data
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        'multipart/form-data; boundary="b-1"',
+        "multipart/form-data; charset=utf-8; boundary=b-1",
+        "Multipart/Form-Data; BOUNDARY=b-1",
+    ],
+)
+def test_multipart_cdr_part_found_among_others(fixtures_dir: Path, content_type: str) -> None:
+    raw = _read(fixtures_dir, INCOMING)
+    body = (
+        b"preamble\r\n--b-1\r\n"
+        b'Content-Disposition: form-data; filename="cdr.xml"; name="other"\r\n\r\n<x/>\r\n'
+        b"--b-1\n"  # bare LF line ends, as some clients write them
+        b"Content-Disposition: form-data; name=cdr\n\n" + raw + b"\n--b-1--\n"
+    )
+    doc = decode_post(body, content_type)
+    assert doc.text == raw.decode()

@@ -126,7 +126,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CdrflowError)
     async def _cdrflow_error(_request: Request, exc: CdrflowError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status)
+        headers = getattr(exc, "headers", None)  # e.g. a 401's WWW-Authenticate challenge
+        return JSONResponse(error_body(exc.code, exc.detail), exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

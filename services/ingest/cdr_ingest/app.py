@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_ingest.api import router
+from cdr_ingest.auth import log_access_mode
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
@@ -77,6 +78,7 @@ async def _close_spool(spool: Spool) -> None:
 def spec(settings: IngestSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[IngestComponent]:
+        log_access_mode(settings)
         bus = runtime.bus
         async with AsyncExitStack() as stack:
             # One attempt first (so a first post cannot auto-create the topic with the broker's

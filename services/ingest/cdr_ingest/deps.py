@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from cdr_ingest.auth import require_poster
 from cdr_ingest.service import IngestService
 from cdrkit.app import component
 
@@ -15,3 +16,6 @@ async def get_ingest(request: Request) -> IngestService:
 
 
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
+
+# The authenticated poster (user name, or token#N) on ingest POST routes; None with open access.
+PosterDep = Annotated[str | None, Depends(require_poster)]

@@ -47,3 +47,8 @@ CLAIM_CHECK_BYTES = Counter(
     "cdrflow_ingest_claim_check_bytes_total",
     "Payload bytes written to the object store for claim checks.",
 )
+AUTH_REJECTIONS = Counter(
+    "cdrflow_ingest_auth_rejections_total",
+    "Posts refused with 401, by reason (missing, malformed, invalid credentials).",
+    ["reason"],
+)

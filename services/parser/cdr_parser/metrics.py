@@ -15,3 +15,16 @@ MAP_SECONDS = Histogram(
     "Time to parse and map one document.",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
 )
+RAW_PURGED = Counter(
+    "cdrflow_parser_raw_purged_total",
+    "Raw payloads purged after the raw retention period.",
+)
+RETENTION_RUNS = Counter(
+    "cdrflow_parser_retention_runs_total",
+    "Runs of the retention job (raw purge and partition upkeep), by outcome.",
+    ["outcome"],  # ok | failed
+)
+DEAD_LETTER_RETRIES = Counter(
+    "cdrflow_parser_dead_letter_retries_total",
+    "Dead letters re-published to cdr.raw by POST /v1/dead-letters/{id}/retry.",
+)

@@ -137,6 +137,15 @@ class CdrRepository:
     async def list(
         self, flt: CdrFilter, *, after: tuple[datetime, str] | None, limit: int
     ) -> Sequence[Row[Any]]:
+        """Newest first, keyset-paged on (start_time, call_id) (see ``list_query``)."""
+        query = self.list_query(flt, after=after, limit=limit)
+        async with self.sessions() as session:
+            rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+            return rows
+
+    def list_query(
+        self, flt: CdrFilter, *, after: tuple[datetime, str] | None, limit: int
+    ) -> Select[Any]:
         """Newest first, keyset-paged on (start_time, call_id) so deep pages stay fast.
 
         Every filter has an index ending in (start_time, call_id), so a page is an index range
@@ -177,9 +186,7 @@ class CdrRepository:
             query = (
                 select(both).order_by(both.c.start_time.desc(), both.c.call_id.desc()).limit(limit)
             )
-        async with self.sessions() as session:
-            rows: Sequence[Row[Any]] = (await session.execute(query)).all()
-            return rows
+        return query
 
     async def list_dead_letters(self, *, before_id: int | None, limit: int) -> Sequence[Row[Any]]:
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)

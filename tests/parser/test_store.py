@@ -353,7 +353,8 @@ async def test_migration_moves_an_issue2_table_into_partitions(fresh_pg_url: str
     async with engine.connect() as conn:
         strategy = await conn.scalar(
             text(
-                "SELECT partstrat::text FROM pg_partitioned_table WHERE partrelid = 'cdrs'::regclass"
+                "SELECT partstrat::text FROM pg_partitioned_table "
+                "WHERE partrelid = 'cdrs'::regclass"
             )
         )
         assert strategy == "r"

@@ -3,13 +3,14 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_large, bench_parser, bench_spool
+from bench import bench_ingest, bench_large, bench_parser, bench_spool, bench_store
 
 BENCHES = {
     "parser": bench_parser.main,
     "ingest": bench_ingest.main,
     "large": bench_large.main,
     "spool": bench_spool.main,
+    "store": bench_store.main,
 }
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ async def _pipeline(pg_url: str, broker: TansuBroker) -> dict[str, float]:
     # The storage step alone (idempotent insert of CDR + raw payload rows, batches of 1000)
     # against its physical limit: a raw COPY of the same rows into tables of the same shape.
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE cdrs, raw_payloads"))
+        await conn.execute(text("TRUNCATE cdrs, cdr_keys, raw_payloads"))
     repo = CdrRepository(session_factory(engine), "postgresql")
     t1 = time.perf_counter()
     for i in range(0, N_PIPELINE, 1000):

@@ -21,6 +21,12 @@ from cdrmodel.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["cdrs"])
 
+
+class RawGone(NotFound):
+    code = "gone"
+    status = 410
+
+
 Since = Annotated[str | None, Query(description="start_time ≥ this (epoch s or ISO 8601)")]
 Until = Annotated[str | None, Query(description="start_time < this (epoch s or ISO 8601)")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -126,6 +132,14 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
     row = await parser.repo.get_raw(call_id)
+    if row is None and await parser.repo.get(call_id) is not None:
+        # The CDR is stored but its raw payload is not: the retention job purged it. 410, not
+        # 404, so a client can tell "past retention" from "no such call".
+        raise RawGone(
+            f"the raw payload of call {call_id!r} was purged after the raw retention period "
+            f"({parser.settings.raw_retention_days:g} days); the CDR is still at "
+            f"/v1/cdrs/{call_id}"
+        )
     if row is None or (row.payload is None and row.payload_ref is None):
         raise NotFound(
             f"no raw payload for call id {call_id!r}: unknown call, or past the raw retention"
@@ -154,3 +168,20 @@ async def list_dead_letters(
     items = [DeadLetterOut.model_validate(dict(r._mapping)) for r in rows]
     next_cursor = encode_cursor([items[-1].id]) if len(items) == limit else None
     return DeadLetterPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut)
+async def get_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
+    """One dead letter with its reason and the envelope (or raw bytes) that failed."""
+    row = await parser.repo.get_dead_letter(letter_id)
+    if row is None:
+        raise NotFound(f"no dead letter with id {letter_id}")
+    return DeadLetterOut.model_validate(dict(row._mapping))
+
+
+@router.post("/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut)
+async def retry_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
+    """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
+    dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
+    row = await parser.retry_dead_letter(letter_id)
+    return DeadLetterOut.model_validate(dict(row._mapping))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -8,6 +10,7 @@ from fastapi import FastAPI
 
 from cdr_parser.api import router
 from cdr_parser.repository import CdrRepository
+from cdr_parser.retention import RetentionJob
 from cdr_parser.service import ParserService
 from cdr_parser.settings import ParserSettings
 from cdrkit.app import Runtime, ServiceSpec
@@ -22,6 +25,7 @@ from cdrmodel import topics
 class ParserComponent:
     service: ParserService
     loop: ConsumeLoop
+    retention: RetentionJob | None = None
 
     def ready(self) -> str | None:
         return self.loop.ready()
@@ -42,9 +46,14 @@ def spec(settings: ParserSettings) -> ServiceSpec:
                 batch_size=settings.batch_size,
             )
             await loop.start()
+            retention = RetentionJob(settings, repo, store)
+            upkeep = asyncio.create_task(retention.run_forever(), name="parser:retention")
             try:
-                yield ParserComponent(service, loop)
+                yield ParserComponent(service, loop, retention)
             finally:
+                upkeep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upkeep
                 await loop.stop()
 
     return ServiceSpec("parser", start, [router], "cdr_parser.migrations")

@@ -19,3 +19,16 @@ FETCHED_BYTES = Counter(
     "cdrflow_parser_claim_check_bytes_total",
     "Bytes of claim-checked payloads fetched from the object store.",
 )
+RAW_PURGED = Counter(
+    "cdrflow_parser_raw_purged_total",
+    "Raw payloads purged after the raw retention period.",
+)
+RETENTION_RUNS = Counter(
+    "cdrflow_parser_retention_runs_total",
+    "Runs of the retention job (raw purge and partition upkeep), by outcome.",
+    ["outcome"],  # ok | failed
+)
+DEAD_LETTER_RETRIES = Counter(
+    "cdrflow_parser_dead_letter_retries_total",
+    "Dead letters re-published to cdr.raw by POST /v1/dead-letters/{id}/retry.",
+)

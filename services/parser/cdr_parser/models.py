@@ -1,4 +1,10 @@
-"""The parser owns the CDR store: normalised CDRs, raw payloads (retention) and dead letters."""
+"""The parser owns the CDR store: normalised CDRs, raw payloads (retention) and dead letters.
+
+On PostgreSQL ``cdrs`` is range-partitioned by month on ``start_time`` (migration 0002), so its
+primary key there is ``(start_time, call_id)``: a partitioned table cannot have a unique index on
+``call_id`` alone. ``cdr_keys`` carries that uniqueness instead, and tells a lookup by call id which
+partition to read. SQLite keeps the plain table with ``call_id`` as its key and no ``cdr_keys``.
+"""
 
 from sqlalchemy import (
     JSON,
@@ -47,10 +53,12 @@ cdrs = Table(
     Column("extra", JSON, nullable=False),
     Column("received_at", UtcDateTime),
     Column("stored_at", UtcDateTime, nullable=False),
+    # Every listing index ends in (start_time, call_id), the keyset order of GET /v1/cdrs.
     Index("ix_cdrs_start_time", "start_time", "call_id"),
-    Index("ix_cdrs_account_start_time", "account", "start_time"),
-    Index("ix_cdrs_caller_number", "caller_number"),
-    Index("ix_cdrs_callee_number", "callee_number"),
+    Index("ix_cdrs_account_start_time", "account", "start_time", "call_id"),
+    Index("ix_cdrs_caller_number", "caller_number", "start_time", "call_id"),
+    Index("ix_cdrs_callee_number", "callee_number", "start_time", "call_id"),
+    Index("ix_cdrs_disposition", "disposition", "start_time", "call_id"),
 )
 
 raw_payloads = Table(
@@ -89,5 +97,17 @@ dead_letters = Table(
     Column("raw_value", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("retried_at", UtcDateTime),
+    # Set by POST /v1/dead-letters/{id}/retry; a retry that fails again refreshes the reason and
+    # last_failed_at, so last_failed_at < retried_at means the last retry went through.
+    Column("retry_count", Integer, nullable=False, server_default="0"),
+    Column("last_failed_at", UtcDateTime),
     Index("ix_dead_letters_created_at", "created_at"),
+)
+
+# PostgreSQL only: one row per stored call, the store's idempotency key (see the module doc).
+cdr_keys = Table(
+    "cdr_keys",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("start_time", UtcDateTime, nullable=False),
 )

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.models import cdrs, dead_letters, raw_payloads
+from cdr_parser.models import cdr_keys, cdrs, dead_letters, raw_payloads
 from cdrkit.db import insert_ignore
 
 
@@ -23,13 +38,46 @@ class CdrFilter:
     disposition: str | None = None
 
 
+@dataclass
+class RawPurge:
+    """What one retention run removed. ``payload_refs``: the claim-check objects (``file://`` or
+    ``s3://``) of the purged rows, which the caller deletes from the object store."""
+
+    rows: int = 0
+    payload_refs: list[str] = field(default_factory=list)
+
+
+def _dead_letter_upsert(dialect: str) -> Any:
+    """Insert a dead letter; the same message failing again (redelivery, or a retry that fails
+    once more) keeps its row and refreshes the reason instead of adding a second one."""
+    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(dead_letters)
+    fresh = ("stage", "error", "reason", "topic", "partition", "offset", "last_failed_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["dedup_key"], set_={c: stmt.excluded[c] for c in fresh}
+    )
+
+
+def _month_starts(now: datetime, months_ahead: int) -> list[datetime]:
+    year, month = now.year, now.month
+    starts = []
+    for _ in range(months_ahead + 1):
+        starts.append(datetime(year, month, 1, tzinfo=UTC))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return starts
+
+
 class CdrRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self.sessions = sessions
         self.dialect = dialect
+        # PostgreSQL: cdrs is partitioned by month and cdr_keys holds the call-id uniqueness.
+        self.partitioned = dialect == "postgresql"
         self._insert_cdrs = insert_ignore(cdrs, dialect, ["call_id"]).returning(cdrs.c.call_id)
+        self._insert_keys = insert_ignore(cdr_keys, dialect, ["call_id"]).returning(
+            cdr_keys.c.call_id
+        )
         self._insert_raw = insert_ignore(raw_payloads, dialect, ["call_id"])
-        self._insert_dead = insert_ignore(dead_letters, dialect, ["dedup_key"])
+        self._insert_dead = _dead_letter_upsert(dialect)
 
     async def store_batch(
         self,
@@ -39,23 +87,44 @@ class CdrRepository:
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
 
-        Idempotent: a CDR or raw payload whose call id is stored already, or a dead letter whose
-        dedup key is, is left as it is (the first version of a call wins; CDRs are immutable).
+        Idempotent: a CDR or raw payload whose call id is stored already is left as it is (the
+        first version of a call wins; CDRs are immutable). A dead letter whose dedup key is
+        stored already keeps its row, with the latest reason. On PostgreSQL the call id is
+        claimed in ``cdr_keys`` (``ON CONFLICT DO NOTHING RETURNING``) and only the claimed rows
+        go into the partitioned ``cdrs``, in the same transaction.
         """
         inserted: set[str] = set()
         async with self.sessions.begin() as session:
-            if cdr_rows:
+            if cdr_rows and self.partitioned:
+                keys = [{"call_id": r["call_id"], "start_time": r["start_time"]} for r in cdr_rows]
+                result = await session.execute(self._insert_keys, keys)
+                inserted = set(result.scalars().all())
+                new: dict[str, dict[str, Any]] = {}
+                for row in cdr_rows:
+                    if row["call_id"] in inserted:
+                        new.setdefault(row["call_id"], row)
+                if new:
+                    await session.execute(insert(cdrs), list(new.values()))
+            elif cdr_rows:
                 result = await session.execute(self._insert_cdrs, list(cdr_rows))
                 inserted = set(result.scalars().all())
             if raw_rows:
                 await session.execute(self._insert_raw, list(raw_rows))
             if dead_rows:
-                await session.execute(self._insert_dead, list(dead_rows))
+                by_key = {
+                    r["dedup_key"]: {**r, "last_failed_at": r["created_at"]} for r in dead_rows
+                }
+                await session.execute(self._insert_dead, list(by_key.values()))
         return inserted
 
     async def get(self, call_id: str) -> Row[Any] | None:
+        query = select(cdrs).where(cdrs.c.call_id == call_id)
+        if self.partitioned:
+            # The start time from cdr_keys lets PostgreSQL read one partition's primary key.
+            start = select(cdr_keys.c.start_time).where(cdr_keys.c.call_id == call_id)
+            query = query.where(cdrs.c.start_time == start.scalar_subquery())
         async with self.sessions() as session:
-            result = await session.execute(select(cdrs).where(cdrs.c.call_id == call_id))
+            result = await session.execute(query)
             return result.first()
 
     async def get_raw(self, call_id: str) -> Row[Any] | None:
@@ -68,28 +137,56 @@ class CdrRepository:
     async def list(
         self, flt: CdrFilter, *, after: tuple[datetime, str] | None, limit: int
     ) -> Sequence[Row[Any]]:
-        """Newest first, keyset-paged on (start_time, call_id) so deep pages stay fast."""
-        query = select(cdrs)
-        conds = []
+        """Newest first, keyset-paged on (start_time, call_id) (see ``list_query``)."""
+        query = self.list_query(flt, after=after, limit=limit)
+        async with self.sessions() as session:
+            rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+            return rows
+
+    def list_query(
+        self, flt: CdrFilter, *, after: tuple[datetime, str] | None, limit: int
+    ) -> Select[Any]:
+        """Newest first, keyset-paged on (start_time, call_id) so deep pages stay fast.
+
+        Every filter has an index ending in (start_time, call_id), so a page is an index range
+        read of ``limit`` rows (per partition touched) however large the table. The number
+        filter (caller OR callee) is two such reads merged, not a bitmap OR and a sort.
+        """
+        conds: list[ColumnElement[bool]] = []
         if flt.since is not None:
             conds.append(cdrs.c.start_time >= flt.since)
         if flt.until is not None:
             conds.append(cdrs.c.start_time < flt.until)
         if flt.account is not None:
             conds.append(cdrs.c.account == flt.account)
-        if flt.number is not None:
-            conds.append(
-                or_(cdrs.c.caller_number == flt.number, cdrs.c.callee_number == flt.number)
-            )
         if flt.disposition is not None:
             conds.append(cdrs.c.disposition == flt.disposition)
         if after is not None:
             conds.append(tuple_(cdrs.c.start_time, cdrs.c.call_id) < tuple_(*after))
-        if conds:
-            query = query.where(and_(*conds))
-        query = query.order_by(cdrs.c.start_time.desc(), cdrs.c.call_id.desc()).limit(limit)
-        async with self.sessions() as session:
-            return (await session.execute(query)).all()
+            # Implied by the row comparison, but only this form prunes newer partitions.
+            conds.append(cdrs.c.start_time <= after[0])
+
+        def page(*extra: ColumnElement[bool]) -> Select[Any]:
+            query = select(cdrs)
+            if conds or extra:
+                query = query.where(and_(*conds, *extra))
+            return query.order_by(cdrs.c.start_time.desc(), cdrs.c.call_id.desc()).limit(limit)
+
+        query: Select[Any]
+        if flt.number is None:
+            query = page()
+        else:
+            num = flt.number
+            as_caller = page(cdrs.c.caller_number == num).subquery()
+            as_callee_only = page(
+                cdrs.c.callee_number == num,
+                or_(cdrs.c.caller_number != num, cdrs.c.caller_number.is_(None)),
+            ).subquery()
+            both = union_all(select(as_caller), select(as_callee_only)).subquery()
+            query = (
+                select(both).order_by(both.c.start_time.desc(), both.c.call_id.desc()).limit(limit)
+            )
+        return query
 
     async def list_dead_letters(self, *, before_id: int | None, limit: int) -> Sequence[Row[Any]]:
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
@@ -97,3 +194,65 @@ class CdrRepository:
             query = query.where(dead_letters.c.id < before_id)
         async with self.sessions() as session:
             return (await session.execute(query)).all()
+
+    async def get_dead_letter(self, letter_id: int) -> Row[Any] | None:
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(dead_letters).where(dead_letters.c.id == letter_id)
+            )
+            return result.first()
+
+    async def mark_retried(self, letter_id: int, at: datetime) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == letter_id)
+                .values(retried_at=at, retry_count=dead_letters.c.retry_count + 1)
+            )
+
+    async def purge_raw(self, older_than: datetime, *, chunk_rows: int = 5000) -> RawPurge:
+        """Delete raw payloads received before ``older_than``; the CDRs stay.
+
+        One short transaction per chunk of ``chunk_rows``, so the purge never holds locks for
+        long; ``SKIP LOCKED`` lets parser replicas purge at the same time without waiting on each
+        other. Returns the count and the ``payload_ref`` of every purged claim-checked payload.
+        """
+        ids = (
+            select(raw_payloads.c.call_id)
+            .where(raw_payloads.c.received_at < older_than)
+            .limit(chunk_rows)
+        )
+        if self.dialect == "postgresql":
+            ids = ids.with_for_update(skip_locked=True)
+        stmt = (
+            delete(raw_payloads)
+            .where(raw_payloads.c.call_id.in_(ids))
+            .returning(raw_payloads.c.payload_ref)
+        )
+        purged = RawPurge()
+        while True:
+            async with self.sessions.begin() as session:
+                refs = (await session.execute(stmt)).scalars().all()
+            purged.rows += len(refs)
+            purged.payload_refs += [ref for ref in refs if ref]
+            if len(refs) < chunk_rows:
+                return purged
+            await asyncio.sleep(0)  # let the consumer and the API in between chunks
+
+    async def ensure_partitions(self, now: datetime, months_ahead: int) -> Sequence[str]:
+        """Create the monthly ``cdrs`` partitions from ``now``'s month to ``months_ahead`` later
+        (PostgreSQL; nothing to do on SQLite). Returns the names of those it created."""
+        if not self.partitioned:
+            return []
+        created: Sequence[str] = ()
+        for month in _month_starts(now, months_ahead):
+            async with self.sessions.begin() as session:
+                # Waiting behind a long reader for the partition lock would queue every later
+                # query behind us: give up after a while and try again on the next run.
+                await session.execute(text("SET LOCAL lock_timeout = '5s'"))
+                made = await session.scalar(
+                    text("SELECT cdrs_ensure_partition(:at)"), {"at": month}
+                )
+            if made:
+                created = (*created, f"cdrs_p{month:%Y%m}")
+        return created

@@ -27,6 +27,8 @@ class DeadLetterOut(BaseModel):
     raw_value: str | None
     created_at: datetime
     retried_at: datetime | None
+    retry_count: int = 0
+    last_failed_at: datetime | None = None
 
 
 class DeadLetterPage(BaseModel):

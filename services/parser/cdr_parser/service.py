@@ -27,18 +27,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from cdr_parser.mapping import map_envelope
-from cdr_parser.metrics import CDRS, DEAD_LETTERS, FETCHED_BYTES, MAP_SECONDS
+from cdr_parser.metrics import CDRS, DEAD_LETTER_RETRIES, DEAD_LETTERS, FETCHED_BYTES, MAP_SECONDS
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
 from cdrkit.objects import ObjectNotFound, ObjectStore
 from cdrmodel import CDR, DeadLetter, RawEnvelope, sha256_hex, topics
-from cdrmodel.errors import InvalidInput, Transient, UnmappableRecord
+from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
 
 log = logging.getLogger(__name__)
 
 FETCH_CONCURRENCY = 8
+
+
+class NothingToRetry(InvalidInput):
+    """A dead letter that was never a decodable envelope (only its raw bytes are kept)."""
+
+    code = "nothing_to_retry"
+    status = 409
 
 
 def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
@@ -286,3 +293,35 @@ class ParserService:
                 "so a systematic fault does not drain the topic into the dead letters; fix the "
                 "cause (see GET /v1/dead-letters) and restart the parser"
             )
+
+    async def retry_dead_letter(self, letter_id: int) -> Any:
+        """Re-publish a dead letter's envelope to ``cdr.raw`` so it takes the normal path again:
+        stored if the cause is fixed (a mapper fix, a restored object), else dead-lettered once
+        more under the same row with a fresh reason. Returns the updated row."""
+        row = await self.repo.get_dead_letter(letter_id)
+        if row is None:
+            raise NotFound(f"no dead letter with id {letter_id}")
+        if row.envelope is None:
+            raise NothingToRetry(
+                f"dead letter {letter_id} was not a decodable raw envelope ({row.error}); "
+                "only its raw bytes are kept, so there is nothing to re-publish"
+            )
+        try:
+            env = RawEnvelope.model_validate(row.envelope)
+        except ValidationError as exc:
+            raise NothingToRetry(
+                f"dead letter {letter_id} holds no valid raw envelope: {exc.errors()[0]['msg']}"
+            ) from exc
+        # Marked before the publish, so a failure of the retry is always later than retried_at
+        # (retried_at and retry_count count attempts, even one the bus did not acknowledge).
+        await self.repo.mark_retried(letter_id, datetime.now(UTC))
+        key = env.call_id.encode() if env.call_id else None  # the key ingest uses
+        try:
+            await asyncio.wait_for(self.producer.send(topics.RAW, env.to_json(), key=key), 10)
+        except TimeoutError as exc:
+            raise Transient(
+                "the message bus did not acknowledge the retry in 10 s; try again later"
+            ) from exc
+        DEAD_LETTER_RETRIES.inc()
+        log.info("dead letter %d (envelope %s) re-published to %s", letter_id, env.id, topics.RAW)
+        return await self.repo.get_dead_letter(letter_id)

@@ -20,3 +20,11 @@ class ParserSettings(ServiceSettings):
     # was dead-lettered.
     flood_window: int = Field(default=500, ge=10)
     flood_ratio: float = Field(default=0.9, gt=0, le=1)
+    # Retention: raw payloads older than this are purged (the normalised CDRs stay), by a job
+    # that runs every `retention_interval_s` (first run soon after start) in chunks of
+    # `retention_chunk_rows` rows, and keeps PostgreSQL's monthly CDR partitions
+    # `partition_months_ahead` months ahead.
+    raw_retention_days: float = Field(default=7, gt=0)
+    retention_interval_s: float = Field(default=3600, gt=0)
+    retention_chunk_rows: int = Field(default=5000, ge=1, le=100_000)
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="run one service")
-    serve.add_argument("service", choices=["ingest", "parser"])
+    serve.add_argument("service", choices=["ingest", "parser", "billing", "stats", "recordings"])
     serve.add_argument("--host", default=os.environ.get("CDRFLOW_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=cmd_serve)

@@ -7,10 +7,16 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from cdr_billing.app import spec as billing_spec
+from cdr_billing.settings import BillingSettings
 from cdr_ingest.app import spec as ingest_spec
 from cdr_ingest.settings import IngestSettings
 from cdr_parser.app import spec as parser_spec
 from cdr_parser.settings import ParserSettings
+from cdr_recordings.app import spec as recordings_spec
+from cdr_recordings.settings import RecordingsSettings
+from cdr_stats.app import spec as stats_spec
+from cdr_stats.settings import StatsSettings
 from cdrkit.app import ServiceSpec, create_app
 from cdrkit.settings import ServiceSettings, load
 
@@ -26,6 +32,9 @@ class Service:
 SERVICES: dict[str, Service] = {
     "ingest": Service("ingest", 8001, IngestSettings, ingest_spec),
     "parser": Service("parser", 8002, ParserSettings, parser_spec),
+    "billing": Service("billing", 8003, BillingSettings, billing_spec),
+    "stats": Service("stats", 8004, StatsSettings, stats_spec),
+    "recordings": Service("recordings", 8005, RecordingsSettings, recordings_spec),
 }
 
 

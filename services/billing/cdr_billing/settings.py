@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from cdrkit.settings import ServiceSettings
+
+
+class BillingSettings(ServiceSettings):
+    """``BILLING_*`` settings plus the common ``CDRFLOW_*`` ones."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    consumer_group: str = "billing"

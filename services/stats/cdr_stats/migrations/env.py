@@ -1,0 +1,3 @@
+from cdrkit.db.alembic_env import run
+
+run()

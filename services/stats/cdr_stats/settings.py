@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from cdrkit.settings import ServiceSettings
+
+
+class StatsSettings(ServiceSettings):
+    """``STATS_*`` settings plus the common ``CDRFLOW_*`` ones."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STATS_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    consumer_group: str = "stats"

@@ -34,7 +34,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     extra = []
     if rate > 0:
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        extra.append(feed_spec(f"http://{host}:{args.port}", rate))
+        from cdr_ingest.settings import IngestSettings
+        from cdrkit.settings import load
+
+        extra.append(feed_spec(f"http://{host}:{args.port}", rate, settings=load(IngestSettings)))
     _serve(create_allinone_app(extra), args.host, args.port)
 
 

@@ -4,6 +4,7 @@ newcomer sees data at once (``CDRFLOW_MOCK_RATE`` calls per minute; 0 turns it o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -14,6 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
+from cdr_ingest.auth import parse_basic_auth, parse_tokens
+from cdr_ingest.settings import IngestSettings
 from cdrflow.mockfeed import generate_cdr
 from cdrkit.app import Runtime, ServiceSpec
 
@@ -25,6 +28,7 @@ class MockFeed:
     base_url: str
     rate_per_min: float
     seed: int | None = None
+    auth_headers: dict[str, str] = field(default_factory=dict)  # when ingest requires auth
     posted: int = 0
     failed: int = 0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -34,7 +38,9 @@ class MockFeed:
 
     async def run(self) -> None:
         rng = random.Random(self.seed)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=30, headers=self.auth_headers
+        ) as client:
             await self._wait_until_up(client)
             log.info("mock feed posting %.0f calls/min to %s", self.rate_per_min, self.base_url)
             while True:
@@ -76,10 +82,29 @@ class MockFeed:
             await asyncio.sleep(0.2)
 
 
-def feed_spec(base_url: str, rate_per_min: float, seed: int | None = None) -> ServiceSpec:
+def auth_headers(settings: IngestSettings) -> dict[str, str]:
+    """What the feed sends so that an ingest with credentials configured accepts it: the first
+    bearer token, else the first Basic user (as a switch configured with ``cred`` would)."""
+    if settings.tokens is not None:
+        token = parse_tokens(settings.tokens.get_secret_value())[0]
+        return {"Authorization": f"Bearer {token.decode()}"}
+    if settings.basic_auth is not None:
+        user, password = parse_basic_auth(settings.basic_auth.get_secret_value())[0]
+        return {"Authorization": "Basic " + base64.b64encode(user + b":" + password).decode()}
+    return {}
+
+
+def feed_spec(
+    base_url: str,
+    rate_per_min: float,
+    seed: int | None = None,
+    settings: IngestSettings | None = None,
+) -> ServiceSpec:
+    headers = auth_headers(settings) if settings is not None else {}
+
     @asynccontextmanager
     async def start(_runtime: Runtime) -> AsyncIterator[MockFeed]:
-        feed = MockFeed(base_url, rate_per_min, seed)
+        feed = MockFeed(base_url, rate_per_min, seed, headers)
         task = asyncio.create_task(feed.run(), name="mock-feed")
         try:
             yield feed

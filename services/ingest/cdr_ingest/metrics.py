@@ -19,3 +19,7 @@ BUS_ERRORS = Counter(
     "cdrflow_ingest_bus_errors_total",
     "Posts the bus did not acknowledge in time (answered 503).",
 )
+DUPLICATES = Counter(
+    "cdrflow_ingest_duplicates_total",
+    "Posts answered duplicate: the same call id and bytes were accepted recently (not published).",
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -97,3 +97,35 @@ class CdrRepository:
             query = query.where(dead_letters.c.id < before_id)
         async with self.sessions() as session:
             return (await session.execute(query)).all()
+
+    async def raw_pages(
+        self, since: datetime, until: datetime | None = None, *, page_size: int = 500
+    ) -> AsyncIterator[Sequence[Row[Any]]]:
+        """Retained raw payloads received in ``[since, until)``, oldest first, a page at a time.
+
+        Keyset-paged on (received_at, call_id), one short read per page, so a replay of millions
+        of payloads neither holds them in memory nor keeps a transaction open.
+        """
+        after: tuple[datetime, str] | None = None
+        while True:
+            conds = [raw_payloads.c.received_at >= since]
+            if until is not None:
+                conds.append(raw_payloads.c.received_at < until)
+            if after is not None:
+                conds.append(
+                    tuple_(raw_payloads.c.received_at, raw_payloads.c.call_id) > tuple_(*after)
+                )
+            query = (
+                select(raw_payloads)
+                .where(and_(*conds))
+                .order_by(raw_payloads.c.received_at, raw_payloads.c.call_id)
+                .limit(page_size)
+            )
+            async with self.sessions() as session:
+                page = (await session.execute(query)).all()
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = (page[-1].received_at, page[-1].call_id)

@@ -3,9 +3,9 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_parser
+from bench import bench_ingest, bench_parser, bench_replay
 
-BENCHES = {"parser": bench_parser.main, "ingest": bench_ingest.main}
+BENCHES = {"parser": bench_parser.main, "ingest": bench_ingest.main, "replay": bench_replay.main}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHES)

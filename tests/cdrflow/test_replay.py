@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import subprocess
 import sys
 import threading
@@ -89,16 +90,38 @@ async def wait_stored(url: str, call_ids: list[str], timeout: float = 30) -> lis
             await asyncio.sleep(0.05)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cdrflow", "replay", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, tty: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``cdrflow replay …``; with ``tty`` its stderr is a real pseudo-terminal."""
+    master, slave = pty.openpty() if tty else (-1, -1)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cdrflow", "replay", *args],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=slave if tty else subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if tty:
+            os.close(slave)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's other side is closed and drained
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            done.stderr = b"".join(chunks).decode()
+        return done
+    finally:
+        if tty:
+            os.close(master)
 
 
 async def test_replay_directory_stores_cdrs_then_says_duplicate(
@@ -123,6 +146,7 @@ async def test_replay_directory_stores_cdrs_then_says_duplicate(
         report = tmp_path / "report.json"
         done = run_cli(str(logs), "--url", url, "--report", str(report))
         assert done.returncode == 1, done.stderr  # the broken file still fails
+        assert "replay [" not in done.stderr  # no progress bar when stderr is not a terminal
         assert "accepted   0" in done.stdout
         assert "duplicate  3" in done.stdout
         assert "1  HTTP 400 not_well_formed" in done.stdout
@@ -141,6 +165,10 @@ async def test_replay_directory_stores_cdrs_then_says_duplicate(
             }
         ]
         assert data["failures"][0]["detail"]
+        on_tty = run_cli(str(logs), "--url", url, tty=True)
+        assert on_tty.returncode == 1
+        assert "\rreplay [##############################] 4/4 100%" in on_tty.stderr
+        assert "failed 1" in on_tty.stderr
         async with httpx.AsyncClient(base_url=url) as client:
             page = (await client.get("/v1/cdrs", params={"limit": 50})).json()
         assert sorted(c["call_id"] for c in page["items"]) == sorted([A_LEG, B_LEG, JSON_LEG])
@@ -253,11 +281,20 @@ async def test_replay_twice_from_files_and_store_changes_nothing(
         assert (again.accepted, again.duplicate, again.failed) == (0, 3, 1)
 
         settings = load(ServiceSettings, **common)
-        for _ in range(2):
+        for run in range(2):
             seen = _parser_duplicates()
-            summary = await replay_from_store(datetime_epoch(), None, settings=settings, retries=2)
-            assert (summary.total, summary.accepted, summary.failed) == (3, 3, 0)
-            assert summary.stopped is None
+            if run == 0:
+                summary = await replay_from_store(
+                    datetime_epoch(), None, settings=settings, retries=2
+                )
+                assert (summary.total, summary.accepted, summary.failed) == (3, 3, 0)
+                assert summary.stopped is None
+            else:  # the command line, configured like a deployed service
+                env = {"CDRFLOW_DATABASE_URL": fresh_pg_url, "CDRFLOW_BUS_URL": fresh_tansu.url}
+                done = run_cli("--from-store", "--since", "2000-01-01T00:00:00Z", env=env)
+                assert done.returncode == 0, done.stderr
+                assert "replayed 3 stored payloads" in done.stdout
+                assert "accepted   3" in done.stdout
             deadline = time.monotonic() + 60
             while _parser_duplicates() < seen + 3:  # the parser consumed all three again
                 assert time.monotonic() < deadline, "the parser did not consume the replay"

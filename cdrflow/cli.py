@@ -67,25 +67,30 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
     asyncio.run(_run())
 
 
+def _usage(message: str) -> None:
+    print(f"cdrflow replay: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def cmd_replay(args: argparse.Namespace) -> None:
     from cdrflow.replay import Progress, replay_from_store, replay_paths, write_report
     from cdrkit.query import parse_instant
     from cdrmodel.errors import InvalidInput
 
     if args.from_store == bool(args.paths):
-        sys.exit("cdrflow replay: give either PATH… or --from-store --since T, not both")
+        _usage("give either PATH… or --from-store --since T, not both")
     if args.concurrency < 1 or args.retries < 0:
-        sys.exit("cdrflow replay: --concurrency must be at least 1 and --retries not negative")
+        _usage("--concurrency must be at least 1 and --retries not negative")
     if args.token and args.user:
-        sys.exit("cdrflow replay: give --token or --user, not both")
+        _usage("give --token or --user, not both")
     if args.from_store:
         if not args.since:
-            sys.exit("cdrflow replay: --from-store needs --since T")
+            _usage("--from-store needs --since T")
         try:
             since = parse_instant(args.since, "--since")
             until = parse_instant(args.until, "--until") if args.until else None
         except InvalidInput as exc:
-            sys.exit(f"cdrflow replay: {exc.detail}")
+            _usage(exc.detail)
         summary = asyncio.run(
             replay_from_store(since, until, retries=args.retries, progress=Progress(None))
         )

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import httpx
 
 if TYPE_CHECKING:
+    from cdrkit.bus import Producer
     from cdrkit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -382,7 +383,7 @@ async def replay_paths(paths: Iterable[Path], **options: Any) -> Summary:
 
 async def replay_store(
     pages: AsyncIterator[Sequence[Any]],
-    producer: Any,
+    producer: Producer,
     *,
     retries: int = 5,
     backoff_s: float = 0.2,

@@ -181,6 +181,7 @@ class Flaky:
         self.upstream = upstream
         self.failures = failures
         self.seen = 0
+        self.authorization: bytes | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -192,6 +193,7 @@ class Flaky:
             if not message.get("more_body"):
                 break
         self.seen += 1
+        self.authorization = dict(scope["headers"]).get(b"authorization")
         if self.seen <= self.failures or self.upstream is None:
             status, answer = 503, b'{"error": "unavailable", "detail": "try later"}'
         else:
@@ -229,8 +231,9 @@ async def test_replay_retries_503_and_connection_errors_then_gives_up(
 
     always = Flaky(None, failures=0)
     with serve_http(always) as front:
-        summary = await replay_paths([one], url=front, retries=2, backoff_s=0.01)
+        summary = await replay_paths([one], url=front, retries=2, backoff_s=0.01, token="s3cret")
     assert always.seen == 3  # bounded: the first try and two retries
+    assert always.authorization == b"Bearer s3cret"
     assert summary.reasons() == [("HTTP 503 unavailable", 1)]
 
     nobody = f"http://127.0.0.1:{free_port()}"

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from cdrkit.obs import configure_logging
 
@@ -69,6 +70,55 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
     asyncio.run(_run())
 
 
+def _usage(message: str) -> None:
+    print(f"cdrflow replay: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from cdrflow.replay import Progress, replay_from_store, replay_paths, write_report
+    from cdrkit.query import parse_instant
+    from cdrmodel.errors import InvalidInput
+
+    if args.from_store == bool(args.paths):
+        _usage("give either PATH… or --from-store --since T, not both")
+    if args.concurrency < 1 or args.retries < 0:
+        _usage("--concurrency must be at least 1 and --retries not negative")
+    if args.token and args.user:
+        _usage("give --token or --user, not both")
+    if args.from_store:
+        if not args.since:
+            _usage("--from-store needs --since T")
+        try:
+            since = parse_instant(args.since, "--since")
+            until = parse_instant(args.until, "--until") if args.until else None
+        except InvalidInput as exc:
+            _usage(exc.detail)
+        summary = asyncio.run(
+            replay_from_store(since, until, retries=args.retries, progress=Progress(None))
+        )
+        what, item = "stored payloads", "call_id"
+    else:
+        summary = asyncio.run(
+            replay_paths(
+                args.paths,
+                url=args.url,
+                token=args.token,
+                user=args.user,
+                concurrency=args.concurrency,
+                retries=args.retries,
+                timeout_s=args.timeout,
+            )
+        )
+        what, item = "files", "file"
+    print(summary.render(what))
+    if args.report:
+        write_report(args.report, summary, item)
+        print(f"report: {args.report}")
+    if summary.failed or summary.stopped:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cdrflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +142,38 @@ def main(argv: list[str] | None = None) -> None:
 
     mig = sub.add_parser("migrate", help="upgrade every service's tables to the latest schema")
     mig.set_defaults(func=cmd_migrate)
+
+    rep = sub.add_parser(
+        "replay",
+        help="re-send saved [a_]<uuid>.cdr.xml/.cdr.json files, or re-publish stored payloads",
+        description="Re-send the files a FreeSWITCH saved (mod_xml_cdr log-dir/err-log-dir, "
+        "mod_json_cdr) to ingest, or with --from-store re-publish the raw payloads the CDR "
+        "store retained to cdr.raw (CDRFLOW_DATABASE_URL, CDRFLOW_BUS_URL). Idempotent.",
+    )
+    rep.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
+    rep.add_argument(
+        "--url",
+        default=os.environ.get("CDRFLOW_REPLAY_URL", "http://127.0.0.1:8000"),
+        help="ingest base URL or its /v1/cdr endpoint (CDRFLOW_REPLAY_URL)",
+    )
+    rep.add_argument(
+        "--token",
+        default=os.environ.get("CDRFLOW_REPLAY_TOKEN"),
+        help="bearer token (CDRFLOW_REPLAY_TOKEN)",
+    )
+    rep.add_argument(
+        "--user",
+        default=os.environ.get("CDRFLOW_REPLAY_USER"),
+        help="HTTP Basic name:password, like mod_xml_cdr's cred (CDRFLOW_REPLAY_USER)",
+    )
+    rep.add_argument("--concurrency", type=int, default=16, help="requests in flight (16)")
+    rep.add_argument("--retries", type=int, default=5, help="on 503 / connection errors (5)")
+    rep.add_argument("--timeout", type=float, default=60.0, help="per request, seconds (60)")
+    rep.add_argument("--report", type=Path, help="write the summary and failed items as JSON")
+    rep.add_argument("--from-store", action="store_true", help="re-publish stored raw payloads")
+    rep.add_argument("--since", help="with --from-store: received at or after (epoch or ISO)")
+    rep.add_argument("--until", help="with --from-store: received before (epoch or ISO)")
+    rep.set_defaults(func=cmd_replay)
 
     args = parser.parse_args(argv)
     configure_logging(

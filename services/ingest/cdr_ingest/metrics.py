@@ -52,3 +52,7 @@ AUTH_REJECTIONS = Counter(
     "Posts refused with 401, by reason (missing, malformed, invalid credentials).",
     ["reason"],
 )
+DUPLICATES = Counter(
+    "cdrflow_ingest_duplicates_total",
+    "Posts answered duplicate: the same call id and bytes were accepted recently (not published).",
+)

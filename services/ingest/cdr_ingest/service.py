@@ -24,8 +24,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cdr_ingest.dedupe import RecentAccepts
 from cdr_ingest.documents import Document, decode_post
-from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS, CLAIM_CHECK_BYTES, CLAIM_CHECKS
+from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS, CLAIM_CHECK_BYTES, CLAIM_CHECKS, DUPLICATES
 from cdr_ingest.settings import IngestSettings
 from cdr_ingest.spool import Drainer, Spool, SpoolFull
 from cdrkit.bus import BusError, Producer
@@ -71,14 +72,21 @@ class IngestService:
         self.store = store
         self.spool = spool  # None: no spool, a post the bus does not acknowledge is a 503
         self.drainer: Drainer | None = None  # set by the app; shown by GET /v1/spool
+        self.recent = RecentAccepts(settings.dedupe_window)
 
     async def accept(
         self, body: bytes, content_type: str | None, uuid_param: str | None, origin: Origin
     ) -> Accepted:
         doc = decode_post(body, content_type)
         call_id, a_leg = leg_hint(uuid_param)
-        envelope = await self.seal(doc, call_id or doc.call_id(), a_leg, origin)
+        call_id = call_id or doc.call_id()
+        seen_key = self.recent.key(call_id, doc.text)  # same call, same bytes: see dedupe.py
+        if (first_id := self.recent.get(seen_key)) is not None:
+            DUPLICATES.inc()
+            return Accepted(first_id, call_id, "duplicate")
+        envelope = await self.seal(doc, call_id, a_leg, origin)
         await self.publish(envelope)
+        self.recent.add(seen_key, envelope.id)
         BODY_BYTES.observe(len(body))
         return Accepted(envelope.id, envelope.call_id)
 

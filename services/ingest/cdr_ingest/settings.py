@@ -28,6 +28,9 @@ class IngestSettings(ServiceSettings):
     spool_dir: Path | None = None
     # The spool's size limit; past it posts are answered 503 while the bus stays unavailable.
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    # Recently accepted (call id, sha256) pairs answered "duplicate" without a second publish;
+    # best effort (per process, lost on restart), 0 turns it off. See dedupe.py.
+    dedupe_window: int = Field(default=100_000, ge=0)
 
     @property
     def effective_spool_dir(self) -> Path:

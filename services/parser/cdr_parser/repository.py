@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -256,3 +256,35 @@ class CdrRepository:
             if made:
                 created = (*created, f"cdrs_p{month:%Y%m}")
         return created
+
+    async def raw_pages(
+        self, since: datetime, until: datetime | None = None, *, page_size: int = 500
+    ) -> AsyncIterator[Sequence[Row[Any]]]:
+        """Retained raw payloads received in ``[since, until)``, oldest first, a page at a time.
+
+        Keyset-paged on (received_at, call_id), one short read per page, so a replay of millions
+        of payloads neither holds them in memory nor keeps a transaction open.
+        """
+        after: tuple[datetime, str] | None = None
+        while True:
+            conds = [raw_payloads.c.received_at >= since]
+            if until is not None:
+                conds.append(raw_payloads.c.received_at < until)
+            if after is not None:
+                conds.append(
+                    tuple_(raw_payloads.c.received_at, raw_payloads.c.call_id) > tuple_(*after)
+                )
+            query = (
+                select(raw_payloads)
+                .where(and_(*conds))
+                .order_by(raw_payloads.c.received_at, raw_payloads.c.call_id)
+                .limit(page_size)
+            )
+            async with self.sessions() as session:
+                page = (await session.execute(query)).all()
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = (page[-1].received_at, page[-1].call_id)

@@ -25,7 +25,11 @@ IngestFactory = Callable[..., AbstractAsyncContextManager[tuple[FastAPI, httpx.A
 
 
 def ingest_app(data_dir: Path, **overrides: object) -> FastAPI:
-    """The ingest service alone, on its own in-process bus."""
+    """The ingest service alone, on its own in-process bus.
+
+    The duplicate index is off unless a test turns it on: these tests post the same document
+    several times on purpose and count what reaches the bus (test_dedupe.py tests the index)."""
+    overrides = {"dedupe_window": 0, **overrides}
     settings = load(
         IngestSettings, data_dir=data_dir, bus_url=f"memory://{uuidlib.uuid4().hex}", **overrides
     )

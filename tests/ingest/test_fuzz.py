@@ -138,7 +138,9 @@ def test_mutated_cdrs_never_get_a_5xx(tmp_path: Path, fixtures_dir: Path) -> Non
         statuses[resp.status_code] += 1
         answer = resp.json()
         if resp.status_code == 200:
-            assert answer["status"] == "accepted"
+            # A mutation can leave the document (and call id) unchanged: the second copy of a
+            # document ingest acknowledged already is answered "duplicate".
+            assert answer["status"] in ("accepted", "duplicate")
             assert answer["id"]
         else:
             assert 400 <= resp.status_code < 500, (resp.status_code, answer, ctype, body[:200])

@@ -189,6 +189,7 @@ async def test_ingest_spools_stays_ready_and_reports_while_the_bus_is_away(
         bus_url="kafka://127.0.0.1:9?request_timeout_ms=1000",
         data_dir=tmp_path,
         spool_max_bytes=1024 * 1024,
+        dedupe_window=0,  # the same document posted again must reach the spool again
     )
     xml = (
         fixtures_dir / "freeswitch/freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"

@@ -14,14 +14,14 @@ depends_on = None
 
 # The ledger is append-only: a charge once written never changes (a changed price is an
 # adjustment row), so the database itself refuses UPDATE and DELETE on charges.
-PG_IMMUTABLE = """
-CREATE FUNCTION charges_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+PG_IMMUTABLE = [
+    """CREATE FUNCTION charges_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION 'charges are immutable: add an adjustment instead';
-END $$;
-CREATE TRIGGER charges_no_update BEFORE UPDATE OR DELETE ON charges
-  FOR EACH ROW EXECUTE FUNCTION charges_immutable();
-"""
+END $$""",
+    """CREATE TRIGGER charges_no_update BEFORE UPDATE OR DELETE ON charges
+  FOR EACH ROW EXECUTE FUNCTION charges_immutable()""",
+]
 SQLITE_IMMUTABLE = [
     """CREATE TRIGGER charges_no_update BEFORE UPDATE ON charges
        BEGIN SELECT RAISE(ABORT, 'charges are immutable: add an adjustment instead'); END""",
@@ -35,11 +35,8 @@ def upgrade() -> None:
     # This first revision creates the tables as models.py declares them (a later change to the
     # tables gets its own explicit revision).
     metadata.create_all(bind)
-    if bind.dialect.name == "postgresql":
-        op.execute(PG_IMMUTABLE)
-    else:
-        for stmt in SQLITE_IMMUTABLE:
-            op.execute(stmt)
+    for stmt in PG_IMMUTABLE if bind.dialect.name == "postgresql" else SQLITE_IMMUTABLE:
+        op.execute(stmt)
 
 
 def downgrade() -> None:

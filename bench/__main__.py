@@ -3,7 +3,7 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_large, bench_parser, bench_spool, bench_store
+from bench import bench_billing, bench_ingest, bench_large, bench_parser, bench_spool, bench_store
 
 BENCHES = {
     "parser": bench_parser.main,
@@ -11,6 +11,7 @@ BENCHES = {
     "large": bench_large.main,
     "spool": bench_spool.main,
     "store": bench_store.main,
+    "billing": bench_billing.main,
 }
 
 if __name__ == "__main__":

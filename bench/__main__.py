@@ -3,7 +3,15 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_large, bench_parser, bench_replay, bench_spool, bench_store
+from bench import (
+    bench_billing,
+    bench_ingest,
+    bench_large,
+    bench_parser,
+    bench_replay,
+    bench_spool,
+    bench_store,
+)
 
 BENCHES = {
     "parser": bench_parser.main,
@@ -12,6 +20,7 @@ BENCHES = {
     "spool": bench_spool.main,
     "store": bench_store.main,
     "replay": bench_replay.main,
+    "billing": bench_billing.main,
 }
 
 if __name__ == "__main__":

@@ -119,6 +119,24 @@ def cmd_replay(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_rerate(args: argparse.Namespace) -> None:
+    import json
+
+    from cdr_billing.rerate import rerate
+    from cdr_billing.settings import BillingSettings
+    from cdrkit.query import parse_instant
+    from cdrkit.settings import load
+    from cdrmodel.errors import InvalidInput
+
+    try:
+        since = parse_instant(args.since, "--since")
+        until = parse_instant(args.until, "--until")
+    except InvalidInput as exc:
+        sys.exit(exc.detail)
+    result = asyncio.run(rerate(load(BillingSettings), since, until))
+    print(json.dumps(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cdrflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--since", help="with --from-store: received at or after (epoch or ISO)")
     rep.add_argument("--until", help="with --from-store: received before (epoch or ISO)")
     rep.set_defaults(func=cmd_replay)
+
+    rer = sub.add_parser(
+        "rerate", help="price the calls without a charge (existing charges never change)"
+    )
+    rer.add_argument("--since", required=True, help="calls started at or after (ISO 8601 or epoch)")
+    rer.add_argument("--until", required=True, help="calls started before (ISO 8601 or epoch)")
+    rer.set_defaults(func=cmd_rerate)
 
     args = parser.parse_args(argv)
     configure_logging(

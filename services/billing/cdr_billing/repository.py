@@ -1,0 +1,333 @@
+"""SQL for billing. Calls and charges are written idempotently on the call id; charges are never
+updated (the database refuses it too, see the migration)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cdr_billing.models import (
+    adjustments,
+    billing_calls,
+    charges,
+    tariff_assignments,
+    tariff_destinations,
+    tariffs,
+)
+from cdr_billing.tariff import Band, Destination, Tariff
+from cdrkit.db import insert_ignore
+from cdrmodel.errors import CdrflowError
+
+DEST_CHUNK = 5000
+
+
+class VersionConflict(CdrflowError):
+    code = "version_conflict"
+    status = 409
+
+
+def _tariff_row(t: Tariff, created_at: datetime) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "version": t.version,
+        "effective_from": t.effective_from,
+        "currency": t.currency,
+        "timezone": t.timezone,
+        "standing_charge": t.standing_charge,
+        "minimum_charge": t.minimum_charge,
+        "unit_s": t.unit_s,
+        "first_increment_s": t.first_increment_s,
+        "next_increment_s": t.next_increment_s,
+        "rounding": t.rounding,
+        "bands": [b.as_dict() for b in t.bands],
+        "created_at": created_at,
+    }
+
+
+def _dest_rows(tariff_id: int, t: Tariff) -> list[dict[str, Any]]:
+    return [
+        {
+            "tariff_id": tariff_id,
+            "prefix": d.prefix,
+            "name": d.name,
+            "prices": {k: str(v) for k, v in d.prices.items()},
+            "standing_charge": d.standing_charge,
+        }
+        for d in t.destinations
+    ]
+
+
+class BillingRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+        self.sessions = sessions
+        self.dialect = dialect
+        self._insert_calls = insert_ignore(billing_calls, dialect, ["call_id"])
+        self._insert_charges = insert_ignore(charges, dialect, ["call_id"]).returning(
+            charges.c.call_id
+        )
+        self._insert_tariff_ignore = insert_ignore(tariffs, dialect, ["name", "version"])
+
+    # -- tariffs -------------------------------------------------------------------------------
+
+    async def max_tariff_id(self) -> int:
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.max(tariffs.c.id))) or 0)
+
+    async def load_tariffs(self, after_id: int = 0) -> list[Tariff]:
+        """Every tariff version with an id above ``after_id``, destinations included."""
+        async with self.sessions() as session:
+            heads = (
+                await session.execute(
+                    select(tariffs).where(tariffs.c.id > after_id).order_by(tariffs.c.id)
+                )
+            ).all()
+            if not heads:
+                return []
+            dests: dict[int, list[Destination]] = {h.id: [] for h in heads}
+            result = await session.stream(
+                select(
+                    tariff_destinations.c.tariff_id,
+                    tariff_destinations.c.prefix,
+                    tariff_destinations.c.name,
+                    tariff_destinations.c.prices,
+                    tariff_destinations.c.standing_charge,
+                ).where(tariff_destinations.c.tariff_id > after_id)
+            )
+            async for part in result.partitions(10_000):
+                for tid, prefix, name, prices, standing in part:
+                    bucket = dests.get(tid)
+                    if bucket is not None:
+                        bucket.append(
+                            Destination(
+                                prefix, name, {k: Decimal(v) for k, v in prices.items()}, standing
+                            )
+                        )
+        return [
+            Tariff(
+                id=h.id,
+                name=h.name,
+                version=h.version,
+                effective_from=h.effective_from,
+                currency=h.currency,
+                timezone=h.timezone,
+                standing_charge=h.standing_charge,
+                minimum_charge=h.minimum_charge,
+                unit_s=h.unit_s,
+                first_increment_s=h.first_increment_s,
+                next_increment_s=h.next_increment_s,
+                rounding=h.rounding,
+                bands=[Band(b["name"], tuple(b["days"]), b["start"], b["end"]) for b in h.bands],
+                destinations=dests[h.id],
+            )
+            for h in heads
+        ]
+
+    async def insert_tariff(self, t: Tariff, now: datetime) -> int:
+        """Store ``t`` as the next version of its name; return the version number."""
+        async with self.sessions.begin() as session:
+            current = await session.scalar(
+                select(func.max(tariffs.c.version)).where(tariffs.c.name == t.name)
+            )
+            t.version = int(current or 0) + 1
+            try:
+                tid = await session.scalar(
+                    insert(tariffs).values(_tariff_row(t, now)).returning(tariffs.c.id)
+                )
+            except IntegrityError as exc:
+                raise VersionConflict(
+                    f"another version of tariff {t.name!r} was created at the same time; retry"
+                ) from exc
+            assert tid is not None
+            rows = _dest_rows(tid, t)
+            for i in range(0, len(rows), DEST_CHUNK):
+                await session.execute(insert(tariff_destinations), rows[i : i + DEST_CHUNK])
+        return t.version
+
+    async def ensure_tariff(self, t: Tariff, now: datetime) -> bool:
+        """Create version ``t.version`` of ``t.name`` unless that name exists; True if created."""
+        async with self.sessions.begin() as session:
+            exists = await session.scalar(
+                select(tariffs.c.id).where(tariffs.c.name == t.name).limit(1)
+            )
+            if exists is not None:
+                return False
+            result = await session.execute(
+                self._insert_tariff_ignore.values(_tariff_row(t, now)).returning(tariffs.c.id)
+            )
+            tid = result.scalar()
+            if tid is None:
+                return False  # another replica created it first
+            await session.execute(insert(tariff_destinations), _dest_rows(tid, t))
+        return True
+
+    async def destinations(self, name: str, version: int) -> list[Row[Any]]:
+        async with self.sessions() as session:
+            tid = select(tariffs.c.id).where(tariffs.c.name == name, tariffs.c.version == version)
+            rows = await session.execute(
+                select(tariff_destinations)
+                .where(tariff_destinations.c.tariff_id == tid.scalar_subquery())
+                .order_by(tariff_destinations.c.prefix)
+            )
+            return list(rows.all())
+
+    # -- assignments ---------------------------------------------------------------------------
+
+    async def assignments(self, subscribers: Iterable[str]) -> dict[str, str]:
+        subs = list(set(subscribers))
+        if not subs:
+            return {}
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(tariff_assignments.c.subscriber, tariff_assignments.c.tariff_name).where(
+                    tariff_assignments.c.subscriber.in_(subs)
+                )
+            )
+            return {s: n for s, n in rows.all()}
+
+    async def assign(self, subscriber: str, tariff_name: str, now: datetime) -> None:
+        stmt: Any = (postgresql if self.dialect == "postgresql" else sqlite).insert(
+            tariff_assignments
+        )
+        stmt = stmt.values(subscriber=subscriber, tariff_name=tariff_name, assigned_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["subscriber"],
+            set_={"tariff_name": stmt.excluded.tariff_name, "assigned_at": now},
+        )
+        async with self.sessions.begin() as session:
+            await session.execute(stmt)
+
+    # -- calls and charges ---------------------------------------------------------------------
+
+    async def store(
+        self, call_rows: Sequence[dict[str, Any]], charge_rows: Sequence[dict[str, Any]]
+    ) -> set[str]:
+        """One transaction: the consumed calls (first version wins) and their charges (a call
+        charged already keeps its charge). Returns the call ids whose charge is new."""
+        inserted: set[str] = set()
+        async with self.sessions.begin() as session:
+            if call_rows:
+                await session.execute(self._insert_calls, list(call_rows))
+            if charge_rows:
+                result = await session.execute(self._insert_charges, list(charge_rows))
+                inserted = set(result.scalars().all())
+                if inserted:
+                    await session.execute(
+                        update(billing_calls)
+                        .where(
+                            billing_calls.c.call_id.in_(inserted),
+                            billing_calls.c.unpriced_reason.is_not(None),
+                        )
+                        .values(unpriced_reason=None)
+                    )
+        return inserted
+
+    async def set_unpriced(self, reasons: dict[str, str]) -> None:
+        async with self.sessions.begin() as session:
+            for call_id, reason in reasons.items():
+                await session.execute(
+                    update(billing_calls)
+                    .where(billing_calls.c.call_id == call_id)
+                    .values(unpriced_reason=reason)
+                )
+
+    async def charges_for(self, call_ids: Iterable[str]) -> list[Row[Any]]:
+        ids = list(call_ids)
+        if not ids:
+            return []
+        async with self.sessions() as session:
+            rows = await session.execute(select(charges).where(charges.c.call_id.in_(ids)))
+            return list(rows.all())
+
+    async def get_charge(self, call_id: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            return (
+                await session.execute(select(charges).where(charges.c.call_id == call_id))
+            ).first()
+
+    async def get_call(self, call_id: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(billing_calls).where(billing_calls.c.call_id == call_id)
+                )
+            ).first()
+
+    async def unpriced_calls(
+        self, since: datetime, until: datetime, limit: int, after: str = ""
+    ) -> list[Row[Any]]:
+        """Calls that started in ``[since, until)`` and have no charge, by call id."""
+        query = (
+            select(billing_calls)
+            .outerjoin(charges, charges.c.call_id == billing_calls.c.call_id)
+            .where(
+                charges.c.call_id.is_(None),
+                billing_calls.c.start_time >= since,
+                billing_calls.c.start_time < until,
+                billing_calls.c.call_id > after,
+            )
+            .order_by(billing_calls.c.call_id)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(query)).all())
+
+    # -- adjustments and bills -----------------------------------------------------------------
+
+    async def add_adjustment(self, row: dict[str, Any]) -> int:
+        async with self.sessions.begin() as session:
+            new_id = await session.scalar(
+                insert(adjustments).values(row).returning(adjustments.c.id)
+            )
+            assert new_id is not None
+            return int(new_id)
+
+    async def adjustments_for_call(self, call_id: str) -> list[Row[Any]]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(adjustments)
+                .where(adjustments.c.call_id == call_id)
+                .order_by(adjustments.c.id)
+            )
+            return list(rows.all())
+
+    async def bill_rows(
+        self, subscriber: str, start: datetime, end: datetime
+    ) -> tuple[list[Any], list[Any]]:
+        """The priced charges of calls that ended in ``[start, end)``, and their adjustments."""
+        async with self.sessions() as session:
+            calls = await session.execute(
+                select(
+                    charges.c.call_id,
+                    charges.c.destination,
+                    charges.c.start_time,
+                    charges.c.billed_s,
+                    charges.c.amount,
+                    charges.c.currency,
+                )
+                .where(
+                    and_(
+                        charges.c.subscriber == subscriber,
+                        charges.c.end_time >= start,
+                        charges.c.end_time < end,
+                        charges.c.outcome == "priced",
+                    )
+                )
+                .order_by(charges.c.start_time, charges.c.call_id)
+            )
+            adjs = await session.execute(
+                select(adjustments)
+                .where(
+                    adjustments.c.subscriber == subscriber,
+                    adjustments.c.call_end_time >= start,
+                    adjustments.c.call_end_time < end,
+                )
+                .order_by(adjustments.c.id)
+            )
+            return list(calls.all()), list(adjs.all())

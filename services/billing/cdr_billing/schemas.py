@@ -1,0 +1,73 @@
+"""Request bodies of the billing API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class BandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32)
+    days: list[str] = Field(default=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1)
+    start: str = Field(description="HH:MM[:SS] in the tariff's timezone")
+    end: str = Field(description="HH:MM[:SS]; not after start means it runs past midnight")
+
+
+class IncrementsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    first_s: int = 60
+    next_s: int = 60
+    rounding: Literal["down", "up"] = "down"
+
+
+class DestinationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(default="", max_length=32)
+    name: str = Field(default="", max_length=128)
+    prices: dict[str, Decimal] = Field(description="band name -> price per unit_s seconds")
+    standing_charge: Decimal | None = None
+
+
+class TariffIn(BaseModel):
+    """A new version of a tariff (the version number is assigned by the server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    effective_from: AwareDatetime | None = None  # default: now
+    currency: str = "BRL"
+    timezone: str | None = None  # default: BILLING_TIMEZONE
+    standing_charge: Decimal = Decimal(0)
+    minimum_charge: Decimal = Decimal(0)
+    unit_s: int = 60
+    increments: IncrementsIn = IncrementsIn()
+    bands: list[BandIn] = Field(min_length=1)
+    destinations: list[DestinationIn] = Field(min_length=1)
+
+
+class AssignmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tariff: str = Field(min_length=1, max_length=64)
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Decimal = Field(description="signed: negative is a credit")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class RerateResult(BaseModel):
+    examined: int
+    priced: int
+    still_unpriced: int
+    since: datetime
+    until: datetime

@@ -1,0 +1,451 @@
+"""Billing's work: normalised CDRs in, one immutable charge per call and ``cdr.rated`` out.
+
+Per consumed batch (the offsets are committed by ``cdrkit.bus.runner`` afterwards):
+1. decode the CDRs (one that does not decode goes to ``cdr.dlq`` with the reason) and keep what
+   billing needs of each (``billing_calls``), the subscriber being the CDR's ``account``, else
+   its ``caller_number``;
+2. price each call with the version of its subscriber's tariff (an assignment, else
+   ``BILLING_DEFAULT_TARIFF``) in force when the call started; a call that cannot be priced (no
+   tariff, no matching destination, no end time) gets no charge and keeps the reason, for
+   ``cdrflow rerate``; a call that was not answered gets a zero charge, so every priced call has
+   exactly one charge;
+3. one database transaction writes the calls and the charges, ``ON CONFLICT (call_id) DO
+   NOTHING``: a redelivered CDR changes nothing, the first charge of a call stands forever;
+4. ``cdr.rated`` is published for every charge of the batch (new ones, and the stored ones of
+   redelivered calls, so a crash between 3 and 4 loses no message) and acknowledged before the
+   offsets are committed. ``cdr.rated`` is at-least-once; its consumers dedupe on the call id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from cdr_billing.bills import (
+    check_closed,
+    format_duration,
+    format_price,
+    last_closed_month,
+    month_bounds,
+    parse_period,
+)
+from cdr_billing.metrics import (
+    ADJUSTMENTS,
+    AMOUNT,
+    BILL_SECONDS,
+    CHARGES,
+    RERATED,
+    TARIFF_LOAD_SECONDS,
+    UNPRICED,
+)
+from cdr_billing.repository import BillingRepository
+from cdr_billing.schemas import AdjustmentIn, TariffIn
+from cdr_billing.settings import BillingSettings
+from cdr_billing.tariff import (
+    Band,
+    CallFacts,
+    Destination,
+    Rated,
+    Tariff,
+    Unpriced,
+    default_tariff,
+    money,
+    pick_version,
+    rate_call,
+    validate,
+)
+from cdrkit.bus import Message, Producer, Record
+from cdrmodel import CDR, DeadLetter, topics
+from cdrmodel.errors import CdrflowError, NotFound
+
+log = logging.getLogger(__name__)
+
+RERATE_PAGE = 1000
+
+
+class NotPriced(CdrflowError):
+    code = "not_priced"
+    status = 409
+
+
+def subscriber_of(cdr: CDR) -> str | None:
+    """Whose bill a call lands on: the CDR's account, else its caller number."""
+    return cdr.account or cdr.caller_number or None
+
+
+def facts(cdr: CDR) -> CallFacts:
+    return CallFacts(
+        call_id=cdr.call_id,
+        subscriber=subscriber_of(cdr),
+        source=cdr.source,
+        caller_number=cdr.caller_number,
+        callee_number=cdr.callee_number,
+        account=cdr.account,
+        start_time=cdr.start_time,
+        answer_time=cdr.answer_time,
+        end_time=cdr.end_time,
+        duration_s=cdr.duration_s,
+        billsec_s=cdr.billsec_s,
+        disposition=cdr.disposition.value if cdr.disposition is not None else None,
+    )
+
+
+def facts_from_row(row: Any) -> CallFacts:
+    return CallFacts(
+        **{f: getattr(row, f) for f in CallFacts.__dataclass_fields__}  # same names as columns
+    )
+
+
+def call_row(call: CallFacts, now: datetime, reason: str | None) -> dict[str, Any]:
+    row = {f: getattr(call, f) for f in CallFacts.__dataclass_fields__}
+    row["consumed_at"] = now
+    row["unpriced_reason"] = reason
+    return row
+
+
+def charge_row(call: CallFacts, rated: Rated, now: datetime) -> dict[str, Any]:
+    assert call.subscriber is not None
+    return {
+        "call_id": call.call_id,
+        "subscriber": call.subscriber,
+        "outcome": rated.outcome,
+        "destination": call.callee_number,
+        "start_time": call.start_time,
+        "end_time": call.end_time or rated.end,
+        "billed_s": rated.billed_s,
+        "amount": rated.amount,
+        "currency": rated.currency,
+        "tariff_name": rated.tariff_name,
+        "tariff_version": rated.tariff_version,
+        "explanation": rated.explanation,
+        "rated_at": now,
+    }
+
+
+def rated_record(row: Any, account: str | None) -> Record:
+    """The ``cdr.rated`` message of a charge row (ARCHITECTURE §3)."""
+    value = {
+        "call_id": row["call_id"],
+        "subscriber": row["subscriber"],
+        "account": account,
+        "outcome": row["outcome"],
+        "amount": money(row["amount"]),
+        "currency": row["currency"],
+        "tariff": row["tariff_name"],
+        "tariff_version": row["tariff_version"],
+        "rated_at": row["rated_at"].isoformat(),
+    }
+    return Record(value=json.dumps(value).encode(), key=row["call_id"].encode())
+
+
+@dataclass
+class Priced:
+    charges: list[dict[str, Any]]
+    unpriced: dict[str, tuple[str, str]]  # call id -> (code, reason)
+
+
+class BillingService:
+    def __init__(
+        self, settings: BillingSettings, repo: BillingRepository, producer: Producer
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.producer = producer
+        self.zone = ZoneInfo(settings.timezone)
+        self.tariffs: dict[str, list[Tariff]] = {}
+        self._max_id = 0
+
+    # -- tariffs -------------------------------------------------------------------------------
+
+    async def ensure_default_tariff(self) -> None:
+        """Create the §6 telephone-bill tariff as version 1 of ``default`` if it is missing."""
+        if self.settings.default_tariff != "default":
+            return
+        if await self.repo.ensure_tariff(default_tariff(self.settings.timezone), datetime.now(UTC)):
+            log.info("created the default tariff (timezone %s)", self.settings.timezone)
+
+    async def refresh_tariffs(self) -> None:
+        """Load the tariff versions created since the last load (by any replica)."""
+        if await self.repo.max_tariff_id() <= self._max_id:
+            return
+        started = time.perf_counter()
+        for t in await self.repo.load_tariffs(self._max_id):
+            versions = self.tariffs.setdefault(t.name, [])
+            versions.append(t)
+            versions.sort(key=lambda v: (v.effective_from, v.version))
+            self._max_id = max(self._max_id, t.id or 0)
+        TARIFF_LOAD_SECONDS.set(time.perf_counter() - started)
+
+    async def create_tariff(self, body: TariffIn) -> Tariff:
+        """Validate and store a new version of a tariff; calls priced already keep their price."""
+        t = Tariff(
+            name=body.name,
+            version=0,
+            effective_from=body.effective_from or datetime.now(UTC),
+            currency=body.currency,
+            timezone=body.timezone or self.settings.timezone,
+            standing_charge=body.standing_charge,
+            minimum_charge=body.minimum_charge,
+            unit_s=body.unit_s,
+            first_increment_s=body.increments.first_s,
+            next_increment_s=body.increments.next_s,
+            rounding=body.increments.rounding,
+            bands=[Band(b.name, tuple(b.days), b.start, b.end) for b in body.bands],
+            destinations=[
+                Destination(d.prefix, d.name, d.prices, d.standing_charge)
+                for d in body.destinations
+            ],
+        )
+        validate(t)
+        await self.repo.insert_tariff(t, datetime.now(UTC))
+        await self.refresh_tariffs()
+        log.info("tariff %s version %d created", t.name, t.version)
+        return t
+
+    def versions(self, name: str) -> list[Tariff]:
+        versions = self.tariffs.get(name)
+        if not versions:
+            raise NotFound(f"no tariff named {name!r}")
+        return sorted(versions, key=lambda v: v.version)
+
+    async def assign(self, subscriber: str, tariff_name: str) -> None:
+        await self.refresh_tariffs()
+        self.versions(tariff_name)
+        await self.repo.assign(subscriber, tariff_name, datetime.now(UTC))
+
+    # -- rating --------------------------------------------------------------------------------
+
+    def price(self, calls: Iterable[CallFacts], assigned: dict[str, str], now: datetime) -> Priced:
+        out = Priced([], {})
+        for call in calls:
+            try:
+                rated = self.rate(call, assigned)
+            except Unpriced as exc:
+                out.unpriced[call.call_id] = (exc.code, exc.reason)
+                continue
+            out.charges.append(charge_row(call, rated, now))
+        return out
+
+    def rate(self, call: CallFacts, assigned: dict[str, str]) -> Rated:
+        if call.subscriber is None:
+            raise Unpriced(
+                f"call {call.call_id} has neither an account nor a caller number", "no_subscriber"
+            )
+        name = assigned.get(call.subscriber, self.settings.default_tariff)
+        versions = self.tariffs.get(name)
+        if not versions:
+            raise Unpriced(f"no tariff named {name!r} (for {call.subscriber})", "no_tariff")
+        tariff = pick_version(versions, call.start_time)
+        if tariff is None:
+            raise Unpriced(
+                f"no version of tariff {name!r} was in force at {call.start_time.isoformat()}",
+                "no_tariff",
+            )
+        return rate_call(call, tariff)
+
+    async def handle_batch(self, batch: Sequence[Message]) -> None:
+        now = datetime.now(UTC)
+        calls: dict[str, CallFacts] = {}
+        dead: list[Record] = []
+        for msg in batch:
+            try:
+                cdr = CDR.from_json(msg.value)
+            except ValidationError as exc:
+                CHARGES.labels("invalid").inc()
+                reason = f"not a CDR: {exc.error_count()} errors: {exc.errors()[0]['msg']}"
+                log.warning("billing: %s is %s", msg, reason)
+                letter = DeadLetter(
+                    stage="billing",
+                    error="bad_cdr",
+                    reason=reason,
+                    failed_at=now,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    raw_value=msg.value.decode("utf-8", errors="replace"),
+                )
+                dead.append(Record(value=letter.to_json()))
+                continue
+            calls.setdefault(cdr.call_id, facts(cdr))
+        await self.refresh_tariffs()
+        assigned = await self.repo.assignments(c.subscriber for c in calls.values() if c.subscriber)
+        priced = self.price(calls.values(), assigned, now)
+        call_rows = [
+            call_row(
+                c, now, priced.unpriced[c.call_id][1] if c.call_id in priced.unpriced else None
+            )
+            for c in calls.values()
+        ]
+        inserted = await self.repo.store(call_rows, priced.charges)
+        new = [r for r in priced.charges if r["call_id"] in inserted]
+        # Redelivered calls: publish the charge as stored (the first one), never the new price.
+        again = [r["call_id"] for r in priced.charges if r["call_id"] not in inserted]
+        stored: list[Any] = [row._mapping for row in await self.repo.charges_for(again)]
+        records = [rated_record(r, calls[r["call_id"]].account) for r in [*new, *stored]]
+        if records:
+            await self.producer.send_many(topics.RATED, records)
+        if dead:
+            await self.producer.send_many(topics.DLQ, dead)
+        for r in new:
+            CHARGES.labels(r["outcome"]).inc()
+            AMOUNT.labels(r["currency"]).inc(float(r["amount"]))
+        CHARGES.labels("duplicate").inc(len(stored))
+        for code, reason in priced.unpriced.values():
+            CHARGES.labels("unpriced").inc()
+            UNPRICED.labels(code).inc()
+            log.info("billing: unpriced: %s", reason)
+
+    async def rerate(self, since: datetime, until: datetime) -> dict[str, int]:
+        """Price the calls that started in ``[since, until)`` and have no charge yet, with the
+        tariffs as they are now. Calls with a charge are never touched."""
+        await self.refresh_tariffs()
+        examined = priced_n = still = 0
+        after = ""
+        while True:
+            rows = await self.repo.unpriced_calls(since, until, RERATE_PAGE, after)
+            if not rows:
+                break
+            after = rows[-1].call_id
+            calls = {r.call_id: facts_from_row(r) for r in rows}
+            examined += len(calls)
+            now = datetime.now(UTC)
+            assigned = await self.repo.assignments(
+                c.subscriber for c in calls.values() if c.subscriber
+            )
+            priced = self.price(calls.values(), assigned, now)
+            inserted = await self.repo.store([], priced.charges)
+            new = [r for r in priced.charges if r["call_id"] in inserted]
+            if new:
+                await self.producer.send_many(
+                    topics.RATED, [rated_record(r, calls[r["call_id"]].account) for r in new]
+                )
+            for r in new:
+                CHARGES.labels(r["outcome"]).inc()
+                AMOUNT.labels(r["currency"]).inc(float(r["amount"]))
+            RERATED.inc(len(new))
+            priced_n += len(new)
+            still += len(priced.unpriced)
+            await self.repo.set_unpriced({k: v[1] for k, v in priced.unpriced.items()})
+        log.info("rerate %s..%s: %d examined, %d priced", since, until, examined, priced_n)
+        return {"examined": examined, "priced": priced_n, "still_unpriced": still}
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def charge(self, call_id: str) -> dict[str, Any]:
+        row = await self.repo.get_charge(call_id)
+        if row is None:
+            call = await self.repo.get_call(call_id)
+            if call is not None and call.unpriced_reason:
+                raise NotFound(f"call {call_id} has no charge yet: {call.unpriced_reason}")
+            raise NotFound(f"no charge for call {call_id}")
+        adjs = await self.repo.adjustments_for_call(call_id)
+        total = row.amount + sum((a.amount for a in adjs), Decimal(0))
+        return {
+            "call_id": row.call_id,
+            "subscriber": row.subscriber,
+            "outcome": row.outcome,
+            "destination": row.destination,
+            "start_time": row.start_time.isoformat(),
+            "end_time": row.end_time.isoformat(),
+            "billed_s": row.billed_s,
+            "amount": money(row.amount),
+            "currency": row.currency,
+            "tariff": {"name": row.tariff_name, "version": row.tariff_version},
+            "rated_at": row.rated_at.isoformat(),
+            "explanation": row.explanation,
+            "adjustments": [adjustment_view(a) for a in adjs],
+            "total": money(total),
+        }
+
+    async def add_adjustment(self, call_id: str, body: AdjustmentIn) -> dict[str, Any]:
+        """A changed price is an entry of its own, listed on the bill; the charge stays."""
+        row = await self.repo.get_charge(call_id)
+        if row is None:
+            call = await self.repo.get_call(call_id)
+            if call is not None:
+                raise NotPriced(
+                    f"call {call_id} has no charge yet ({call.unpriced_reason}): price it with "
+                    "`cdrflow rerate` first"
+                )
+            raise NotFound(f"no charge for call {call_id}")
+        adj = {
+            "call_id": call_id,
+            "subscriber": row.subscriber,
+            "call_end_time": row.end_time,
+            "amount": body.amount,
+            "currency": row.currency,
+            "reason": body.reason,
+            "created_at": datetime.now(UTC),
+        }
+        adj["id"] = await self.repo.add_adjustment(adj)
+        ADJUSTMENTS.inc()
+        return adjustment_view(adj)
+
+    async def bill(self, subscriber: str, period: str | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        zone = self.zone
+        if period:
+            year, month = parse_period(period)
+            check_closed(year, month, now, zone)
+        else:
+            year, month = last_closed_month(now, zone)
+        start, end = month_bounds(year, month, zone)
+        rows, adjs = await self.repo.bill_rows(subscriber, start, end)
+        currency = rows[0].currency if rows else self._default_currency()
+        total = Decimal(0)
+        items = []
+        for r in rows:
+            total += r.amount
+            local = r.start_time.astimezone(zone)
+            items.append(
+                {
+                    "call_id": r.call_id,
+                    "destination": r.destination,
+                    "start_date": local.strftime("%Y-%m-%d"),
+                    "start_time": local.strftime("%H:%M:%S"),
+                    "duration": format_duration(r.billed_s),
+                    "price": format_price(r.amount, r.currency),
+                    "amount": money(r.amount),
+                }
+            )
+        adj_items = []
+        for a in adjs:
+            total += a.amount
+            adj_items.append({**adjustment_view(a), "price": format_price(a.amount, a.currency)})
+        BILL_SECONDS.observe(time.perf_counter() - started)
+        return {
+            "subscriber": subscriber,
+            "period": f"{year:04d}-{month:02d}",
+            "timezone": self.settings.timezone,
+            "currency": currency,
+            "total": money(total),
+            "total_price": format_price(total, currency),
+            "calls": items,
+            "adjustments": adj_items,
+        }
+
+    def _default_currency(self) -> str:
+        versions = self.tariffs.get(self.settings.default_tariff)
+        return versions[-1].currency if versions else "BRL"
+
+
+def adjustment_view(a: Any) -> dict[str, Any]:
+    get = a.__getitem__ if isinstance(a, dict) else lambda k: getattr(a, k)
+    return {
+        "id": get("id"),
+        "call_id": get("call_id"),
+        "amount": money(get("amount")),
+        "currency": get("currency"),
+        "reason": get("reason"),
+        "created_at": get("created_at").isoformat(),
+    }

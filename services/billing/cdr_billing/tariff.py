@@ -1,0 +1,542 @@
+"""Tariffs and the rating of one call: pure code, no I/O.
+
+A tariff *version* is immutable. It has a currency, a timezone, time bands that cover the week
+(weekdays and a wall-clock range in that timezone), billing increments (the first increment,
+then each subsequent one, rounded ``down`` = only completed increments count, or ``up``), a
+standing (connection) charge, a minimum charge, and destinations: a price per ``unit_s`` seconds
+per band, chosen by the longest prefix of the called number.
+
+Rating (``rate_call``): the billed interval (answer → end, or start → end for a record that is
+answered without an answer time) is cut at every band boundary in the tariff's timezone (across
+midnight, weekdays, DST and any number of days); the seconds are summed per band and each band's
+sum is rounded to the increments on its own, so a call spanning two bands is charged cycles only
+for the seconds it spent in each (ARCHITECTURE §6). Amount = standing charge + Σ billed seconds *
+unit price / unit_s, at least the minimum charge, rounded half-up to the cent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cdrmodel.errors import InvalidInput
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+CENT = Decimal("0.01")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Rounding = Literal["down", "up"]
+_TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
+
+
+class InvalidTariff(InvalidInput):
+    code = "invalid_tariff"
+    status = 422
+
+
+def parse_clock(value: str, what: str) -> int:
+    """``HH:MM[:SS]`` → seconds after midnight; ``24:00`` is the end of the day."""
+    m = _TIME.match(value)
+    if not m:
+        raise InvalidTariff(f"{what}: {value!r} is not a time of day like 06:00 or 22:00:00")
+    h, mi, s = int(m[1]), int(m[2]), int(m[3] or 0)
+    secs = h * 3600 + mi * 60 + s
+    if mi > 59 or s > 59 or secs > DAY_S:
+        raise InvalidTariff(f"{what}: {value!r} is not a time of day between 00:00 and 24:00")
+    return secs
+
+
+def fmt_clock(secs: int) -> str:
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    name: str
+    days: tuple[str, ...]
+    start: str
+    end: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "days": list(self.days), "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    prefix: str
+    name: str
+    prices: Mapping[str, Decimal]  # band name -> price per unit_s seconds
+    standing_charge: Decimal | None = None  # overrides the tariff's
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prefix": self.prefix,
+            "name": self.name,
+            "prices": {k: str(v) for k, v in self.prices.items()},
+        }
+        if self.standing_charge is not None:
+            out["standing_charge"] = str(self.standing_charge)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    band: str
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> int:
+        return int((self.end - self.start).total_seconds())
+
+
+@dataclass
+class Tariff:
+    """One version of a named tariff, compiled for rating (longest-prefix index, day schedule)."""
+
+    name: str
+    version: int
+    effective_from: datetime
+    currency: str
+    timezone: str
+    standing_charge: Decimal
+    minimum_charge: Decimal
+    unit_s: int
+    first_increment_s: int
+    next_increment_s: int
+    rounding: Rounding
+    bands: Sequence[Band]
+    destinations: Sequence[Destination]
+    id: int | None = None
+    _zone: ZoneInfo = field(init=False, repr=False)
+    _by_prefix: dict[str, Destination] = field(init=False, repr=False)
+    _max_prefix: int = field(init=False, repr=False)
+    _schedule: list[list[tuple[int, int, str]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._zone = load_zone(self.timezone)
+        self._by_prefix = {d.prefix: d for d in self.destinations}
+        self._max_prefix = max((len(p) for p in self._by_prefix), default=0)
+        self._schedule = day_schedule(self.bands)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self._zone
+
+    def lookup(self, number: str) -> Destination | None:
+        """The destination with the longest prefix of ``number`` (``""`` matches any number)."""
+        by_prefix = self._by_prefix
+        for n in range(min(len(number), self._max_prefix), -1, -1):
+            dest = by_prefix.get(number[:n])
+            if dest is not None:
+                return dest
+        return None
+
+    def segments(self, begin: datetime, end: datetime) -> list[Segment]:
+        """``[begin, end)`` cut at the band boundaries (wall clock in the tariff's timezone),
+        adjacent pieces of the same band merged."""
+        out: list[Segment] = []
+        if end <= begin:
+            return out
+        zone = self._zone
+        day = begin.astimezone(zone).date()
+        last = end.astimezone(zone).date()
+        while day <= last:
+            for start_s, end_s, band in self._schedule[day.weekday()]:
+                s = _local(day, start_s, zone)
+                e = _local(day, end_s, zone)
+                s, e = max(s, begin), min(e, end)
+                if e <= s:
+                    continue
+                if out and out[-1].band == band and out[-1].end == s:
+                    out[-1] = Segment(band, out[-1].start, e)
+                else:
+                    out.append(Segment(band, s, e))
+            day += timedelta(days=1)
+        return out
+
+    def billed_seconds(self, seconds: int) -> tuple[int, int]:
+        """(billed seconds, increments counted) for ``seconds`` spent in one band."""
+        first, nxt = self.first_increment_s, self.next_increment_s
+        if seconds <= 0:
+            return 0, 0
+        if self.rounding == "down":
+            if seconds < first:
+                return 0, 0
+            more = (seconds - first) // nxt
+        else:
+            more = 0 if seconds <= first else -(-(seconds - first) // nxt)
+        return first + more * nxt, 1 + more
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "effective_from": self.effective_from.isoformat(),
+            "currency": self.currency,
+            "timezone": self.timezone,
+            "standing_charge": str(self.standing_charge),
+            "minimum_charge": str(self.minimum_charge),
+            "unit_s": self.unit_s,
+            "increments": {
+                "first_s": self.first_increment_s,
+                "next_s": self.next_increment_s,
+                "rounding": self.rounding,
+            },
+            "bands": [b.as_dict() for b in self.bands],
+            "destination_count": len(self.destinations),
+        }
+
+
+def _local(day: date, secs: int, zone: ZoneInfo) -> datetime:
+    if secs >= DAY_S:
+        day, secs = day + timedelta(days=1), secs - DAY_S
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    return datetime.combine(day, time(h, m, s), zone).astimezone(UTC)
+
+
+def load_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidTariff(f"timezone {name!r} is not an IANA timezone name") from exc
+
+
+def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
+    """Every band as (start, end, name) intervals in seconds of the week (Monday 00:00 = 0);
+    a range whose end is not after its start runs past midnight into the next day."""
+    out: list[tuple[int, int, str]] = []
+    for i, band in enumerate(bands):
+        what = f"band {i + 1} ({band.name!r})"
+        if not band.days:
+            raise InvalidTariff(f"{what} has no days")
+        start = parse_clock(band.start, f"{what} start")
+        end = parse_clock(band.end, f"{what} end")
+        length = end - start if end > start else DAY_S - start + end
+        for d in band.days:
+            if d not in DAYS:
+                raise InvalidTariff(f"{what}: {d!r} is not a day (use {', '.join(DAYS)})")
+            s = DAYS.index(d) * DAY_S + start
+            e = s + length
+            if e <= WEEK_S:
+                out.append((s, e, band.name))
+            else:  # Sunday night into Monday morning
+                out.append((s, WEEK_S, band.name))
+                out.append((0, e - WEEK_S, band.name))
+    return sorted(out)
+
+
+def check_week_cover(bands: Iterable[Band]) -> None:
+    """The bands must cover every second of the week exactly once."""
+    at = 0
+    for s, e, name in week_intervals(bands):
+        if s < at:
+            raise InvalidTariff(
+                f"band {name!r} overlaps another band at {_week_time(s)}: "
+                "every moment of the week must belong to exactly one band"
+            )
+        if s > at:
+            raise InvalidTariff(
+                f"no band covers {_week_time(at)} to {_week_time(s)}: "
+                "the bands must cover the whole week"
+            )
+        at = e
+    if at < WEEK_S:
+        raise InvalidTariff(
+            f"no band covers {_week_time(at)} to the end of Sunday: "
+            "the bands must cover the whole week"
+        )
+
+
+def _week_time(secs: int) -> str:
+    day, rem = divmod(secs, DAY_S)
+    return f"{DAYS[day % 7]} {fmt_clock(rem)}"
+
+
+def day_schedule(bands: Iterable[Band]) -> list[list[tuple[int, int, str]]]:
+    """Per weekday, the (start, end, band) pieces of that day in seconds after midnight."""
+    days: list[list[tuple[int, int, str]]] = [[] for _ in DAYS]
+    for start, e, name in week_intervals(bands):
+        s = start
+        while s < e:
+            d = s // DAY_S
+            cut = min(e, (d + 1) * DAY_S)
+            days[d].append((s - d * DAY_S, cut - d * DAY_S, name))
+            s = cut
+    for pieces in days:
+        pieces.sort()
+    return days
+
+
+def validate(t: Tariff) -> None:
+    """Reject a tariff version that cannot price calls correctly, with the reason."""
+    check_week_cover(t.bands)
+    if not re.fullmatch(r"[A-Z]{3}", t.currency):
+        raise InvalidTariff(f"currency {t.currency!r} is not an ISO 4217 code like BRL")
+    if t.unit_s <= 0 or t.first_increment_s <= 0 or t.next_increment_s <= 0:
+        raise InvalidTariff("unit_s and both billing increments must be greater than 0 seconds")
+    if t.standing_charge < 0 or t.minimum_charge < 0:
+        raise InvalidTariff("the standing and minimum charges must not be negative")
+    if not t.destinations:
+        raise InvalidTariff('a tariff needs at least one destination (prefix "" matches any)')
+    names = {b.name for b in t.bands}
+    seen: set[str] = set()
+    for d in t.destinations:
+        if not re.fullmatch(r"\d{0,32}", d.prefix):
+            raise InvalidTariff(f"destination prefix {d.prefix!r} is not a string of digits")
+        if d.prefix in seen:
+            raise InvalidTariff(f"destination prefix {d.prefix!r} appears twice")
+        seen.add(d.prefix)
+        missing = names - set(d.prices)
+        if missing:
+            raise InvalidTariff(
+                f"destination {d.prefix!r} has no price for band(s) {', '.join(sorted(missing))}"
+            )
+        unknown = set(d.prices) - names
+        if unknown:
+            raise InvalidTariff(
+                f"destination {d.prefix!r} prices unknown band(s) {', '.join(sorted(unknown))}"
+            )
+        if any(p < 0 for p in d.prices.values()) or (
+            d.standing_charge is not None and d.standing_charge < 0
+        ):
+            raise InvalidTariff(f"destination {d.prefix!r} has a negative price")
+
+
+def default_tariff(timezone: str) -> Tariff:
+    """The telephone-bill tariff of ARCHITECTURE §6 (BRL): standard time 06:00 ≤ t < 22:00,
+    0.36 standing + 0.09 per completed 60-s cycle; reduced time 22:00 ≤ t < 06:00, 0.36 only."""
+    return Tariff(
+        name="default",
+        version=1,
+        effective_from=EPOCH,
+        currency="BRL",
+        timezone=timezone,
+        standing_charge=Decimal("0.36"),
+        minimum_charge=Decimal("0"),
+        unit_s=60,
+        first_increment_s=60,
+        next_increment_s=60,
+        rounding="down",
+        bands=[
+            Band("standard", DAYS, "06:00", "22:00"),
+            Band("reduced", DAYS, "22:00", "06:00"),
+        ],
+        destinations=[
+            Destination("", "any", {"standard": Decimal("0.09"), "reduced": Decimal("0")})
+        ],
+    )
+
+
+# -- rating ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What billing keeps of a consumed CDR (the ``billing_calls`` row)."""
+
+    call_id: str
+    subscriber: str | None
+    source: str
+    caller_number: str | None
+    callee_number: str | None
+    account: str | None
+    start_time: datetime
+    answer_time: datetime | None
+    end_time: datetime | None
+    duration_s: int | None
+    billsec_s: int | None
+    disposition: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    """A priced call: the charge row's content."""
+
+    outcome: Literal["priced", "not_answered"]
+    amount: Decimal
+    currency: str
+    tariff_name: str
+    tariff_version: int
+    begin: datetime
+    end: datetime
+    billed_s: int
+    explanation: dict[str, Any]
+
+
+class Unpriced(Exception):
+    """No charge can be made yet (no tariff, no destination, no end time): kept for rerating."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def digits(number: str | None) -> str:
+    return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+def billed_interval(call: CallFacts) -> tuple[datetime, datetime] | None:
+    """The interval a call is charged for, or None when it was not answered.
+
+    answer → end when the CDR has an answer time; start → end for a record that says it was
+    answered without one (call start/end events). The end is the end time, else answer/start +
+    billsec/duration. Whole seconds (fractions dropped), like FreeSWITCH's billsec."""
+    if call.disposition not in (None, "answered"):
+        return None
+    if call.answer_time is not None:
+        begin = call.answer_time
+    elif call.disposition == "answered":
+        begin = call.start_time
+    else:
+        return None
+    end = call.end_time
+    if end is None:
+        if call.billsec_s is not None and call.answer_time is not None:
+            end = call.answer_time + timedelta(seconds=call.billsec_s)
+        elif call.duration_s is not None:
+            end = call.start_time + timedelta(seconds=call.duration_s)
+        else:
+            raise Unpriced(f"call {call.call_id} has no end time and no duration", "no_end_time")
+    begin, end = begin.replace(microsecond=0), end.replace(microsecond=0)
+    if call.billsec_s == 0 or end <= begin:
+        return None
+    return begin, end
+
+
+def pick_version(versions: Sequence[Tariff], at: datetime) -> Tariff | None:
+    """The version in force at ``at``: the latest effective_from ≤ at (``versions`` sorted)."""
+    chosen = None
+    for t in versions:
+        if t.effective_from <= at:
+            chosen = t
+        else:
+            break
+    return chosen
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(CENT, ROUND_HALF_UP))
+
+
+def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
+    """Price one call with one tariff version (see the module doc). ``Unpriced`` if it cannot."""
+    head: dict[str, Any] = {
+        "tariff": {
+            "name": tariff.name,
+            "version": tariff.version,
+            "effective_from": tariff.effective_from.isoformat(),
+            "currency": tariff.currency,
+            "timezone": tariff.timezone,
+        },
+        "subscriber": call.subscriber,
+        "callee": call.callee_number,
+    }
+    interval = billed_interval(call)
+    zero = Decimal("0.00")
+    if interval is None:
+        when = call.end_time or call.start_time
+        head.update(
+            outcome="not_answered",
+            reason=(
+                f"not answered ({call.disposition or 'no answer time'}, "
+                f"billsec {call.billsec_s if call.billsec_s is not None else 0}): no charge"
+            ),
+            amount="0.00",
+        )
+        return Rated(
+            "not_answered", zero, tariff.currency, tariff.name, tariff.version, when, when, 0, head
+        )
+    begin, end = interval
+    number = digits(call.callee_number)
+    dest = tariff.lookup(number)
+    if dest is None:
+        raise Unpriced(
+            f"no destination of tariff {tariff.name} v{tariff.version} matches the called "
+            f"number {call.callee_number!r}",
+            "no_destination",
+        )
+    segments = tariff.segments(begin, end)
+    per_band: dict[str, int] = {}
+    for seg in segments:
+        per_band[seg.band] = per_band.get(seg.band, 0) + seg.seconds
+    usage = Decimal(0)
+    bands_out = []
+    billed_total = 0
+    for band, secs in per_band.items():
+        billed, cycles = tariff.billed_seconds(secs)
+        price = dest.prices[band]
+        amount = price * billed / tariff.unit_s
+        usage += amount
+        billed_total += billed
+        bands_out.append(
+            {
+                "band": band,
+                "seconds": secs,
+                "billed_seconds": billed,
+                "cycles": cycles,
+                "unit_price": str(price),
+                "amount": str(amount.normalize() if amount else Decimal(0)),
+            }
+        )
+    standing = dest.standing_charge if dest.standing_charge is not None else tariff.standing_charge
+    subtotal = standing + usage
+    total = max(subtotal, tariff.minimum_charge).quantize(CENT, ROUND_HALF_UP)
+    head.update(
+        outcome="priced",
+        destination={"prefix": dest.prefix, "name": dest.name},
+        interval={
+            "begin": begin.isoformat(),
+            "end": end.isoformat(),
+            "seconds": int((end - begin).total_seconds()),
+            "from": "answer_time" if call.answer_time is not None else "start_time",
+        },
+        segments=[
+            {
+                "band": s.band,
+                "start": s.start.astimezone(tariff.zone).isoformat(),
+                "end": s.end.astimezone(tariff.zone).isoformat(),
+                "seconds": s.seconds,
+            }
+            for s in segments
+        ],
+        increments={
+            "unit_s": tariff.unit_s,
+            "first_s": tariff.first_increment_s,
+            "next_s": tariff.next_increment_s,
+            "rounding": tariff.rounding,
+            "rule": (
+                "each band's seconds are rounded on their own: "
+                + ("only completed increments count" if tariff.rounding == "down" else "")
+                + ("a started increment counts in full" if tariff.rounding == "up" else "")
+            ),
+        },
+        bands=bands_out,
+        standing_charge=str(standing),
+        usage=str(usage.normalize() if usage else Decimal(0)),
+        subtotal=str(subtotal),
+        minimum_charge=str(tariff.minimum_charge),
+        minimum_applied=subtotal < tariff.minimum_charge,
+        amount=str(total),
+    )
+    return Rated(
+        "priced",
+        total,
+        tariff.currency,
+        tariff.name,
+        tariff.version,
+        begin,
+        end,
+        int((end - begin).total_seconds()),
+        head,
+    )

@@ -1,0 +1,304 @@
+"""Rating rules, with every expected amount worked out by hand from the tariff rules."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from cdr_billing.tariff import (
+    Band,
+    CallFacts,
+    Destination,
+    InvalidTariff,
+    Tariff,
+    Unpriced,
+    default_tariff,
+    pick_version,
+    rate_call,
+    validate,
+)
+
+DEFAULT = default_tariff("UTC")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def call(
+    start: str,
+    end: str | None,
+    *,
+    callee: str = "1133334444",
+    answer: str | None = None,
+    disposition: str | None = "answered",
+    billsec: int | None = None,
+) -> CallFacts:
+    return CallFacts(
+        call_id="c1",
+        subscriber="11999998888",
+        source="call.event",
+        caller_number="11999998888",
+        callee_number=callee,
+        account=None,
+        start_time=at(start),
+        answer_time=at(answer) if answer else None,
+        end_time=at(end) if end else None,
+        duration_s=None,
+        billsec_s=billsec,
+        disposition=disposition,
+    )
+
+
+def amount(c: CallFacts, t: Tariff = DEFAULT) -> Decimal:
+    return rate_call(c, t).amount
+
+
+def test_worked_example_is_54_cents() -> None:
+    # 21:57:13 → 22:00:00 is 167 standard seconds = 2 completed cycles (0.18) + 0.36 standing.
+    rated = rate_call(call("2018-02-28 21:57:13", "2018-02-28 22:17:53"), DEFAULT)
+    assert rated.amount == Decimal("0.54")
+    ex = rated.explanation
+    assert [(s["band"], s["seconds"]) for s in ex["segments"]] == [
+        ("standard", 167),
+        ("reduced", 1073),
+    ]
+    std = ex["bands"][0]
+    assert (std["cycles"], std["billed_seconds"], std["unit_price"]) == (2, 120, "0.09")
+    assert ex["standing_charge"] == "0.36"
+    assert ex["tariff"]["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # starts exactly at 06:00:00: 10 standard minutes → 0.36 + 0.90
+        ("2024-03-05 06:00:00", "2024-03-05 06:10:00", "1.26"),
+        # ends exactly at 06:00:00: all reduced → standing only
+        ("2024-03-05 05:50:00", "2024-03-05 06:00:00", "0.36"),
+        # ends exactly at 22:00:00: 5 standard minutes → 0.36 + 0.45
+        ("2024-03-05 21:55:00", "2024-03-05 22:00:00", "0.81"),
+        # starts exactly at 22:00:00: all reduced
+        ("2024-03-05 22:00:00", "2024-03-05 22:30:00", "0.36"),
+        # 05:59:30 → 06:01:29: 30 s reduced, 89 s standard = 1 cycle → 0.45
+        ("2024-03-05 05:59:30", "2024-03-05 06:01:29", "0.45"),
+        # 59 s in standard time: no completed cycle
+        ("2024-03-05 10:00:00", "2024-03-05 10:00:59", "0.36"),
+    ],
+)
+def test_band_edges(start: str, end: str, expected: str) -> None:
+    assert amount(call(start, end)) == Decimal(expected)
+
+
+def test_call_across_midnight() -> None:
+    # 21:50 → 06:05 next day: 10 standard min before 22:00, 5 after 06:00 → 15 cycles.
+    rated = rate_call(call("2024-03-05 21:50:00", "2024-03-06 06:05:00"), DEFAULT)
+    assert rated.amount == Decimal("0.36") + 15 * Decimal("0.09") == Decimal("1.71")
+    assert [s["band"] for s in rated.explanation["segments"]] == ["standard", "reduced", "standard"]
+    # the reduced night is one segment across midnight
+    assert rated.explanation["segments"][1]["seconds"] == 8 * 3600
+
+
+def test_call_longer_than_24_hours() -> None:
+    # Mon 10:00 → Wed 12:00 (50 h): standard = 12 h + 16 h + 6 h = 34 h = 2040 cycles.
+    rated = rate_call(call("2024-03-04 10:00:00", "2024-03-06 12:00:00"), DEFAULT)
+    assert rated.amount == Decimal("0.36") + 2040 * Decimal("0.09") == Decimal("183.96")
+    assert rated.billed_s == 50 * 3600
+
+
+def test_leap_day() -> None:
+    # 2024-02-29 21:00 → 2024-03-01 07:00: 60 + 60 standard minutes.
+    assert amount(call("2024-02-29 21:00:00", "2024-03-01 07:00:00")) == Decimal("11.16")
+    # a whole leap day, midnight to midnight: 16 h standard = 960 cycles
+    assert amount(call("2024-02-29 00:00:00", "2024-03-01 00:00:00")) == Decimal("86.76")
+
+
+def test_not_answered_is_a_zero_charge() -> None:
+    rated = rate_call(
+        call("2024-03-05 10:00:00", "2024-03-05 10:00:30", disposition="busy"), DEFAULT
+    )
+    assert (rated.outcome, rated.amount) == ("not_answered", Decimal("0.00"))
+    assert "not answered" in rated.explanation["reason"]
+    zero = call("2024-03-05 10:00:00", "2024-03-05 10:00:30", disposition=None, billsec=0)
+    assert rate_call(zero, DEFAULT).outcome == "not_answered"
+
+
+def test_freeswitch_call_is_priced_from_answer_time() -> None:
+    # rang 40 s, answered 10:00:40, ended 10:03:10 → 150 s billed = 2 cycles
+    c = call("2024-03-05 10:00:00", "2024-03-05 10:03:10", answer="2024-03-05 10:00:40")
+    rated = rate_call(c, DEFAULT)
+    assert (rated.amount, rated.billed_s) == (Decimal("0.54"), 150)
+
+
+def test_no_end_time_is_unpriced() -> None:
+    with pytest.raises(Unpriced) as err:
+        rate_call(call("2024-03-05 10:00:00", None), DEFAULT)
+    assert err.value.code == "no_end_time"
+
+
+def tariff(**kw: object) -> Tariff:
+    base: dict[str, object] = {
+        "name": "t",
+        "version": 1,
+        "effective_from": at("2020-01-01 00:00:00"),
+        "currency": "BRL",
+        "timezone": "UTC",
+        "standing_charge": Decimal("0"),
+        "minimum_charge": Decimal("0"),
+        "unit_s": 60,
+        "first_increment_s": 30,
+        "next_increment_s": 6,
+        "rounding": "up",
+        "bands": [Band("all", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "00:00", "24:00")],
+        "destinations": [
+            Destination("", "any", {"all": Decimal("0.60")}),
+            Destination("55", "Brazil", {"all": Decimal("1.20")}),
+            Destination("5511", "São Paulo", {"all": Decimal("0.30")}, Decimal("0.10")),
+        ],
+    }
+    base.update(kw)
+    return Tariff(**base)  # type: ignore[arg-type]
+
+
+def test_increments_30_6_rounding_up_and_minimum() -> None:
+    t = tariff()
+    validate(t)
+    # 10 s → first increment 30 s at 1.20/min = 0.60
+    assert amount(
+        call("2024-03-05 10:00:00", "2024-03-05 10:00:10", callee="5521999"), t
+    ) == Decimal("0.60")
+    # 31 s → 30 + 6 = 36 s at 1.20/min = 0.72
+    assert amount(
+        call("2024-03-05 10:00:00", "2024-03-05 10:00:31", callee="5521999"), t
+    ) == Decimal("0.72")
+    # longest prefix 5511: 36 s at 0.30/min = 0.18 + its own standing 0.10
+    assert amount(call("2024-03-05 10:00:00", "2024-03-05 10:00:31", callee="+55 11 3333"), t) == (
+        Decimal("0.28")
+    )
+    with_min = tariff(minimum_charge=Decimal("1.00"))
+    rated = rate_call(call("2024-03-05 10:00:00", "2024-03-05 10:00:31", callee="5521"), with_min)
+    assert rated.amount == Decimal("1.00")
+    assert rated.explanation["minimum_applied"] is True
+
+
+def test_one_second_increments_round_half_up_to_the_cent() -> None:
+    t = tariff(first_increment_s=1, next_increment_s=1, rounding="down")
+    # 61 s at 0.09/min = 0.0915 → 0.09; 95 s = 0.1425 → 0.14; 150 s at 0.09 = 0.225 → 0.23
+    t9 = tariff(
+        first_increment_s=1,
+        next_increment_s=1,
+        destinations=[Destination("", "any", {"all": Decimal("0.09")})],
+    )
+    assert amount(call("2024-03-05 10:00:00", "2024-03-05 10:01:01"), t9) == Decimal("0.09")
+    assert amount(call("2024-03-05 10:00:00", "2024-03-05 10:02:30"), t9) == Decimal("0.23")
+    assert amount(call("2024-03-05 10:00:00", "2024-03-05 10:00:01", callee="9"), t) == Decimal(
+        "0.01"
+    )
+
+
+def test_timezone_of_the_bands() -> None:
+    # São Paulo is UTC-3 (no DST since 2019): 00:57:13Z..01:17:53Z is 21:57:13..22:17:53 local.
+    sp = default_tariff("America/Sao_Paulo")
+    assert amount(call("2024-03-06 00:57:13", "2024-03-06 01:17:53"), sp) == Decimal("0.54")
+    assert amount(call("2024-03-06 00:57:13", "2024-03-06 01:17:53")) == Decimal("0.36")
+
+
+def test_weekday_bands_and_sunday_night_wrap() -> None:
+    weekdays = ("mon", "tue", "wed", "thu", "fri")
+    t = tariff(
+        first_increment_s=60,
+        next_increment_s=60,
+        rounding="down",
+        bands=[
+            Band("peak", weekdays, "08:00", "18:00"),
+            Band("offpeak", weekdays, "18:00", "08:00"),  # Friday 18:00 → Saturday 08:00
+            Band("weekend", ("sat",), "08:00", "24:00"),
+            Band("weekend", ("sun",), "00:00", "08:00"),
+            Band("weekend", ("sun",), "08:00", "08:00"),  # Sunday 08:00 → Monday 08:00
+        ],
+        destinations=[
+            Destination(
+                "", "any", {"peak": Decimal("1"), "offpeak": Decimal("0.5"), "weekend": Decimal(0)}
+            )
+        ],
+    )
+    validate(t)
+    # Sun 2024-03-10 23:00 → Mon 08:30: 9 h weekend, 30 min peak → 30 x 1
+    rated = rate_call(call("2024-03-10 23:00:00", "2024-03-11 08:30:00"), t)
+    assert rated.amount == Decimal("30.00")
+    assert [s["band"] for s in rated.explanation["segments"]] == ["weekend", "peak"]
+
+
+@pytest.mark.parametrize(
+    ("bands", "needle"),
+    [
+        ([Band("a", ("mon",), "00:00", "24:00")], "no band covers tue 00:00"),
+        (
+            [
+                Band("a", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "00:00", "22:00"),
+                Band("b", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "21:00", "00:00"),
+            ],
+            "overlaps",
+        ),
+        ([Band("a", ("monday",), "00:00", "24:00")], "is not a day"),
+        ([Band("a", ("mon",), "25:00", "24:00")], "not a time of day"),
+    ],
+)
+def test_bands_must_cover_the_week_once(bands: list[Band], needle: str) -> None:
+    with pytest.raises(InvalidTariff) as err:
+        validate(tariff(bands=bands, destinations=[Destination("", "", {"a": Decimal(1)})]))
+    assert needle in err.value.detail
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"first_increment_s": 0}, "greater than 0"),
+        ({"destinations": [Destination("", "", {"all": Decimal("-1")})]}, "negative"),
+        ({"destinations": [Destination("", "", {})]}, "no price for band"),
+        ({"destinations": [Destination("5x", "", {"all": Decimal(1)})]}, "digits"),
+        ({"currency": "real"}, "ISO 4217"),
+    ],
+)
+def test_invalid_tariffs_say_why(kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(InvalidTariff) as err:
+        validate(tariff(**kw))
+    assert needle in err.value.detail
+
+
+def test_version_in_force_at_the_call_start() -> None:
+    v1 = tariff(version=1, effective_from=at("2020-01-01 00:00:00"))
+    v2 = tariff(version=2, effective_from=at("2024-03-01 00:00:00"))
+    assert pick_version([v1, v2], at("2024-02-29 23:59:59")) is v1
+    assert pick_version([v1, v2], at("2024-03-01 00:00:00")) is v2
+    assert pick_version([v1, v2], at("2019-12-31 00:00:00")) is None
+
+
+def test_100k_prefix_longest_match() -> None:
+    rng = random.Random(7)
+    prefixes = {str(rng.randrange(10**7, 10**8))[: rng.randint(2, 8)] for _ in range(100_000)}
+    dests = [Destination(p, p, {"all": Decimal(1)}) for p in prefixes]
+    started = time.perf_counter()
+    t = tariff(destinations=dests)
+    assert time.perf_counter() - started < 5
+    pool = sorted(prefixes)
+    numbers = [rng.choice(pool) + str(rng.randrange(10**6)) for _ in range(40)]
+    numbers += [str(rng.randrange(10**10, 10**11)) for _ in range(10)]
+    for n in numbers:  # brute force over all 100k prefixes
+        want = max((p for p in prefixes if n.startswith(p)), key=len, default=None)
+        got = t.lookup(n)
+        assert (got.prefix if got else None) == want
+    # exact checks of nesting
+    nested = tariff(
+        destinations=[
+            Destination(p, p, {"all": Decimal(1)}) for p in ("", "5", "55", "5511", "551199")
+        ]
+    )
+    for number, prefix in [("5511887", "5511"), ("5511999", "551199"), ("5599", "55"), ("1", "")]:
+        found = nested.lookup(number)
+        assert found is not None
+        assert found.prefix == prefix

@@ -71,7 +71,7 @@ def relative_path(recording_path: str, switch_root: str, local_root: Path) -> st
             )
     else:
         rel = posixpath.normpath(path)
-    if rel in ("", ".") or rel.endswith("/"):
+    if rel in ("", ".") or path.endswith(("/", "/.")):
         raise RecordingRefused(f"the recording path {recording_path[:200]!r} names no file")
     return rel
 

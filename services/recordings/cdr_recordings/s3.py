@@ -56,6 +56,7 @@ class S3Tier:
             retries={"max_attempts": 3, "mode": "standard"},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             max_pool_connections=32,
+            signature_version="s3v4",  # presigned URLs with X-Amz-Expires, accepted everywhere
         )
         session = aioboto3.Session()
         self._client = await self._stack.enter_async_context(

@@ -3,7 +3,14 @@ measured in the same run. Results are also written to ``.bench/<name>.json``."""
 
 import sys
 
-from bench import bench_ingest, bench_large, bench_parser, bench_spool, bench_store
+from bench import (
+    bench_ingest,
+    bench_large,
+    bench_parser,
+    bench_recordings,
+    bench_spool,
+    bench_store,
+)
 
 BENCHES = {
     "parser": bench_parser.main,
@@ -11,6 +18,7 @@ BENCHES = {
     "large": bench_large.main,
     "spool": bench_spool.main,
     "store": bench_store.main,
+    "recordings": bench_recordings.main,
 }
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from bench import (
     bench_ingest,
     bench_large,
     bench_parser,
+    bench_recordings,
     bench_replay,
     bench_spool,
     bench_store,
@@ -21,6 +22,7 @@ BENCHES = {
     "store": bench_store.main,
     "replay": bench_replay.main,
     "billing": bench_billing.main,
+    "recordings": bench_recordings.main,
 }
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -7,24 +10,72 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_recordings.api import router
+from cdr_recordings.archive import Archiver
+from cdr_recordings.repository import RecordingRepository
+from cdr_recordings.s3 import S3Tier
+from cdr_recordings.service import RecordingsService
 from cdr_recordings.settings import RecordingsSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
+from cdrkit.bus.runner import ConsumeLoop
 from cdrkit.settings import load
+from cdrmodel import topics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RecordingsComponent:
+    service: RecordingsService
+    loop: ConsumeLoop
+    archiver: Archiver | None = None
+
     def ready(self) -> str | None:
-        return None
+        return self.loop.ready()
 
 
 def spec(settings: RecordingsSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[RecordingsComponent]:
-        yield RecordingsComponent()
+        repo = RecordingRepository(runtime.sessions, runtime.engine.dialect.name)
+        await runtime.bus.ensure_topics(topics.ALL)
+        async with contextlib.AsyncExitStack() as stack:
+            s3: S3Tier | None = None
+            if settings.s3_enabled:
+                s3 = S3Tier(settings)
+                await s3.start()
+                stack.push_async_callback(s3.close)
+            service = RecordingsService(settings, repo, runtime.bus.producer, s3)
+            root = settings.effective_local_root
+            if not root.is_dir():
+                log.warning("recordings: the local root %s is not a directory (yet)", root)
+            if settings.tokens is None:
+                log.warning("the recordings API is open: set RECORDINGS_TOKENS to require tokens")
+            loop = ConsumeLoop(
+                runtime.bus,
+                [topics.NORMALIZED],
+                settings.consumer_group,
+                service.handle_batch,
+                batch_size=settings.batch_size,
+            )
+            await loop.start()
+            stack.push_async_callback(loop.stop)
+            archiver: Archiver | None = None
+            if s3 is not None:
+                archiver = Archiver(settings, repo, s3)
+                task = asyncio.create_task(archiver.run_forever(), name="recordings:archiver")
+                stack.push_async_callback(_cancel, task)
+            else:
+                log.info("recordings: no RECORDINGS_S3_BUCKET, the archiver is off")
+            yield RecordingsComponent(service, loop, archiver)
 
-    return ServiceSpec("recordings", start, [router])
+    return ServiceSpec("recordings", start, [router], "cdr_recordings.migrations")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: RecordingsSettings | None = None) -> FastAPI:

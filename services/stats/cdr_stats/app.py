@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -7,24 +9,55 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_stats.api import router
+from cdr_stats.plugins import PluginSet
+from cdr_stats.repository import StatsRepository
+from cdr_stats.service import StatsService
 from cdr_stats.settings import StatsSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
+from cdrkit.bus.runner import ConsumeLoop
 from cdrkit.settings import load
+from cdrmodel import topics
 
 
 @dataclass
 class StatsComponent:
+    service: StatsService
+    loop: ConsumeLoop
+
     def ready(self) -> str | None:
-        return None
+        return self.loop.ready()
 
 
 def spec(settings: StatsSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[StatsComponent]:
-        yield StatsComponent()
+        repo = StatsRepository(runtime.sessions, runtime.engine.dialect.name)
+        service = StatsService(settings, repo, PluginSet.load(settings))
+        loop = ConsumeLoop(
+            runtime.bus,
+            [topics.NORMALIZED],
+            settings.consumer_group,
+            service.handle_batch,
+            batch_size=settings.batch_size,
+        )
+        await loop.start()
+        tasks = [
+            asyncio.create_task(service.run_publisher(), name="stats:live"),
+            asyncio.create_task(service.run_pruner(), name="stats:prune"),
+        ]
+        try:
+            yield StatsComponent(service, loop)
+        finally:
+            service.hub.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await loop.stop()
 
-    return ServiceSpec("stats", start, [router])
+    return ServiceSpec("stats", start, [router], "cdr_stats.migrations")
 
 
 def create_app(settings: StatsSettings | None = None) -> FastAPI:

@@ -1,0 +1,209 @@
+"""SQL of the stats service (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cdr_stats.aggregate import Row
+from cdr_stats.models import alerts, buckets, seen
+from cdr_stats.plugins import Alert
+
+_PG_SEEN = text(
+    "INSERT INTO stats_seen (call_id, bucket) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:buckets AS bigint[])) "
+    "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
+)
+_PG_UPSERT = text(
+    "INSERT INTO stats_buckets AS t (dim, bucket, value, metric, count, sum, squares, min, max) "
+    "SELECT * FROM unnest(CAST(:dim AS text[]), CAST(:bucket AS bigint[]), "
+    "CAST(:value AS text[]), CAST(:metric AS text[]), CAST(:count AS bigint[]), "
+    "CAST(:sum AS float8[]), CAST(:squares AS float8[]), CAST(:min AS float8[]), "
+    "CAST(:max AS float8[])) "
+    "ON CONFLICT (dim, bucket, value, metric) DO UPDATE SET "
+    "count = t.count + excluded.count, sum = t.sum + excluded.sum, "
+    "squares = t.squares + excluded.squares, "
+    "min = LEAST(t.min, excluded.min), max = GREATEST(t.max, excluded.max) "
+    "RETURNING dim, bucket, value, metric, count, sum, squares, min, max"
+)
+_COLUMNS = ("dim", "bucket", "value", "metric", "count", "sum", "squares", "min", "max")
+_SQLITE_ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32766
+
+
+@dataclass
+class AlertRow:
+    id: int
+    kind: str
+    text: str
+    labels: dict[str, str]
+    bucket: int
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "text": self.text,
+            "labels": self.labels,
+            "bucket": self.bucket,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class StatsRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
+        self.sessions = sessions
+        self.dialect = dialect
+
+    async def first_seen(self, session: AsyncSession, calls: dict[str, int]) -> set[str]:
+        """Insert the call ids (→ bucket); return those not seen before (the ones to count)."""
+        if not calls:
+            return set()
+        ids = sorted(calls)
+        if self.dialect == "postgresql":
+            result = await session.execute(
+                _PG_SEEN, {"ids": ids, "buckets": [calls[i] for i in ids]}
+            )
+            return set(result.scalars().all())
+        new: set[str] = set()
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            stmt = (
+                sqlite.insert(seen)
+                .values([{"call_id": i, "bucket": calls[i]} for i in chunk])
+                .on_conflict_do_nothing(index_elements=["call_id"])
+                .returning(seen.c.call_id)
+            )
+            new.update((await session.execute(stmt)).scalars().all())
+        return new
+
+    async def add_deltas(self, session: AsyncSession, rows: Sequence[Row]) -> list[Any]:
+        """Add the delta rows to the stored moments; return the merged rows (all instances)."""
+        if not rows:
+            return []
+        if self.dialect == "postgresql":
+            params: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+            for r in rows:
+                for name, v in zip(_COLUMNS, r, strict=True):
+                    params[name].append(v)
+            for name in ("sum", "squares", "min", "max"):
+                params[name] = [None if v is None else float(v) for v in params[name]]
+            return list((await session.execute(_PG_UPSERT, params)).all())
+        merged: list[Any] = []
+        for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+            stmt = sqlite.insert(buckets).values(
+                [dict(zip(_COLUMNS, r, strict=True)) for r in chunk]
+            )
+            ex = stmt.excluded
+            t = buckets.c
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["dim", "bucket", "value", "metric"],
+                set_={
+                    "count": t.count + ex.count,
+                    "sum": t.sum + ex.sum,
+                    "squares": t.squares + ex.squares,
+                    # SQLite's min()/max() return NULL if any argument is NULL.
+                    "min": func.min(func.coalesce(t.min, ex.min), func.coalesce(ex.min, t.min)),
+                    "max": func.max(func.coalesce(t.max, ex.max), func.coalesce(ex.max, t.max)),
+                },
+            ).returning(*(buckets.c[c] for c in _COLUMNS))
+            merged.extend((await session.execute(stmt)).all())
+        return merged
+
+    async def add_alerts(
+        self, session: AsyncSession, found: Sequence[Alert], now: datetime
+    ) -> list[AlertRow]:
+        """Store the alerts not stored before (dedup key); return the new ones."""
+        if not found:
+            return []
+        unique = {a.dedup_key: a for a in found}
+        values = [
+            {
+                "dedup_key": key,
+                "kind": a.kind,
+                "text": a.text,
+                "labels": a.labels,
+                "bucket": a.bucket,
+                "created_at": now,
+            }
+            for key, a in sorted(unique.items())
+        ]
+        ins: Any = (
+            postgresql.insert(alerts) if self.dialect == "postgresql" else sqlite.insert(alerts)
+        )
+        stmt = (
+            ins.values(values)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(
+                alerts.c.id,
+                alerts.c.kind,
+                alerts.c.text,
+                alerts.c.labels,
+                alerts.c.bucket,
+                alerts.c.created_at,
+            )
+        )
+        rows = (await session.execute(stmt)).all()
+        return sorted((AlertRow(*r) for r in rows), key=lambda a: a.id)
+
+    async def read(
+        self, dim: str, since: int, until: int, metrics: Sequence[str] | None
+    ) -> Sequence[Any]:
+        """Rows of one dimension with ``since <= bucket < until``; ``metrics``: names, or
+        prefixes ending in ``:`` (``sip:``), to read only those."""
+        t = buckets.c
+        query = select(t.bucket, t.value, t.metric, t.count, t.sum, t.squares, t.min, t.max).where(
+            t.dim == dim, t.bucket >= since, t.bucket < until
+        )
+        if metrics is not None:
+            names = [m for m in metrics if not m.endswith(":")]
+            conds: list[ColumnElement[bool]] = [t.metric.in_(names)] if names else []
+            conds += [t.metric.startswith(m) for m in metrics if m.endswith(":")]
+            query = query.where(or_(*conds))
+        async with self.sessions() as session:
+            return (await session.execute(query)).all()
+
+    async def list_alerts(
+        self, *, since: datetime | None, kind: str | None, limit: int
+    ) -> list[AlertRow]:
+        query = (
+            select(
+                alerts.c.id,
+                alerts.c.kind,
+                alerts.c.text,
+                alerts.c.labels,
+                alerts.c.bucket,
+                alerts.c.created_at,
+            )
+            .order_by(alerts.c.id.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(alerts.c.created_at >= since)
+        if kind is not None:
+            query = query.where(alerts.c.kind == kind)
+        async with self.sessions() as session:
+            return [AlertRow(*r) for r in (await session.execute(query)).all()]
+
+    async def delete_alerts(self, before: datetime | None) -> int:
+        stmt = delete(alerts)
+        if before is not None:
+            stmt = stmt.where(alerts.c.created_at < before)
+        async with self.sessions.begin() as session:
+            result = await session.execute(stmt)
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def prune(self, bucket_before: int, alerts_before: datetime) -> tuple[int, int]:
+        """Delete buckets (and their calls' dedup keys) older than the retention; old alerts."""
+        async with self.sessions.begin() as session:
+            gone = await session.execute(delete(buckets).where(buckets.c.bucket < bucket_before))
+            await session.execute(delete(seen).where(seen.c.bucket < bucket_before))
+            old = await session.execute(delete(alerts).where(alerts.c.created_at < alerts_before))
+        return int(gone.rowcount or 0), int(old.rowcount or 0)  # type: ignore[attr-defined]

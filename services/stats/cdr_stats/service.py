@@ -1,0 +1,324 @@
+"""The stats service's work: ``cdr.normalized`` in, 6-minute buckets and alerts out.
+
+Per consumed batch (the consume loop commits the offsets only after this returns):
+1. decode each message (``call.decode_call``: ``json.loads`` and the few fields stats uses);
+   an undecodable one is counted as ``invalid`` and logged, a call that ends before the retention
+   window as ``expired``;
+2. in ONE database transaction: insert the call ids into ``stats_seen`` (``ON CONFLICT DO NOTHING
+   RETURNING``): only the ids that come back are new, so a redelivered call (at-least-once
+   transport, a rebalance, a restart) is never counted twice, whichever instance sees it again;
+   run the plugins on the new calls, aggregate them into per-(bucket, dimension, value) deltas,
+   add the deltas to ``stats_buckets`` (additive upsert, ``RETURNING`` the merged totals of every
+   instance), evaluate the threshold rules on those totals and store the new alerts (dedup key);
+3. after the commit: refresh the in-memory view of recent buckets (live feed and gauges) and
+   push the new alerts to the live clients.
+A crash before the commit rolls all of it back and the batch is redelivered; after the commit the
+dedup keys make the redelivery a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cdr_stats.aggregate import ALL, Aggregate, Cell, Key, rows_to_cells
+from cdr_stats.call import BUCKET_S, BadCall, Call, bucket_of, decode_call
+from cdr_stats.live import LiveHub, sse
+from cdr_stats.metrics import (
+    ALERTS,
+    BUCKET_ACD,
+    BUCKET_ASR,
+    BUCKET_ATTEMPTS,
+    BUCKET_ZERO,
+    CDRS,
+    PLUGIN_ERRORS,
+    PRUNED_ROWS,
+)
+from cdr_stats.plugins import Alert, PluginContext, PluginSet, run_plugins
+from cdr_stats.repository import AlertRow, StatsRepository
+from cdr_stats.rules import RULE_METRICS, evaluate
+from cdr_stats.settings import StatsSettings
+from cdrkit.bus import Message
+
+log = logging.getLogger(__name__)
+
+# The in-memory view (live feed, gauges) keeps the last hour of all-calls and carrier cells.
+VIEW_S = 3600
+VIEW_DIMS = (ALL, "carrier")
+
+
+def metrics_json(
+    cell: Mapping[str, Sequence[Any]], wanted: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """A cell's moments in the response shape of ARCHITECTURE §5 (plus duration, pdd_ms,
+    sip_classes and the plugins' counters)."""
+
+    def count(name: str) -> int:
+        m = cell.get(name)
+        return int(m[0]) if m else 0
+
+    def moments(name: str) -> dict[str, Any]:
+        m = cell.get(name)
+        if not m or not m[0]:
+            return {"count": 0, "sum": 0, "squares": 0, "min": None, "max": None}
+        return {"count": int(m[0]), "sum": m[1], "squares": m[2], "min": m[3], "max": m[4]}
+
+    attempts, answered, zero = count("attempts"), count("answered"), count("zero_duration")
+    billsec = moments("billsec")
+    out: dict[str, Any] = {
+        "attempts": attempts,
+        "answered": answered,
+        "asr": answered / attempts if attempts else None,
+        "acd": billsec["sum"] / answered if answered else None,
+        "zero_duration": zero,
+        "zero_duration_ratio": zero / attempts if attempts else None,
+        "short_calls": count("short_calls"),
+        "billsec": billsec,
+        "duration": moments("duration"),
+        "pdd_ms": moments("pdd_ms"),
+    }
+    sip: dict[str, int] = {}
+    classes: dict[str, int] = {}
+    causes: dict[str, int] = {}
+    counters: dict[str, float] = {}
+    for name, m in cell.items():
+        if not m[0]:
+            continue
+        if name.startswith("sip:"):
+            sip[name[4:]] = int(m[0])
+        elif name.startswith("sip_class:"):
+            classes[name[10:]] = int(m[0])
+        elif name.startswith("cause:"):
+            causes[name[6:]] = int(m[0])
+        elif name.startswith("plugin:"):
+            counters[name[7:]] = m[1]
+    out["sip_codes"] = sip
+    out["sip_classes"] = classes
+    out["hangup_causes"] = causes
+    out["counters"] = counters
+    if wanted is not None:
+        out = {k: out[k] for k in wanted}
+    return out
+
+
+class StatsService:
+    def __init__(self, settings: StatsSettings, repo: StatsRepository, plugins: PluginSet) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.plugins = plugins
+        self.hub = LiveHub(settings.live_queue_size, settings.keepalive_s)
+        self.view: dict[Key, Cell] = {}
+        self._dirty: set[Key] = set()
+        self._exported: set[str] = set()
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def handle_batch(self, batch: Sequence[Message]) -> None:
+        """Count a batch exactly once per call id (see the module doc for the order)."""
+        now = time.time()
+        cutoff = bucket_of(now - self.settings.retention_hours * 3600)
+        calls: dict[str, Call] = {}
+        invalid = expired = 0
+        for msg in batch:
+            try:
+                call = decode_call(msg.value)
+            except BadCall as exc:
+                invalid += 1
+                log.warning("stats: %s is not a countable CDR: %s", msg, exc)
+                continue
+            if call.bucket < cutoff:
+                expired += 1
+                continue
+            calls[call.call_id] = call
+        plugins = list(self.plugins.plugins.items())
+        async with self.repo.sessions.begin() as session:
+            new = await self.repo.first_seen(session, {c: call.bucket for c, call in calls.items()})
+            agg = Aggregate()
+            found: list[Alert] = []
+            for call_id in new:
+                call = calls[call_id]
+                ctx = PluginContext(call.bucket)
+                if plugins:
+                    run_plugins(plugins, call, ctx, self._plugin_failed)
+                agg.add_call(call, ctx.increments)
+                found.extend(ctx.alerts)
+            for cell in agg.cells.values():
+                for metric in RULE_METRICS:
+                    if metric not in cell:
+                        cell[metric] = [0, 0.0, 0.0, None, None]
+            merged = await self.repo.add_deltas(session, agg.rows())
+            totals: dict[Key, Cell] = {}
+            for key, metric, m in rows_to_cells(merged):
+                cell = totals.get(key)
+                if cell is None:
+                    cell = totals[key] = {}
+                cell[metric] = m
+            found.extend(evaluate(self.settings.rules, totals))
+            stored = await self.repo.add_alerts(session, found, datetime.now(UTC))
+        CDRS.labels("counted").inc(len(new))
+        if dup := len(batch) - invalid - expired - len(new):
+            CDRS.labels("duplicate").inc(dup)
+        if invalid:
+            CDRS.labels("invalid").inc(invalid)
+        if expired:
+            CDRS.labels("expired").inc(expired)
+        self._remember(totals, now)
+        for alert in stored:
+            ALERTS.labels(alert.kind).inc()
+            log.info("alert %s: %s", alert.kind, alert.text)
+            self.hub.publish("alert", alert.to_json())
+
+    def _plugin_failed(self, name: str, exc: Exception) -> None:
+        PLUGIN_ERRORS.labels(name).inc()
+        log.warning("stats plugin %s failed: %s: %s", name, type(exc).__name__, exc)
+
+    def _remember(self, totals: Mapping[Key, Cell], now: float) -> None:
+        oldest = bucket_of(now) - VIEW_S
+        for key, cell in totals.items():
+            if key[1] not in VIEW_DIMS or key[0] < oldest:
+                continue
+            known = self.view.get(key)
+            if known is None:
+                self.view[key] = cell
+            else:
+                known.update(cell)
+            self._dirty.add(key)
+
+    # -- live feed and gauges --------------------------------------------------------------
+
+    def bucket_event(self, key: Key) -> dict[str, Any]:
+        bucket, dim, value = key
+        return {
+            "start": bucket,
+            "end": bucket + BUCKET_S,
+            "group": {} if dim == ALL else {dim: value},
+            "metrics": metrics_json(self.view[key]),
+        }
+
+    def snapshot(self) -> list[str]:
+        """SSE messages a new live client starts with: the view's current bucket cells."""
+        current = bucket_of(time.time())
+        return [
+            sse("bucket", self.bucket_event(k))
+            for k in sorted(self.view)
+            if k[0] >= current - BUCKET_S
+        ]
+
+    def publish_changes(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        dirty, self._dirty = self._dirty, set()
+        for key in sorted(dirty):
+            if key in self.view:
+                self.hub.publish("bucket", self.bucket_event(key))
+        self._export_gauges(bucket_of(now))
+
+    def _export_gauges(self, current: int) -> None:
+        cells = [(v, c) for (b, d, v), c in self.view.items() if b == current and d == "carrier"]
+        cells.sort(key=lambda vc: -vc[1].get("attempts", [0])[0])
+        top = cells[: self.settings.top_carriers]
+        exported = set()
+        for carrier, cell in top:
+            m = metrics_json(cell, ("attempts", "asr", "acd", "zero_duration_ratio"))
+            BUCKET_ATTEMPTS.labels(carrier).set(m["attempts"])
+            BUCKET_ASR.labels(carrier).set(m["asr"] or 0)
+            BUCKET_ACD.labels(carrier).set(m["acd"] or 0)
+            BUCKET_ZERO.labels(carrier).set(m["zero_duration_ratio"] or 0)
+            exported.add(carrier)
+        for gone in self._exported - exported:
+            for gauge in (BUCKET_ATTEMPTS, BUCKET_ASR, BUCKET_ACD, BUCKET_ZERO):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+        self._exported = exported
+
+    async def run_publisher(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.live_interval_s)
+            try:
+                self.publish_changes()
+            except Exception:
+                log.exception("stats: live publish failed")
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    async def prune(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        cutoff = bucket_of(now - self.settings.retention_hours * 3600)
+        alerts_before = datetime.fromtimestamp(now, UTC) - timedelta(
+            hours=self.settings.alert_retention_hours
+        )
+        rows, _ = await self.repo.prune(cutoff, alerts_before)
+        PRUNED_ROWS.inc(rows)
+        oldest = bucket_of(now) - VIEW_S
+        for key in [k for k in self.view if k[0] < oldest]:
+            del self.view[key]
+        return rows
+
+    async def run_pruner(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception as exc:
+                log.warning("stats: prune failed (will retry): %s", exc)
+            await asyncio.sleep(self.settings.prune_interval_s)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def buckets(
+        self, dim: str, since: int, until: int, wanted: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        stored = None if wanted is None else sorted({s for w in wanted for s in NEEDS[w]})
+        rows = await self.repo.read(dim, bucket_of(since), until, stored)
+        cells: dict[tuple[int, str], Cell] = {}
+        for bucket, value, metric, count, total, squares, low, high in rows:
+            key = (bucket, value)
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = {}
+            cell[metric] = [count, total, squares, low, high]
+        out = []
+        for (bucket, value), cell in sorted(cells.items()):
+            out.append(
+                {
+                    "start": bucket,
+                    "end": bucket + BUCKET_S,
+                    "group": {} if dim == ALL else {dim: value},
+                    "metrics": metrics_json(cell, wanted),
+                }
+            )
+        return out
+
+    async def alerts(
+        self, *, since: datetime | None, kind: str | None, limit: int
+    ) -> list[AlertRow]:
+        return await self.repo.list_alerts(since=since, kind=kind, limit=limit)
+
+    def reload_plugins(self) -> PluginSet:
+        """Find the plugins again (built-ins, entry points). The buckets are untouched: they
+        live in the database, and the consumer picks the new set up at its next batch."""
+        self.plugins = PluginSet.load(self.settings, reload_modules=True)
+        log.info("stats plugins reloaded: %s", self.plugins.describe())
+        return self.plugins
+
+
+# The stored metrics each response metric is derived from (a trailing ':' is a prefix).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "attempts": ("attempts",),
+    "answered": ("answered",),
+    "asr": ("attempts", "answered"),
+    "acd": ("answered", "billsec"),
+    "zero_duration": ("zero_duration",),
+    "zero_duration_ratio": ("attempts", "zero_duration"),
+    "short_calls": ("short_calls",),
+    "billsec": ("billsec",),
+    "duration": ("duration",),
+    "pdd_ms": ("pdd_ms",),
+    "sip_codes": ("sip:",),
+    "sip_classes": ("sip_class:",),
+    "hangup_causes": ("cause:",),
+    "counters": ("plugin:",),
+}

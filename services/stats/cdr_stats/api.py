@@ -30,7 +30,7 @@ def _epoch(value: str, name: str) -> int:
 async def get_buckets(
     stats: StatsDep,
     since: Annotated[
-        str | None, Query(description="epoch s or ISO 8601; default until − 1 h")
+        str | None, Query(description="epoch s or ISO 8601; default until - 1 h")
     ] = None,
     until: Annotated[str | None, Query(description="epoch s or ISO 8601; default now")] = None,
     group_by: Annotated[

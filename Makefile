@@ -45,8 +45,13 @@ services: ## make sure the local PostgreSQL the tests use is up
 	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 
 .PHONY: test
-test: setup services ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
+test: setup services chromium ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
 	$(BIN)/pytest -q
+
+.PHONY: chromium
+chromium: ## install Debian's chromium for the dashboard test when missing (tolerates failure)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "cannot install chromium: the dashboard browser test will be skipped"
 
 .PHONY: lint
 lint: setup ## ruff lint + format check, deploy files check

@@ -52,7 +52,7 @@ def make_cdr(
     carrier: str | None = "carrier-a",
     billsec: int = 30,
     sip_code: int | None = 200,
-    callee: str = "5511999990000",
+    callee: str = "12177210123",  # on no fraud prefix list
     account: str | None = "acct-1",
     **fields: Any,
 ) -> CDR:

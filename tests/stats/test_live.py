@@ -148,7 +148,7 @@ async def chromium_page(binary: str, tmp: Path) -> AsyncIterator[Cdp]:
     from websockets.asyncio.client import connect
 
     profile = tmp / "chromium-profile"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block; it is waited for below)
         [
             binary,
             "--headless",
@@ -225,7 +225,8 @@ async def test_dashboard_in_headless_chromium(fresh_pg_url: str, tmp_path: Path)
         await publish(app, [make_cdr(now_b + 5, carrier="vivo-sip") for _ in range(30)])
         await page.until(
             "[...document.querySelectorAll('#chart-attempts polyline')].some("
-            "p => p.dataset.carrier === 'vivo-sip' && p.getAttribute('points').split(' ').length >= 13)",
+            "p => p.dataset.carrier === 'vivo-sip' "
+            "&& p.getAttribute('points').split(' ').length >= 13)",
             "the live bucket on its attempts chart",
         )
         await publish(

@@ -49,7 +49,7 @@ async def test_boundaries_out_of_order_late_and_real_cdrs(
         await publish(app, batch)
         await wait_processed(app, 4)
         await publish(app, [make_cdr(b - 10 * BUCKET_S + 5, call_id="late", billsec=0)])
-        # the real FreeSWITCH CDRs, moved into bucket b (their end times 2009–2018 are past the
+        # the real FreeSWITCH CDRs, moved into bucket b (their end times 2009-2018 are past the
         # retention window, so they would be counted as expired)
         real = []
         for cdr in real_cdrs().values():

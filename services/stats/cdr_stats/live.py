@@ -57,8 +57,8 @@ class LiveHub:
         LIVE_CLIENTS.inc()
         try:
             yield "retry: 3000\n\n"
-            for message in first:
-                yield message
+            for opening in first:
+                yield opening
             while True:
                 if client.dropped:
                     yield sse("dropped", {"events": client.dropped})

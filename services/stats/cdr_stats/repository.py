@@ -98,7 +98,7 @@ class StatsRepository:
         merged: list[Any] = []
         for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
-            stmt = sqlite.insert(buckets).values(
+            stmt: Any = sqlite.insert(buckets).values(
                 [dict(zip(_COLUMNS, r, strict=True)) for r in chunk]
             )
             ex = stmt.excluded

@@ -154,10 +154,10 @@ class StatsService:
             merged = await self.repo.add_deltas(session, agg.rows())
             totals: dict[Key, Cell] = {}
             for key, metric, m in rows_to_cells(merged):
-                cell = totals.get(key)
-                if cell is None:
-                    cell = totals[key] = {}
-                cell[metric] = m
+                total = totals.get(key)
+                if total is None:
+                    total = totals[key] = {}
+                total[metric] = m
             found.extend(evaluate(self.settings.rules, totals))
             stored = await self.repo.add_alerts(session, found, datetime.now(UTC))
         CDRS.labels("counted").inc(len(new))

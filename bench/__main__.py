@@ -11,6 +11,7 @@ from bench import (
     bench_recordings,
     bench_replay,
     bench_spool,
+    bench_stats,
     bench_store,
 )
 
@@ -23,6 +24,7 @@ BENCHES = {
     "replay": bench_replay.main,
     "billing": bench_billing.main,
     "recordings": bench_recordings.main,
+    "stats": bench_stats.main,
 }
 
 if __name__ == "__main__":

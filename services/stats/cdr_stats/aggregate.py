@@ -106,8 +106,18 @@ class Aggregate:
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = {}
-            for metric, value in observations:
-                add(cell, metric, value)
+            for metric, value in observations:  # add() inlined: this is the hot loop
+                m = cell.get(metric)
+                if m is None:
+                    cell[metric] = [1, value, value * value, value, value]
+                    continue
+                m[0] += 1
+                m[1] += value
+                m[2] += value * value
+                if value < m[3]:  # noqa: PLR1730
+                    m[3] = value
+                if value > m[4]:  # noqa: PLR1730
+                    m[4] = value
         return keys
 
     def rows(self) -> list[Row]:

@@ -21,7 +21,7 @@ _PG_SEEN = text(
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
 _PG_UPSERT = text(
-    "INSERT INTO stats_buckets AS t (dim, bucket, value, metric, count, sum, squares, min, max) "
+    "WITH up AS (INSERT INTO stats_buckets AS t (dim, bucket, value, metric, count, sum, squares, min, max) "
     "SELECT * FROM unnest(CAST(:dim AS text[]), CAST(:bucket AS bigint[]), "
     "CAST(:value AS text[]), CAST(:metric AS text[]), CAST(:count AS bigint[]), "
     "CAST(:sum AS float8[]), CAST(:squares AS float8[]), CAST(:min AS float8[]), "
@@ -30,7 +30,8 @@ _PG_UPSERT = text(
     "count = t.count + excluded.count, sum = t.sum + excluded.sum, "
     "squares = t.squares + excluded.squares, "
     "min = LEAST(t.min, excluded.min), max = GREATEST(t.max, excluded.max) "
-    "RETURNING dim, bucket, value, metric, count, sum, squares, min, max"
+    "RETURNING dim, bucket, value, metric, count, sum, squares, min, max) "
+    "SELECT * FROM up WHERE dim = ANY(CAST(:returned AS text[]))"
 )
 _COLUMNS = ("dim", "bucket", "value", "metric", "count", "sum", "squares", "min", "max")
 _SQLITE_ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32766
@@ -83,8 +84,12 @@ class StatsRepository:
             new.update((await session.execute(stmt)).scalars().all())
         return new
 
-    async def add_deltas(self, session: AsyncSession, rows: Sequence[Row]) -> list[Any]:
-        """Add the delta rows to the stored moments; return the merged rows (all instances)."""
+    async def add_deltas(
+        self, session: AsyncSession, rows: Sequence[Row], returned: Sequence[str]
+    ) -> list[Any]:
+        """Add the delta rows to the stored moments; return the merged rows (all instances) of
+        the dimensions in ``returned`` (reading back every account's rows would cost more than
+        the upsert)."""
         if not rows:
             return []
         if self.dialect == "postgresql":
@@ -94,6 +99,7 @@ class StatsRepository:
                     params[name].append(v)
             for name in ("sum", "squares", "min", "max"):
                 params[name] = [None if v is None else float(v) for v in params[name]]
+            params["returned"] = list(returned)
             return list((await session.execute(_PG_UPSERT, params)).all())
         merged: list[Any] = []
         for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
@@ -114,7 +120,7 @@ class StatsRepository:
                     "max": func.max(func.coalesce(t.max, ex.max), func.coalesce(ex.max, t.max)),
                 },
             ).returning(*(buckets.c[c] for c in _COLUMNS))
-            merged.extend((await session.execute(stmt)).all())
+            merged.extend(r for r in (await session.execute(stmt)).all() if r[0] in returned)
         return merged
 
     async def add_alerts(

@@ -115,6 +115,8 @@ class StatsService:
         self.view: dict[Key, Cell] = {}
         self._dirty: set[Key] = set()
         self._exported: set[str] = set()
+        # Dimensions whose merged totals the upsert reads back: the view's and the rules'.
+        self._returned = sorted({*VIEW_DIMS, *(d for r in settings.rules for d in r.dimensions)})
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class StatsService:
                 for metric in RULE_METRICS:
                     if metric not in cell:
                         cell[metric] = [0, 0.0, 0.0, None, None]
-            merged = await self.repo.add_deltas(session, agg.rows())
+            merged = await self.repo.add_deltas(session, agg.rows(), self._returned)
             totals: dict[Key, Cell] = {}
             for key, metric, m in rows_to_cells(merged):
                 total = totals.get(key)

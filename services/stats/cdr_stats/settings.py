@@ -42,7 +42,7 @@ class StatsSettings(ServiceSettings):
 
     consumer_group: str = "stats"
     # Large batches amortise the per-batch database round trips (one transaction per batch).
-    batch_size: int = Field(default=2000, ge=1, le=20_000)
+    batch_size: int = Field(default=5000, ge=1, le=20_000)
     # Buckets (and the dedup keys of their calls) older than this are pruned; CDRs that end
     # before it are not counted (a replay of old CDRs does not resurrect pruned buckets).
     retention_hours: float = Field(default=24, gt=0)

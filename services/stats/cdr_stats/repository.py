@@ -21,7 +21,8 @@ _PG_SEEN = text(
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
 _PG_UPSERT = text(
-    "WITH up AS (INSERT INTO stats_buckets AS t (dim, bucket, value, metric, count, sum, squares, min, max) "
+    "WITH up AS (INSERT INTO stats_buckets AS t "
+    "(dim, bucket, value, metric, count, sum, squares, min, max) "
     "SELECT * FROM unnest(CAST(:dim AS text[]), CAST(:bucket AS bigint[]), "
     "CAST(:value AS text[]), CAST(:metric AS text[]), CAST(:count AS bigint[]), "
     "CAST(:sum AS float8[]), CAST(:squares AS float8[]), CAST(:min AS float8[]), "

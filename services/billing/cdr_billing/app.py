@@ -12,7 +12,7 @@ from cdr_billing.service import BillingService
 from cdr_billing.settings import BillingSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
-from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.bus.runner import ConsumeLoop, consuming
 from cdrkit.settings import load
 from cdrmodel import topics
 
@@ -34,18 +34,14 @@ def spec(settings: BillingSettings) -> ServiceSpec:
         service = BillingService(settings, repo, runtime.bus.producer)
         await service.ensure_default_tariff()
         await service.refresh_tariffs()
-        loop = ConsumeLoop(
+        async with consuming(
             runtime.bus,
             [topics.NORMALIZED],
             settings.consumer_group,
             service.handle_batch,
             batch_size=settings.batch_size,
-        )
-        await loop.start()
-        try:
+        ) as loop:
             yield BillingComponent(service, loop)
-        finally:
-            await loop.stop()
 
     return ServiceSpec("billing", start, [router], "cdr_billing.migrations")
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,6 +17,7 @@ from cdr_ingest.spool import Drainer, Spool
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
 from cdrkit.bus import Bus
+from cdrkit.bus.runner import background
 from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
@@ -59,12 +59,6 @@ async def _ensure_topics(bus: Bus, retry_max_s: float = 10.0) -> None:
         delay = min(delay * 2, retry_max_s)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _close_spool(spool: Spool) -> None:
     await spool.close()
     if spool.depth:
@@ -84,8 +78,9 @@ def spec(settings: IngestSettings) -> ServiceSpec:
             # One attempt first (so a first post cannot auto-create the topic with the broker's
             # defaults); with the broker down ingest starts anyway, spools, and keeps trying.
             if not await _try_ensure_topics(bus):
-                ensure = asyncio.create_task(_ensure_topics(bus), name="ingest-ensure-topics")
-                stack.push_async_callback(_cancel, ensure)
+                await stack.enter_async_context(
+                    background(_ensure_topics(bus), "ingest-ensure-topics")
+                )
             store = await stack.enter_async_context(
                 open_object_store(settings.effective_object_store_url)
             )

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from cdr_parser.service import ParserService
 from cdr_parser.settings import ParserSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
-from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.bus.runner import ConsumeLoop, background, consuming
 from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
@@ -38,23 +36,18 @@ def spec(settings: ParserSettings) -> ServiceSpec:
         await runtime.bus.ensure_topics(topics.ALL)
         async with open_object_store(settings.effective_object_store_url) as store:
             service = ParserService(settings, repo, runtime.bus.producer, store)
-            loop = ConsumeLoop(
-                runtime.bus,
-                [topics.RAW],
-                settings.consumer_group,
-                service.handle_batch,
-                batch_size=settings.batch_size,
-            )
-            await loop.start()
             retention = RetentionJob(settings, repo, store)
-            upkeep = asyncio.create_task(retention.run_forever(), name="parser:retention")
-            try:
+            async with (
+                consuming(
+                    runtime.bus,
+                    [topics.RAW],
+                    settings.consumer_group,
+                    service.handle_batch,
+                    batch_size=settings.batch_size,
+                ) as loop,
+                background(retention.run_forever(), "parser:retention"),
+            ):
                 yield ParserComponent(service, loop, retention)
-            finally:
-                upkeep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upkeep
-                await loop.stop()
 
     return ServiceSpec("parser", start, [router], "cdr_parser.migrations")
 

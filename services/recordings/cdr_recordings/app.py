@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from cdr_recordings.service import RecordingsService
 from cdr_recordings.settings import RecordingsSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
-from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.bus.runner import ConsumeLoop, background, consuming
 from cdrkit.settings import load
 from cdrmodel import topics
 
@@ -51,31 +50,26 @@ def spec(settings: RecordingsSettings) -> ServiceSpec:
                 log.warning("recordings: the local root %s is not a directory (yet)", root)
             if settings.tokens is None:
                 log.warning("the recordings API is open: set RECORDINGS_TOKENS to require tokens")
-            loop = ConsumeLoop(
-                runtime.bus,
-                [topics.NORMALIZED],
-                settings.consumer_group,
-                service.handle_batch,
-                batch_size=settings.batch_size,
+            loop = await stack.enter_async_context(
+                consuming(
+                    runtime.bus,
+                    [topics.NORMALIZED],
+                    settings.consumer_group,
+                    service.handle_batch,
+                    batch_size=settings.batch_size,
+                )
             )
-            await loop.start()
-            stack.push_async_callback(loop.stop)
             archiver: Archiver | None = None
             if s3 is not None:
                 archiver = Archiver(settings, repo, s3)
-                task = asyncio.create_task(archiver.run_forever(), name="recordings:archiver")
-                stack.push_async_callback(_cancel, task)
+                await stack.enter_async_context(
+                    background(archiver.run_forever(), "recordings:archiver")
+                )
             else:
                 log.info("recordings: no RECORDINGS_S3_BUCKET, the archiver is off")
             yield RecordingsComponent(service, loop, archiver)
 
     return ServiceSpec("recordings", start, [router], "cdr_recordings.migrations")
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def create_app(settings: RecordingsSettings | None = None) -> FastAPI:

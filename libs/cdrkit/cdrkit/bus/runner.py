@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
 from cdrkit.db import is_transient
@@ -247,3 +249,31 @@ class ConsumeLoop:
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, Transient) or is_transient(exc)
+
+
+@asynccontextmanager
+async def consuming(
+    bus: Bus, topics: Sequence[str], group: str, handler: BatchHandler, *, batch_size: int
+) -> AsyncIterator[ConsumeLoop]:
+    """A started ``ConsumeLoop`` for the block; stopped gracefully (commit what is durable) at
+    its end. The shape every service's ``start`` uses."""
+    loop = ConsumeLoop(bus, topics, group, handler, batch_size=batch_size)
+    await loop.start()
+    try:
+        yield loop
+    finally:
+        await loop.stop()
+
+
+@asynccontextmanager
+async def background(
+    coro: Coroutine[Any, Any, None], name: str
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``coro`` as a task for the block (a periodic job, a drainer); cancelled at its end."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.documents import media_type
-from cdr_ingest.metrics import REQUEST_SECONDS, REQUESTS
+from cdr_ingest.events import decode_events
+from cdr_ingest.metrics import EVENTS, REQUEST_SECONDS, REQUESTS
 from cdrmodel import Origin
 from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
@@ -97,3 +98,49 @@ async def get_spool(ingest: IngestDep) -> dict[str, object]:
         "draining": bool(drainer and drainer.draining),
         "last_error": drainer.last_error if drainer else None,
     }
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    response_class=JSONResponse,
+)
+async def post_events(request: Request, ingest: IngestDep, user: PosterDep) -> JSONResponse:
+    """Accept call start/end records (one object or a list); 202 once the valid ones are durable.
+
+    Each record is judged on its own: the answer counts the accepted ones and gives a reason per
+    rejected one. No valid record at all: 400 with the same shape."""
+    started = time.perf_counter()
+    try:
+        body = await read_body(request, ingest.settings.max_body_bytes)
+        batch = decode_events(
+            body, request.headers.get("content-type"), ingest.settings.events_max_records
+        )
+        rejected = [r.to_dict() for r in batch.rejected]
+        if not batch.valid:
+            EVENTS.labels("rejected").inc(len(batch.rejected))
+            REQUESTS.labels("400", "call.event").inc()
+            if not batch.is_list and batch.rejected:
+                error, detail = batch.rejected[0].error, batch.rejected[0].detail
+            else:
+                error = "no_valid_records"
+                detail = (
+                    f"none of the {batch.total} records is valid; see rejected for the reasons"
+                    if batch.total
+                    else "the list is empty; post at least one record"
+                )
+            return JSONResponse(
+                {"error": error, "detail": detail, "accepted": 0, "rejected": rejected},
+                status_code=400,
+            )
+        origin = Origin(remote_addr=request.client.host if request.client else None, user=user)
+        await ingest.accept_events(batch.valid, origin)
+    except CdrflowError as exc:
+        REQUESTS.labels(str(exc.status), "call.event").inc()
+        raise
+    EVENTS.labels("accepted").inc(len(batch.valid))
+    EVENTS.labels("rejected").inc(len(batch.rejected))
+    REQUESTS.labels("202", "call.event").inc()
+    REQUEST_SECONDS.observe(time.perf_counter() - started)
+    return JSONResponse({"accepted": len(batch.valid), "rejected": rejected}, status_code=202)

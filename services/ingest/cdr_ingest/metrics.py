@@ -56,3 +56,9 @@ DUPLICATES = Counter(
     "cdrflow_ingest_duplicates_total",
     "Posts answered duplicate: the same call id and bytes were accepted recently (not published).",
 )
+EVENTS = Counter(
+    "cdrflow_ingest_events_total",
+    "Call start/end records posted to /v1/events, by outcome (accepted: durable; rejected: "
+    "invalid, answered with a reason).",
+    ["outcome"],  # accepted | rejected
+)

@@ -26,12 +26,13 @@ from datetime import UTC, datetime
 
 from cdr_ingest.dedupe import RecentAccepts
 from cdr_ingest.documents import Document, decode_post
+from cdr_ingest.events import ValidEvent
 from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS, CLAIM_CHECK_BYTES, CLAIM_CHECKS, DUPLICATES
 from cdr_ingest.settings import IngestSettings
 from cdr_ingest.spool import Drainer, Spool, SpoolFull
-from cdrkit.bus import BusError, Producer
+from cdrkit.bus import BusError, Producer, Record
 from cdrkit.objects import ObjectStore, object_key
-from cdrmodel import Origin, RawEnvelope, sha256_hex, topics
+from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
@@ -179,4 +180,57 @@ class IngestService:
             log.warning("bus did not acknowledge envelope %s: %s", envelope.id, exc)
             raise Transient(
                 "the CDR could not be stored right now (message bus unavailable); retry later"
+            ) from exc
+
+    async def accept_events(self, events: list[ValidEvent], origin: Origin) -> list[RawEnvelope]:
+        """Publish one ``call.event`` envelope per valid record, keyed by its call id (both halves
+        of a call land in one partition); return once every one of them is durable.
+
+        The same durability as ``accept``: the whole list is sent to the bus as one batch and, if
+        the bus does not acknowledge it within ``INGEST_SPOOL_AFTER_S``, spooled. A batch that
+        was partly acknowledged and then spooled arrives partly twice: the parser's pairing
+        ignores exact duplicates.
+        """
+        envelopes = [
+            await self.seal(
+                Document(v.text, PayloadKind.CALL_EVENT, "application/json"),
+                v.event.call_id,
+                None,
+                origin,
+            )
+            for v in events
+        ]
+        await self.publish_many(envelopes)
+        return envelopes
+
+    async def publish_many(self, envelopes: list[RawEnvelope]) -> None:
+        """``publish`` for several envelopes at once (one bus round trip, one spool fsync)."""
+        if not envelopes:
+            return
+        records = [
+            Record(e.to_json(), e.call_id.encode() if e.call_id else None) for e in envelopes
+        ]
+        spool = self.spool
+        if spool is None:
+            await self._send_many(records, self.settings.publish_timeout_s)
+            return
+        if spool.empty:
+            try:
+                await self._send_many(records, self.settings.spool_after_s)
+                return
+            except Transient:
+                pass
+        # Behind a non-empty spool, or the bus did not answer: appended concurrently, so the
+        # spool's group commit makes them durable with one fsync (order within a post is free:
+        # pairing does not depend on it).
+        await asyncio.gather(*(spool.append(r.value, r.key) for r in records))
+
+    async def _send_many(self, records: list[Record], timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.producer.send_many(topics.RAW, records), timeout_s)
+        except (BusError, TimeoutError) as exc:
+            BUS_ERRORS.inc()
+            log.warning("bus did not acknowledge %d event envelopes: %s", len(records), exc)
+            raise Transient(
+                "the records could not be stored right now (message bus unavailable); retry later"
             ) from exc

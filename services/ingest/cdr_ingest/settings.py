@@ -32,6 +32,9 @@ class IngestSettings(ServiceSettings):
     # best effort (per process, lost on restart), 0 turns it off. See dedupe.py.
     dedupe_window: int = Field(default=100_000, ge=0)
 
+    # The most call start/end records one POST /v1/events may carry (a longer list is a 413).
+    events_max_records: int = Field(default=1000, ge=1, le=100_000)
+
     @property
     def effective_spool_dir(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -185,3 +185,32 @@ async def retry_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
     dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
     row = await parser.retry_dead_letter(letter_id)
     return DeadLetterOut.model_validate(dict(row._mapping))
+
+
+@router.get("/v1/events/pending", tags=["events"])
+async def pending_events(
+    parser: ParserDep,
+    older_than: Annotated[
+        float, Query(ge=0, description="only halves waiting at least this many seconds")
+    ] = 0,
+    limit: Limit = 100,
+) -> dict[str, object]:
+    """Call start/end halves still waiting for their other half, oldest first."""
+    now = datetime.now(UTC)
+    total, rows = await parser.repo.pending_halves(now - timedelta(seconds=older_than), limit=limit)
+    return {
+        "total": total,
+        "items": [
+            {
+                "call_id": r.call_id,
+                "type": r.type,
+                "id": r.event_id,
+                "timestamp": r.event_time.isoformat(),
+                "source": r.source,
+                "destination": r.destination,
+                "received_at": r.received_at.isoformat(),
+                "waiting_s": round((now - r.received_at).total_seconds(), 3),
+            }
+            for r in rows
+        ],
+    }

@@ -32,3 +32,8 @@ DEAD_LETTER_RETRIES = Counter(
     "cdrflow_parser_dead_letter_retries_total",
     "Dead letters re-published to cdr.raw by POST /v1/dead-letters/{id}/retry.",
 )
+EVENT_HALVES = Counter(
+    "cdrflow_parser_call_event_halves_total",
+    "Call start/end halves consumed, by outcome.",
+    ["outcome"],  # waiting | paired | duplicate | rejected
+)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from cdrkit.db import UtcDateTime
@@ -110,4 +111,29 @@ cdr_keys = Table(
     metadata,
     Column("call_id", String(128), primary_key=True),
     Column("start_time", UtcDateTime, nullable=False),
+)
+
+# Call start/end pairing state (migration 0003): one row per half, kept once paired (paired_at
+# set) so a late duplicate is recognised as one; pending rows are GET /v1/events/pending.
+call_event_halves = Table(
+    "call_event_halves",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("type", String(8), primary_key=True),  # start | end
+    Column("event_id", String(128), nullable=False),
+    Column("event_time", UtcDateTime, nullable=False),
+    Column("source", String(32)),
+    Column("destination", String(32)),
+    Column("digest", String(64), nullable=False),
+    Column("envelope_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("paired_at", UtcDateTime),
+    Index(
+        "ix_call_event_halves_pending",
+        "received_at",
+        postgresql_where=text("paired_at IS NULL"),
+        sqlite_where=text("paired_at IS NULL"),
+    ),
 )

@@ -13,7 +13,9 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -25,7 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.models import cdr_keys, cdrs, dead_letters, raw_payloads
+from cdr_parser.events import EventWork, Half, Rows, resolve
+from cdr_parser.models import call_event_halves, cdr_keys, cdrs, dead_letters, raw_payloads
 from cdrkit.db import insert_ignore
 
 
@@ -78,14 +81,21 @@ class CdrRepository:
         )
         self._insert_raw = insert_ignore(raw_payloads, dialect, ["call_id"])
         self._insert_dead = _dead_letter_upsert(dialect)
+        self._insert_halves = insert_ignore(call_event_halves, dialect, ["call_id", "type"])
 
     async def store_batch(
         self,
         cdr_rows: Sequence[dict[str, Any]],
         raw_rows: Sequence[dict[str, Any]],
         dead_rows: Sequence[dict[str, Any]],
+        *,
+        events: EventWork | None = None,
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
+
+        ``events``: call start/end halves of the batch, paired (``cdr_parser.events``) against
+        the stored halves in this same transaction; the CDRs, raw payloads and dead letters the
+        pairing yields are stored with the rest of the batch.
 
         Idempotent: a CDR or raw payload whose call id is stored already is left as it is (the
         first version of a call wins; CDRs are immutable). A dead letter whose dedup key is
@@ -95,6 +105,10 @@ class CdrRepository:
         """
         inserted: set[str] = set()
         async with self.sessions.begin() as session:
+            if events is not None and events.incoming:
+                more_cdrs, more_raw, more_dead = await self._pair_events(session, events)
+                cdr_rows, raw_rows = [*cdr_rows, *more_cdrs], [*raw_rows, *more_raw]
+                dead_rows = [*dead_rows, *more_dead]
             if cdr_rows and self.partitioned:
                 keys = [{"call_id": r["call_id"], "start_time": r["start_time"]} for r in cdr_rows]
                 result = await session.execute(self._insert_keys, keys)
@@ -116,6 +130,54 @@ class CdrRepository:
                 }
                 await session.execute(self._insert_dead, list(by_key.values()))
         return inserted
+
+    async def _pair_events(self, session: AsyncSession, work: EventWork) -> tuple[Rows, Rows, Rows]:
+        query = select(call_event_halves).where(call_event_halves.c.call_id.in_(work.call_ids))
+        if self.dialect == "postgresql":
+            # Both halves of a call share a partition, so one consumer pairs them; the lock only
+            # matters while a rebalance hands the partition over.
+            query = query.with_for_update()
+        stored = {
+            (h.call_id, h.type): h for h in map(Half.from_row, (await session.execute(query)).all())
+        }
+        res = resolve(work.incoming, stored, work.now)
+        work.resolution = res
+        if res.inserts:
+            await session.execute(self._insert_halves, [h.to_row(work.now) for h in res.inserts])
+        if res.newly_paired:
+            await session.execute(
+                update(call_event_halves)
+                .where(
+                    call_event_halves.c.call_id == bindparam("b_call_id"),
+                    call_event_halves.c.type == bindparam("b_type"),
+                )
+                .values(paired_at=work.now),
+                [{"b_call_id": h.call_id, "b_type": h.type.value} for h in res.newly_paired],
+            )
+        return work.settle(res)
+
+    async def pending_halves(
+        self, received_before: datetime, *, limit: int
+    ) -> tuple[int, Sequence[Row[Any]]]:
+        """Halves still waiting for their partner, received before ``received_before``, oldest
+        first (at most ``limit``), and how many there are in all."""
+        cond = and_(
+            call_event_halves.c.paired_at.is_(None),
+            call_event_halves.c.received_at < received_before,
+        )
+        async with self.sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(call_event_halves).where(cond)
+            )
+            rows = (
+                await session.execute(
+                    select(call_event_halves)
+                    .where(cond)
+                    .order_by(call_event_halves.c.received_at, call_event_halves.c.call_id)
+                    .limit(limit)
+                )
+            ).all()
+        return int(total or 0), rows
 
     async def get(self, call_id: str) -> Row[Any] | None:
         query = select(cdrs).where(cdrs.c.call_id == call_id)

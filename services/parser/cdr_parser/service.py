@@ -26,15 +26,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cdr_parser.events import EventWork, Incoming, Resolution, Rows
 from cdr_parser.mapping import map_envelope
-from cdr_parser.metrics import CDRS, DEAD_LETTER_RETRIES, DEAD_LETTERS, FETCHED_BYTES, MAP_SECONDS
+from cdr_parser.metrics import (
+    CDRS,
+    DEAD_LETTER_RETRIES,
+    DEAD_LETTERS,
+    EVENT_HALVES,
+    FETCHED_BYTES,
+    MAP_SECONDS,
+)
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
 from cdrkit.objects import ObjectNotFound, ObjectStore
-from cdrmodel import CDR, DeadLetter, RawEnvelope, sha256_hex, topics
+from cdrmodel import CDR, DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
+from cdrmodel.events import CallEvent, parse_event_json
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,31 @@ class _Failure:
     stage: str
     error: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """A consumed call start/end half, to be paired (not mapped alone)."""
+
+    event: CallEvent
+    payload: str
+
+
+def _parse_event(env: RawEnvelope, payload: str | None) -> _Event | _Failure:
+    text = env.payload if env.payload is not None else payload
+    if text is None:
+        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
+    try:
+        event = parse_event_json(text)
+    except InvalidInput as exc:
+        return _Failure("map", exc.code, exc.detail)
+    if env.call_id is not None and env.call_id != event.call_id:
+        return _Failure(
+            "map",
+            "call_id_mismatch",
+            f"the envelope's call id {env.call_id!r} is not the record's {event.call_id!r}",
+        )
+    return _Event(event, text)
 
 
 class PayloadChecksumMismatch(InvalidInput):
@@ -136,12 +170,16 @@ class ParserService:
         claimed = await self._map_claimed(
             {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
         )
+        incoming: list[Incoming] = []
         for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
             if env is None:
                 continue
             outcome = claimed[i] if i in claimed else self._map(env, None)
             if isinstance(outcome, _Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
+                continue
+            if isinstance(outcome, _Event):
+                incoming.append(Incoming(i, outcome.event, env, outcome.payload))
                 continue
             cdr = outcome
             self._recent.append(False)
@@ -150,6 +188,13 @@ class ParserService:
             cdr_rows[cdr.call_id] = cdr_row(cdr, now)
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
+
+        if incoming:
+            await self._store_with_events(
+                batch, now, incoming, cdr_rows, raw_rows, normalized, dead
+            )
+            self._check_flood()
+            return
 
         # The store and the publishes are independent and all must finish before the offsets
         # are committed, so they overlap: a failure of either retries the whole batch, and
@@ -169,7 +214,63 @@ class ParserService:
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Failure:
+    async def _store_with_events(
+        self,
+        batch: Sequence[Message],
+        now: datetime,
+        incoming: list[Incoming],
+        cdr_rows: dict[str, dict[str, Any]],
+        raw_rows: dict[str, dict[str, Any]],
+        normalized: list[Record],
+        dead: dict[str, tuple[dict[str, Any], DeadLetter]],
+    ) -> None:
+        """A batch with call start/end halves: they are paired inside the store transaction
+        (``cdr_parser.events``), so the CDRs they complete are known, and published, only once
+        it has committed. Every complete call a half of this batch belongs to is published again
+        (``cdr.normalized`` consumers dedupe on the call id), so a crash after the commit and
+        before the publish loses nothing: the redelivered halves publish it."""
+        pair_dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
+
+        def settle(res: Resolution) -> tuple[Rows, Rows, Rows]:
+            for rej in res.rejections:
+                item = rej.incoming
+                self._dead_letter(
+                    pair_dead, batch[item.index], item.env, "pair", rej.error, rej.reason, now
+                )
+            self._recent.extend([False] * (len(incoming) - len(res.rejections)))
+            return (
+                [cdr_row(res.cdrs[c], now) for c in res.new_calls],
+                [{**res.raw[c], "stored_at": now} for c in res.new_calls],
+                [row for row, _ in pair_dead.values()],
+            )
+
+        work = EventWork(incoming, now, settle)
+        inserted = await self.repo.store_batch(
+            list(cdr_rows.values()),
+            list(raw_rows.values()),
+            [row for row, _ in dead.values()],
+            events=work,
+        )
+        res = work.resolution
+        assert res is not None
+        paired = [Record(value=c.to_json(), key=c.call_id.encode()) for c in res.cdrs.values()]
+        letters = [Record(value=d.to_json()) for _, d in (*dead.values(), *pair_dead.values())]
+        await asyncio.gather(
+            self._publish(topics.NORMALIZED, [*normalized, *paired]),
+            self._publish(topics.DLQ, letters),
+        )
+        EVENT_HALVES.labels("waiting").inc(res.waiting)
+        EVENT_HALVES.labels("paired").inc(2 * len(res.new_calls))
+        EVENT_HALVES.labels("duplicate").inc(res.duplicates)
+        EVENT_HALVES.labels("rejected").inc(len(res.rejections))
+        mapped = len(batch) - len(dead) - len(incoming)
+        CDRS.labels("stored").inc(len(inserted))
+        CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
+        CDRS.labels("dead_letter").inc(len(dead))
+
+    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Failure:
+        if env.kind is PayloadKind.CALL_EVENT:
+            return _parse_event(env, payload)
         started = time.perf_counter()
         try:
             cdr = map_envelope(env, payload)
@@ -181,7 +282,9 @@ class ParserService:
         MAP_SECONDS.observe(time.perf_counter() - started)
         return cdr
 
-    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, CDR | _Failure]:
+    async def _map_claimed(
+        self, envs: dict[int, RawEnvelope]
+    ) -> dict[int, CDR | _Event | _Failure]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -194,7 +297,7 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Failure:
+    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Failure:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:

@@ -1,0 +1,90 @@
+"""``POST /v1/events`` bodies: one call start/end record or a JSON list of them, judged one by one.
+
+Pure: bytes in, the valid records (each with its JSON text, which becomes an envelope's payload)
+and a reason per rejected record out. Whole-body problems (not JSON, not an object or a list,
+too many records, wrong media type) raise the ``InvalidInput`` subclass of the 4xx answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdr_ingest.documents import JSON_TYPES, media_type
+from cdrmodel.errors import MissingField, NotWellFormed, PayloadTooLarge, UnsupportedMediaType
+from cdrmodel.events import CallEvent, InvalidEvent, parse_event
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    index: int
+    event: CallEvent
+    text: str  # the record as sent (re-serialised compactly): the envelope's payload
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    id: str | None
+    error: str
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"index": self.index, "id": self.id, "error": self.error, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    valid: list[ValidEvent]
+    rejected: list[Rejection]
+    is_list: bool  # the body was a list (even of one record), not a bare object
+
+    @property
+    def total(self) -> int:
+        return len(self.valid) + len(self.rejected)
+
+
+def decode_events(body: bytes, content_type: str | None, max_records: int) -> EventBatch:
+    """The records of a post; ``InvalidInput`` (400/413/415) for a body that is none at all."""
+    mtype = media_type(content_type)
+    if mtype not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {mtype or '(none)'!r} is not supported; send application/json"
+        )
+    if not body or body.isspace():
+        raise MissingField("the request body is empty; post a record or a list of records")
+    try:
+        value = json.loads(body.decode())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise NotWellFormed(f"the body is not UTF-8 JSON: {exc}") from exc
+    if isinstance(value, dict):
+        records, is_list = [value], False
+    elif isinstance(value, list):
+        records, is_list = value, True
+    else:
+        raise NotWellFormed("the body must be a JSON object (one record) or a list of records")
+    if len(records) > max_records:
+        raise PayloadTooLarge(
+            f"the list has {len(records)} records; the maximum per request is {max_records} "
+            "(INGEST_EVENTS_MAX_RECORDS): split it"
+        )
+    valid: list[ValidEvent] = []
+    rejected: list[Rejection] = []
+    for index, record in enumerate(records):
+        try:
+            event = parse_event(record)
+        except InvalidEvent as exc:
+            rejected.append(Rejection(index, _raw_id(record), exc.code, exc.detail))
+            continue
+        text = json.dumps(record, separators=(",", ":"))  # ASCII: no lone surrogate
+        valid.append(ValidEvent(index, event, text))
+    return EventBatch(valid, rejected, is_list)
+
+
+def _raw_id(record: object) -> str | None:
+    """The record's id as sent, to name it in the answer (when it has a usable one)."""
+    if isinstance(record, dict):
+        value = record.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)[:100]
+    return None

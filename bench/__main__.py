@@ -5,6 +5,7 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_events,
     bench_ingest,
     bench_large,
     bench_parser,
@@ -25,6 +26,7 @@ BENCHES = {
     "billing": bench_billing.main,
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
+    "events": bench_events.main,
 }
 
 if __name__ == "__main__":

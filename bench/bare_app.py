@@ -10,3 +10,9 @@ app = FastAPI()
 async def post_cdr(request: Request) -> JSONResponse:
     body = await request.body()
     return JSONResponse({"id": "x", "call_id": None, "status": "accepted", "n": len(body)})
+
+
+@app.post("/v1/events")
+async def post_events(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse({"accepted": len(body), "rejected": []}, status_code=202)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from cdr_parser.models import cdrs
-from cdrflow.platform import create_service_app
+from cdrflow.platform import create_allinone_app, create_service_app
 from cdrkit.bus import open_bus
 from cdrkit.db import create_engine
 from cdrmodel import CDR, topics
@@ -137,3 +138,33 @@ async def test_events_pair_into_cdrs_on_postgres_and_kafka(
     await bus.close()
     assert set(seen) == {"70"} | {f"e2e-{i}" for i in range(500)}
     assert seen["e2e-499"].duration_s == 559
+
+
+async def test_events_on_the_embedded_all_in_one(tmp_path: Path) -> None:
+    app = create_allinone_app(data_dir=tmp_path, bus_url=f"memory://{uuidlib.uuid4().hex}")
+    start = {
+        "id": 1,
+        "type": "start",
+        "timestamp": "2016-02-29T21:57:13Z",
+        "call_id": 70,
+        "source": "99988526423",
+        "destination": "9993468278",
+    }
+    end = {"id": 2, "type": "end", "timestamp": "2016-02-29T22:17:53Z", "call_id": 70}
+    async with serving(app) as client:
+        resp = await client.post("/v1/events", json=[end, start, end])
+        assert (resp.status_code, resp.json()) == (202, {"accepted": 3, "rejected": []})
+
+        async def paired() -> bool:
+            return (await client.get("/v1/cdrs/70")).status_code == 200
+
+        await wait_for(paired, what="call 70 paired")
+        cdr = (await client.get("/v1/cdrs/70")).json()
+        assert (cdr["duration_s"], cdr["disposition"], cdr["source"]) == (
+            1240,
+            "answered",
+            "call.event",
+        )
+        raw = (await client.get("/v1/cdrs/70/raw")).json()
+        assert raw == [start, end]
+        assert (await client.get("/v1/events/pending")).json() == {"total": 0, "items": []}

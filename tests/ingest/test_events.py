@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
+from cdr_ingest.spool import SEGMENT_SUFFIX, read_segment
+from cdrflow.platform import create_service_app
 from cdrmodel import PayloadKind, RawEnvelope, topics
 from cdrmodel.events import InvalidEvent, parse_event
+from tests.e2e.conftest import serving
 from tests.ingest.conftest import IngestFactory
 
 START = {
@@ -191,3 +195,27 @@ async def test_events_need_the_same_credentials_as_cdrs(ingest: IngestFactory) -
         assert (await client.post("/v1/events", json=END)).status_code == 401
         resp = await client.post("/v1/events", json=END, headers={"authorization": "Bearer s3cret"})
         assert resp.status_code == 202
+
+
+async def test_events_are_spooled_while_the_bus_is_away(tmp_path: Path) -> None:
+    # Nothing listens on the port: the batch send times out and the records go to the spool,
+    # then the next post goes straight behind them.
+    app = create_service_app(
+        "ingest",
+        bus_url="kafka://127.0.0.1:9?request_timeout_ms=1000",
+        data_dir=tmp_path,
+        spool_after_s=0.3,
+    )
+    async with serving(app) as client:
+        resp = await client.post("/v1/events", json=[START, END, {**END, "call_id": 71}, 5])
+        assert (resp.status_code, resp.json()["accepted"]) == (202, 3)
+        resp = await client.post("/v1/events", json={**START, "call_id": "72"})
+        assert resp.status_code == 202
+        assert (await client.get("/v1/spool")).json()["depth"] == 4
+    records = []
+    for segment in sorted((tmp_path / "spool").glob(f"*{SEGMENT_SUFFIX}")):
+        records += read_segment(segment.read_bytes())[0]
+    envelopes = [RawEnvelope.from_json(r.value) for r in records]
+    assert sorted(r.key or b"" for r in records) == [b"70", b"70", b"71", b"72"]
+    assert {e.kind for e in envelopes} == {PayloadKind.CALL_EVENT}
+    assert sorted(e.call_id or "" for e in envelopes) == ["70", "70", "71", "72"]

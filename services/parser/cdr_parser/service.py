@@ -11,6 +11,10 @@ Per batch (see ``cdrkit.bus.runner`` for the commit side):
    with step 2), and both are acknowledged before the loop commits the consumed offsets.
 A crash between any two steps redelivers the batch; steps 2 and 3 are repeat-safe, so downstream
 sees each call at least once and consumers of ``cdr.normalized`` dedupe on the call id.
+
+Call start/end halves (``call.event``) are not mapped alone: step 2 pairs them with the stored
+halves in the same transaction (``cdr_parser.events``), and step 3 follows it, since only then are
+the CDRs they complete known.
 """
 
 from __future__ import annotations

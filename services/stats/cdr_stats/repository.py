@@ -35,6 +35,11 @@ _PG_UPSERT = (
     "RETURNING dim, bucket, value, metric, count, sum, squares, min, max) "
     "SELECT * FROM up WHERE dim = ANY($10::text[])"
 )
+_PG_READ = (
+    "SELECT count, sum, squares, min, max, metric, bucket, value FROM stats_buckets "
+    "WHERE dim = $1 AND bucket >= $2 AND bucket < $3"
+)
+_PG_READ_ORDER = " ORDER BY bucket, value, metric"
 _COLUMNS = ("dim", "bucket", "value", "metric", "count", "sum", "squares", "min", "max")
 _SQLITE_ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32766
 
@@ -163,16 +168,38 @@ class StatsRepository:
     async def read(
         self, dim: str, since: int, until: int, metrics: Sequence[str] | None
     ) -> Sequence[Any]:
-        """Rows of one dimension with ``since <= bucket < until``; ``metrics``: names, or
+        """Rows ``(count, sum, squares, min, max, metric, bucket, value)`` of one dimension with
+        ``since <= bucket < until``, in (bucket, value, metric) order; ``metrics``: names, or
         prefixes ending in ``:`` (``sip:``), to read only those."""
-        t = buckets.c
-        query = select(t.bucket, t.value, t.metric, t.count, t.sum, t.squares, t.min, t.max).where(
-            t.dim == dim, t.bucket >= since, t.bucket < until
-        )
+        names = prefixes = None
         if metrics is not None:
             names = [m for m in metrics if not m.endswith(":")]
+            prefixes = [m for m in metrics if m.endswith(":")]
+        if self.dialect == "postgresql":
+            # The primary key (dim, bucket, value, metric) serves the range and the order.
+            sql = _PG_READ
+            args: list[Any] = [dim, since, until]
+            if names is not None and prefixes is not None:
+                tests = ["metric = ANY($4::text[])"]
+                args.append(names)
+                for prefix in prefixes:
+                    args.append(prefix)
+                    tests.append(f"starts_with(metric, ${len(args)})")
+                sql += f" AND ({' OR '.join(tests)})"
+            async with self.sessions() as session:
+                rows: Sequence[Any] = await (await _asyncpg(session)).fetch(
+                    sql + _PG_READ_ORDER, *args
+                )
+                return rows
+        t = buckets.c
+        query = (
+            select(t.count, t.sum, t.squares, t.min, t.max, t.metric, t.bucket, t.value)
+            .where(t.dim == dim, t.bucket >= since, t.bucket < until)
+            .order_by(t.bucket, t.value, t.metric)
+        )
+        if names is not None and prefixes is not None:
             conds: list[ColumnElement[bool]] = [t.metric.in_(names)] if names else []
-            conds += [t.metric.startswith(m) for m in metrics if m.endswith(":")]
+            conds += [t.metric.startswith(m, autoescape=True) for m in prefixes]
             query = query.where(or_(*conds))
         async with self.sessions() as session:
             return (await session.execute(query)).all()

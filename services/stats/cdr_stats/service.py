@@ -63,17 +63,41 @@ def _moments(m: Sequence[Any] | None) -> dict[str, Any]:
     return {"count": int(m[0]), "sum": m[1], "squares": m[2], "min": m[3], "max": m[4]}
 
 
-_PREFIXED = ("sip_codes", "sip_classes", "hangup_causes", "counters")
-
-
 def metrics_json(
-    cell: Mapping[str, Sequence[Any]], wanted: Iterable[str] | None = None
+    cell: Mapping[str, Sequence[Any]], wanted: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """A cell's moments in the response shape of ARCHITECTURE §5 (plus duration, pdd_ms,
-    sip_classes and the plugins' counters). Called once per entry of ``/v1/buckets``: kept
-    free of helper calls per metric."""
-    get = cell.get
-    m = get("attempts")
+    sip_classes and the plugins' counters)."""
+    return metrics_of_rows([(*m, name) for name, m in cell.items()], wanted)
+
+
+def metrics_of_rows(
+    rows: Iterable[Sequence[Any]], wanted: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``metrics_json`` of a cell given as rows ``(count, sum, squares, min, max, metric, …)``
+    (``StatsRepository.read``'s shape). Called once per entry of ``/v1/buckets``: one pass over
+    the rows, no helper call per metric."""
+    fixed: dict[str, Sequence[Any]] = {}
+    sip: dict[str, int] = {}
+    classes: dict[str, int] = {}
+    causes: dict[str, int] = {}
+    counters: dict[str, float] = {}
+    for row in rows:
+        head, colon, tail = row[5].partition(":")
+        if not colon:
+            fixed[head] = row
+        elif not row[0]:
+            continue
+        elif head == "sip":
+            sip[tail] = int(row[0])
+        elif head == "sip_class":
+            classes[tail] = int(row[0])
+        elif head == "cause":
+            causes[tail] = int(row[0])
+        elif head == "plugin":
+            counters[tail] = row[1]
+    get = fixed.get
+    m: Sequence[Any] | None = get("attempts")
     attempts = int(m[0]) if m else 0
     m = get("answered")
     answered = int(m[0]) if m else 0
@@ -93,33 +117,11 @@ def metrics_json(
         "billsec": billsec,
         "duration": _moments(get("duration")),
         "pdd_ms": _moments(get("pdd_ms")),
+        "sip_codes": sip,
+        "sip_classes": classes,
+        "hangup_causes": causes,
+        "counters": counters,
     }
-    if wanted is not None:
-        wanted = list(wanted)
-        if not any(w in _PREFIXED for w in wanted):
-            return {k: out[k] for k in wanted}
-    sip: dict[str, int] = {}
-    classes: dict[str, int] = {}
-    causes: dict[str, int] = {}
-    counters: dict[str, float] = {}
-    for name, m in cell.items():
-        if not m[0]:
-            continue
-        head, colon, tail = name.partition(":")
-        if not colon:
-            continue
-        if head == "sip":
-            sip[tail] = int(m[0])
-        elif head == "sip_class":
-            classes[tail] = int(m[0])
-        elif head == "cause":
-            causes[tail] = int(m[0])
-        elif head == "plugin":
-            counters[tail] = m[1]
-    out["sip_codes"] = sip
-    out["sip_classes"] = classes
-    out["hangup_causes"] = causes
-    out["counters"] = counters
     if wanted is not None:
         return {k: out[k] for k in wanted}
     return out
@@ -329,24 +331,20 @@ class StatsService:
             # rows: (count, sum, squares, min, max, metric, bucket, value), in (bucket, value,
             # metric) order: a row is its metric's moments as is.
             entries = [
-                self._entry(dim, key, {r[5]: r for r in group}, wanted)
+                {
+                    "start": int(key[0]),
+                    "end": int(key[0]) + BUCKET_S,
+                    "group": {} if dim == ALL else {dim: key[1]},
+                    "metrics": metrics_of_rows(group, wanted),
+                }
                 for key, group in groupby(rows, _CELL_KEY)
             ]
-            return json.dumps(
+            body = json.dumps(
                 {"buckets": entries}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
             ).encode()
-
-    @staticmethod
-    def _entry(
-        dim: str, key: tuple[int, str], cell: Mapping[str, Sequence[Any]], wanted: Any
-    ) -> dict[str, Any]:
-        bucket = int(key[0])
-        return {
-            "start": bucket,
-            "end": bucket + BUCKET_S,
-            "group": {} if dim == ALL else {dim: key[1]},
-            "metrics": metrics_json(cell, wanted),
-        }
+            # Freed before the collector is back: else its first pass walks them all.
+            del entries, rows
+        return body
 
     async def alerts(
         self, *, since: datetime | None, kind: str | None, limit: int

@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from cdr_stats.aggregate import ALL
 from cdr_stats.call import DIMENSIONS
@@ -39,7 +39,7 @@ async def get_buckets(
     metric: Annotated[
         str | None, Query(description="comma-separated metric names to return")
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """6-minute buckets whose start is in [since rounded down to a bucket, until), one entry per
     bucket (and group value with ``group_by``); buckets without calls are left out."""
     end = _epoch(until, "until") if until else int(time.time()) + 1
@@ -56,7 +56,8 @@ async def get_buckets(
         unknown = [m for m in wanted if m not in NEEDS]
         if unknown or not wanted:
             raise InvalidInput(f"unknown metric {', '.join(unknown)}: known are {', '.join(NEEDS)}")
-    return {"buckets": await stats.buckets(group_by or ALL, start, end, wanted)}
+    body = await stats.buckets_json(group_by or ALL, start, end, wanted)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/alerts")

@@ -37,6 +37,8 @@ buckets = Table(
     Column("min", Float),
     Column("max", Float),
     Index("ix_stats_buckets_bucket", "bucket"),
+    # Room for HOT updates of the rows every batch adds to (migration 0002).
+    postgresql_with={"fillfactor": 50},
 )
 
 seen = Table(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,25 +15,31 @@ from cdr_stats.aggregate import Row
 from cdr_stats.models import alerts, buckets, seen
 from cdr_stats.plugins import Alert
 
-_PG_SEEN = text(
+# PostgreSQL: one statement carries the whole batch (arrays unnested server-side), sent on
+# asyncpg directly (inside the session's transaction): SQLAlchemy's parameter and row
+# processing of thousands of values per batch cost more than the statements themselves.
+_PG_SEEN = (
     "INSERT INTO stats_seen (call_id, bucket) "
-    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:buckets AS bigint[])) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[]) "
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
-_PG_UPSERT = text(
+_PG_UPSERT = (
     "WITH up AS (INSERT INTO stats_buckets AS t "
     "(dim, bucket, value, metric, count, sum, squares, min, max) "
-    "SELECT * FROM unnest(CAST(:dim AS text[]), CAST(:bucket AS bigint[]), "
-    "CAST(:value AS text[]), CAST(:metric AS text[]), CAST(:count AS bigint[]), "
-    "CAST(:sum AS float8[]), CAST(:squares AS float8[]), CAST(:min AS float8[]), "
-    "CAST(:max AS float8[])) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
+    "$6::float8[], $7::float8[], $8::float8[], $9::float8[]) "
     "ON CONFLICT (dim, bucket, value, metric) DO UPDATE SET "
     "count = t.count + excluded.count, sum = t.sum + excluded.sum, "
     "squares = t.squares + excluded.squares, "
     "min = LEAST(t.min, excluded.min), max = GREATEST(t.max, excluded.max) "
     "RETURNING dim, bucket, value, metric, count, sum, squares, min, max) "
-    "SELECT * FROM up WHERE dim = ANY(CAST(:returned AS text[]))"
+    "SELECT * FROM up WHERE dim = ANY($10::text[])"
 )
+_PG_READ = (
+    "SELECT count, sum, squares, min, max, metric, bucket, value FROM stats_buckets "
+    "WHERE dim = $1 AND bucket >= $2 AND bucket < $3"
+)
+_PG_READ_ORDER = " ORDER BY bucket, value, metric"
 _COLUMNS = ("dim", "bucket", "value", "metric", "count", "sum", "squares", "min", "max")
 _SQLITE_ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32766
 
@@ -58,6 +64,13 @@ class AlertRow:
         }
 
 
+async def _asyncpg(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session (in its transaction)."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
 class StatsRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self.sessions = sessions
@@ -69,10 +82,8 @@ class StatsRepository:
             return set()
         ids = sorted(calls)
         if self.dialect == "postgresql":
-            result = await session.execute(
-                _PG_SEEN, {"ids": ids, "buckets": [calls[i] for i in ids]}
-            )
-            return set(result.scalars().all())
+            rows = await (await _asyncpg(session)).fetch(_PG_SEEN, ids, [calls[i] for i in ids])
+            return {r[0] for r in rows}
         new: set[str] = set()
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
@@ -94,14 +105,8 @@ class StatsRepository:
         if not rows:
             return []
         if self.dialect == "postgresql":
-            params: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
-            for r in rows:
-                for name, v in zip(_COLUMNS, r, strict=True):
-                    params[name].append(v)
-            for name in ("sum", "squares", "min", "max"):
-                params[name] = [None if v is None else float(v) for v in params[name]]
-            params["returned"] = list(returned)
-            return list((await session.execute(_PG_UPSERT, params)).all())
+            columns = list(zip(*rows, strict=True))  # 9 columns
+            return list(await (await _asyncpg(session)).fetch(_PG_UPSERT, *columns, returned))
         merged: list[Any] = []
         for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
@@ -163,16 +168,38 @@ class StatsRepository:
     async def read(
         self, dim: str, since: int, until: int, metrics: Sequence[str] | None
     ) -> Sequence[Any]:
-        """Rows of one dimension with ``since <= bucket < until``; ``metrics``: names, or
+        """Rows ``(count, sum, squares, min, max, metric, bucket, value)`` of one dimension with
+        ``since <= bucket < until``, in (bucket, value, metric) order; ``metrics``: names, or
         prefixes ending in ``:`` (``sip:``), to read only those."""
-        t = buckets.c
-        query = select(t.bucket, t.value, t.metric, t.count, t.sum, t.squares, t.min, t.max).where(
-            t.dim == dim, t.bucket >= since, t.bucket < until
-        )
+        names = prefixes = None
         if metrics is not None:
             names = [m for m in metrics if not m.endswith(":")]
+            prefixes = [m for m in metrics if m.endswith(":")]
+        if self.dialect == "postgresql":
+            # The primary key (dim, bucket, value, metric) serves the range and the order.
+            sql = _PG_READ
+            args: list[Any] = [dim, since, until]
+            if names is not None and prefixes is not None:
+                tests = ["metric = ANY($4::text[])"]
+                args.append(names)
+                for prefix in prefixes:
+                    args.append(prefix)
+                    tests.append(f"starts_with(metric, ${len(args)})")
+                sql += f" AND ({' OR '.join(tests)})"
+            async with self.sessions() as session:
+                rows: Sequence[Any] = await (await _asyncpg(session)).fetch(
+                    sql + _PG_READ_ORDER, *args
+                )
+                return rows
+        t = buckets.c
+        query = (
+            select(t.count, t.sum, t.squares, t.min, t.max, t.metric, t.bucket, t.value)
+            .where(t.dim == dim, t.bucket >= since, t.bucket < until)
+            .order_by(t.bucket, t.value, t.metric)
+        )
+        if names is not None and prefixes is not None:
             conds: list[ColumnElement[bool]] = [t.metric.in_(names)] if names else []
-            conds += [t.metric.startswith(m) for m in metrics if m.endswith(":")]
+            conds += [t.metric.startswith(m, autoescape=True) for m in prefixes]
             query = query.where(or_(*conds))
         async with self.sessions() as session:
             return (await session.execute(query)).all()

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from cdr_stats.aggregate import ALL, Aggregate, Cell, Key, rows_to_cells
@@ -50,26 +54,58 @@ log = logging.getLogger(__name__)
 # The in-memory view (live feed, gauges) keeps the last hour of all-calls and carrier cells.
 VIEW_S = 3600
 VIEW_DIMS = (ALL, "carrier")
+_CELL_KEY = itemgetter(6, 7)  # bucket, value of a row of StatsRepository.read
+
+
+def _moments(m: Sequence[Any] | None) -> dict[str, Any]:
+    if not m or not m[0]:
+        return {"count": 0, "sum": 0, "squares": 0, "min": None, "max": None}
+    return {"count": int(m[0]), "sum": m[1], "squares": m[2], "min": m[3], "max": m[4]}
 
 
 def metrics_json(
-    cell: Mapping[str, Sequence[Any]], wanted: Iterable[str] | None = None
+    cell: Mapping[str, Sequence[Any]], wanted: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """A cell's moments in the response shape of ARCHITECTURE §5 (plus duration, pdd_ms,
     sip_classes and the plugins' counters)."""
+    return metrics_of_rows([(*m, name) for name, m in cell.items()], wanted)
 
-    def count(name: str) -> int:
-        m = cell.get(name)
-        return int(m[0]) if m else 0
 
-    def moments(name: str) -> dict[str, Any]:
-        m = cell.get(name)
-        if not m or not m[0]:
-            return {"count": 0, "sum": 0, "squares": 0, "min": None, "max": None}
-        return {"count": int(m[0]), "sum": m[1], "squares": m[2], "min": m[3], "max": m[4]}
-
-    attempts, answered, zero = count("attempts"), count("answered"), count("zero_duration")
-    billsec = moments("billsec")
+def metrics_of_rows(
+    rows: Iterable[Sequence[Any]], wanted: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``metrics_json`` of a cell given as rows ``(count, sum, squares, min, max, metric, …)``
+    (``StatsRepository.read``'s shape). Called once per entry of ``/v1/buckets``: one pass over
+    the rows, no helper call per metric."""
+    fixed: dict[str, Sequence[Any]] = {}
+    sip: dict[str, int] = {}
+    classes: dict[str, int] = {}
+    causes: dict[str, int] = {}
+    counters: dict[str, float] = {}
+    for row in rows:
+        head, colon, tail = row[5].partition(":")
+        if not colon:
+            fixed[head] = row
+        elif not row[0]:
+            continue
+        elif head == "sip":
+            sip[tail] = int(row[0])
+        elif head == "sip_class":
+            classes[tail] = int(row[0])
+        elif head == "cause":
+            causes[tail] = int(row[0])
+        elif head == "plugin":
+            counters[tail] = row[1]
+    get = fixed.get
+    m: Sequence[Any] | None = get("attempts")
+    attempts = int(m[0]) if m else 0
+    m = get("answered")
+    answered = int(m[0]) if m else 0
+    m = get("zero_duration")
+    zero = int(m[0]) if m else 0
+    m = get("short_calls")
+    short = int(m[0]) if m else 0
+    billsec = _moments(get("billsec"))
     out: dict[str, Any] = {
         "attempts": attempts,
         "answered": answered,
@@ -77,33 +113,43 @@ def metrics_json(
         "acd": billsec["sum"] / answered if answered else None,
         "zero_duration": zero,
         "zero_duration_ratio": zero / attempts if attempts else None,
-        "short_calls": count("short_calls"),
+        "short_calls": short,
         "billsec": billsec,
-        "duration": moments("duration"),
-        "pdd_ms": moments("pdd_ms"),
+        "duration": _moments(get("duration")),
+        "pdd_ms": _moments(get("pdd_ms")),
+        "sip_codes": sip,
+        "sip_classes": classes,
+        "hangup_causes": causes,
+        "counters": counters,
     }
-    sip: dict[str, int] = {}
-    classes: dict[str, int] = {}
-    causes: dict[str, int] = {}
-    counters: dict[str, float] = {}
-    for name, m in cell.items():
-        if not m[0]:
-            continue
-        if name.startswith("sip:"):
-            sip[name[4:]] = int(m[0])
-        elif name.startswith("sip_class:"):
-            classes[name[10:]] = int(m[0])
-        elif name.startswith("cause:"):
-            causes[name[6:]] = int(m[0])
-        elif name.startswith("plugin:"):
-            counters[name[7:]] = m[1]
-    out["sip_codes"] = sip
-    out["sip_classes"] = classes
-    out["hangup_causes"] = causes
-    out["counters"] = counters
     if wanted is not None:
-        out = {k: out[k] for k in wanted}
+        return {k: out[k] for k in wanted}
     return out
+
+
+_gc_pausers = 0
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block, for code that makes a great many
+    short-lived containers (a batch of decoded CDRs, the rows of a query): there the collector's
+    passes, each walking every live object, cost more than the work itself. Reference counting
+    still frees everything at once; the collector runs again when the last block ends (blocks
+    may overlap across ``await``; one lasts at most a batch or a query). Leaves a collector
+    that someone else disabled alone."""
+    global _gc_pausers  # noqa: PLW0603 (one process-wide switch, like gc's own)
+    if not _gc_pausers and not gc.isenabled():
+        yield
+        return
+    _gc_pausers += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _gc_pausers -= 1
+        if not _gc_pausers:
+            gc.enable()
 
 
 class StatsService:
@@ -122,6 +168,10 @@ class StatsService:
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
         """Count a batch exactly once per call id (see the module doc for the order)."""
+        with gc_paused():  # thousands of decoded CDRs, all freed by reference counting
+            await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: Sequence[Message]) -> None:
         now = time.time()
         cutoff = bucket_of(now - self.settings.retention_hours * 3600)
         calls: dict[str, Call] = {}
@@ -270,29 +320,31 @@ class StatsService:
 
     # -- queries -----------------------------------------------------------------------------
 
-    async def buckets(
+    async def buckets_json(
         self, dim: str, since: int, until: int, wanted: Sequence[str] | None
-    ) -> list[dict[str, Any]]:
+    ) -> bytes:
+        """The ``/v1/buckets`` document (UTF-8 JSON), built from the rows without pydantic:
+        one entry per (bucket, value), in that order."""
         stored = None if wanted is None else sorted({s for w in wanted for s in NEEDS[w]})
-        rows = await self.repo.read(dim, bucket_of(since), until, stored)
-        cells: dict[tuple[int, str], Cell] = {}
-        for bucket, value, metric, count, total, squares, low, high in rows:
-            key = (bucket, value)
-            cell = cells.get(key)
-            if cell is None:
-                cell = cells[key] = {}
-            cell[metric] = [count, total, squares, low, high]
-        out = []
-        for (bucket, value), cell in sorted(cells.items()):
-            out.append(
+        with gc_paused():
+            rows = await self.repo.read(dim, bucket_of(since), until, stored)
+            # rows: (count, sum, squares, min, max, metric, bucket, value), in (bucket, value,
+            # metric) order: a row is its metric's moments as is.
+            entries = [
                 {
-                    "start": bucket,
-                    "end": bucket + BUCKET_S,
-                    "group": {} if dim == ALL else {dim: value},
-                    "metrics": metrics_json(cell, wanted),
+                    "start": int(key[0]),
+                    "end": int(key[0]) + BUCKET_S,
+                    "group": {} if dim == ALL else {dim: key[1]},
+                    "metrics": metrics_of_rows(group, wanted),
                 }
-            )
-        return out
+                for key, group in groupby(rows, _CELL_KEY)
+            ]
+            body = json.dumps(
+                {"buckets": entries}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode()
+            # Freed before the collector is back: else its first pass walks them all.
+            del entries, rows
+        return body
 
     async def alerts(
         self, *, since: datetime | None, kind: str | None, limit: int

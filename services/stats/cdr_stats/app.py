@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from cdr_stats.service import StatsService
 from cdr_stats.settings import StatsSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
-from cdrkit.bus.runner import ConsumeLoop
+from cdrkit.bus.runner import ConsumeLoop, background, consuming
 from cdrkit.settings import load
 from cdrmodel import topics
 
@@ -34,28 +32,21 @@ def spec(settings: StatsSettings) -> ServiceSpec:
     async def start(runtime: Runtime) -> AsyncIterator[StatsComponent]:
         repo = StatsRepository(runtime.sessions, runtime.engine.dialect.name)
         service = StatsService(settings, repo, PluginSet.load(settings))
-        loop = ConsumeLoop(
-            runtime.bus,
-            [topics.NORMALIZED],
-            settings.consumer_group,
-            service.handle_batch,
-            batch_size=settings.batch_size,
-        )
-        await loop.start()
-        tasks = [
-            asyncio.create_task(service.run_publisher(), name="stats:live"),
-            asyncio.create_task(service.run_pruner(), name="stats:prune"),
-        ]
-        try:
-            yield StatsComponent(service, loop)
-        finally:
-            service.hub.close()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await loop.stop()
+        async with (
+            consuming(
+                runtime.bus,
+                [topics.NORMALIZED],
+                settings.consumer_group,
+                service.handle_batch,
+                batch_size=settings.batch_size,
+            ) as loop,
+            background(service.run_publisher(), "stats:live"),
+            background(service.run_pruner(), "stats:prune"),
+        ):
+            try:
+                yield StatsComponent(service, loop)
+            finally:
+                service.hub.close()  # ends the /v1/live streams before the tasks are cancelled
 
     return ServiceSpec("stats", start, [router], "cdr_stats.migrations")
 

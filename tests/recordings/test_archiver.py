@@ -234,3 +234,34 @@ async def test_index_and_archive_on_postgresql(recordings: RecFactory, pg_url: s
         assert _object(rec, key)[0] == data
         assert not path.exists()
         assert (await rec.row(call_id)).state == "local_removed"
+
+
+async def test_two_files_of_one_name_keep_both_recordings(rec: Rec) -> None:
+    """Two different recordings of one tenant and day whose files share a name (other
+    directories) map to one S3 key: the second must not overwrite the first's archived copy
+    (whose local file is gone by then), and each call must keep serving its own audio."""
+    start = old()
+    first_data, second_data = audio_bytes(30_000), audio_bytes(31_000)
+    first_rel = f"{TENANT}/1001/rec.wav"
+    second_rel = f"{TENANT}/1002/rec.wav"
+    first_path = rec.write(first_rel, first_data)
+    first_id = new_call_id()
+    await rec.index(
+        cdr(first_id, start=start, recording_path=rec.switch_path(first_rel), tenant=TENANT)
+    )
+    run = await _archiver(rec).run_once()
+    assert (run.uploaded, run.removed, run.failed) == (1, 1, 0)
+    assert not first_path.exists()
+
+    second_path = rec.write(second_rel, second_data)
+    second_id = new_call_id()
+    await rec.index(
+        cdr(second_id, start=start, recording_path=rec.switch_path(second_rel), tenant=TENANT)
+    )
+    run = await _archiver(rec).run_once()
+    assert (run.uploaded, run.failed) == (1, 0)
+    assert not second_path.exists()
+    assert len(_objects(rec)) == 2
+    for call_id, data in ((first_id, first_data), (second_id, second_data)):
+        r = await rec.client.get(f"/v1/recordings/{call_id}/audio")
+        assert (r.status_code, r.content) == (200, data)

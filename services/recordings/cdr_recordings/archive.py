@@ -20,7 +20,9 @@ Crash safety: the local file is deleted only in step 5, after a verification in 
 (a row found ``verified`` is verified again before its file goes). A run that finds a row
 ``uploading`` resumes its multipart upload: parts already in S3 whose size and MD5 match the local
 bytes are kept, the rest are uploaded; an upload S3 no longer knows is started afresh. An object
-already in S3 that matches the local file is not uploaded again. Stray multipart uploads of the
+already in S3 that matches the local file is not uploaded again; one at the key that belongs
+to another recording (a file of the same name, tenant and day) is never overwritten: this call's
+copy goes to ``…/<dd>/<call id>-<file>`` instead. Stray multipart uploads of the
 key (a crash between creating one and recording its id) are aborted. The key is a function of the
 row, so there is never more than one object per recording. Failures are counted per row
 (``attempts``, ``error``); after ``RECORDINGS_ARCHIVE_MAX_ATTEMPTS`` the row is left alone.
@@ -48,7 +50,7 @@ from sqlalchemy import Row
 from cdr_recordings.metrics import ARCHIVE_BYTES, ARCHIVE_FILES, ARCHIVE_RUNS, LOCAL_REMOVED
 from cdr_recordings.models import LOCAL_REMOVED as LOCAL_REMOVED_STATE
 from cdr_recordings.models import PENDING, UPLOADING, VERIFIED
-from cdr_recordings.paths import content_type, local_file, open_local
+from cdr_recordings.paths import content_type, key_segment, local_file, open_local
 from cdr_recordings.repository import RecordingRepository
 from cdr_recordings.s3 import S3Tier, S3Unavailable, is_missing
 from cdr_recordings.settings import RecordingsSettings
@@ -233,6 +235,16 @@ class Archiver:
             await self._local_missing(row, key, run)
             return
         head = await self.s3.head(key)
+        if (
+            head is not None
+            and row.s3_key is None
+            and head.get("Metadata", {}).get("sha256") != digest.sha256
+            and not await self._matches(key, head, digest)
+        ):
+            # Another recording's object (a file of the same name, tenant and day): never
+            # overwrite it; this call's copy goes to a key of its own.
+            key = own_key(key, row.call_id)
+            head = await self.s3.head(key)
         if head is not None and await self._matches(key, head, digest):
             run.already_in_s3 += 1
             ARCHIVE_FILES.labels("already_in_s3").inc()
@@ -413,6 +425,14 @@ class Archiver:
                         Bucket=bucket, Key=key, UploadId=upload["UploadId"]
                     )
                     log.info("archiver: aborted a stray multipart upload of %s", key)
+
+
+def own_key(key: str, call_id: str) -> str:
+    """``key`` with the call id before the file name: the key of a recording whose usual key
+    holds another recording."""
+    folder, _, name = key.rpartition("/")
+    own = f"{key_segment(call_id, 'call')}-{name}"
+    return f"{folder}/{own}" if folder else own
 
 
 def _b64(md5: bytes) -> str:

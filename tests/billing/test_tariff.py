@@ -6,6 +6,7 @@ import random
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -302,3 +303,41 @@ def test_100k_prefix_longest_match() -> None:
         found = nested.lookup(number)
         assert found is not None
         assert found.prefix == prefix
+
+
+def test_band_boundaries_inside_a_dst_gap_bill_each_second_once() -> None:
+    """Europe/Berlin skips 02:00-03:00 on 2024-03-31. With band boundaries at 02:30 (in the
+    gap) and 03:00, the wall-clock pieces mapped to UTC overlapped, so the seconds between
+    01:00Z and 01:30Z were billed in two bands: a 2-hour call was charged for 2.5 hours."""
+    every = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    t = tariff(
+        timezone="Europe/Berlin",
+        first_increment_s=1,
+        next_increment_s=1,
+        rounding="down",
+        bands=[
+            Band("night", every, "22:00", "02:30"),
+            Band("early", every, "02:30", "03:00"),
+            Band("day", every, "03:00", "22:00"),
+        ],
+        destinations=[
+            Destination(
+                "", "any", {"night": Decimal("0"), "early": Decimal("0"), "day": Decimal("0.60")}
+            )
+        ],
+    )
+    validate(t)
+    # 01:00 CET → 04:00 CEST: 7200 real seconds.
+    rated = rate_call(call("2024-03-31 00:00:00", "2024-03-31 02:00:00"), t)
+    segments = rated.explanation["segments"]
+    assert sum(s["seconds"] for s in segments) == 7200
+    assert sum(b["seconds"] for b in rated.explanation["bands"]) == 7200
+    assert all(a["end"] == b["start"] for a, b in pairwise(segments))
+    # priced from those seconds only: 0.60/min = 0.01/s in the day band, nothing at night
+    day_s = sum(b["seconds"] for b in rated.explanation["bands"] if b["band"] == "day")
+    assert 0 < day_s <= 3600
+    assert rated.amount == Decimal(day_s) * Decimal("0.01")
+    # an ordinary DST day (boundaries outside the gap) still splits at the local clock
+    plain = default_tariff("Europe/Berlin")
+    # 05:50 CEST → 06:10 CEST = 03:50Z → 04:10Z: 10 reduced minutes, 10 standard minutes
+    assert amount(call("2024-03-31 03:50:00", "2024-03-31 04:10:00"), plain) == Decimal("1.26")

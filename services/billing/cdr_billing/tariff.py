@@ -154,6 +154,10 @@ class Tariff:
                 s = _local(day, start_s, zone)
                 e = _local(day, end_s, zone)
                 s, e = max(s, begin), min(e, end)
+                if out:
+                    # A boundary inside a DST gap maps past the next one: never bill a second
+                    # twice (the pieces must stay in order and not overlap).
+                    s = max(s, out[-1].end)
                 if e <= s:
                     continue
                 if out and out[-1].band == band and out[-1].end == s:

@@ -356,3 +356,43 @@ async def test_rerate_command(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode != 0
     assert b"--until='tomorrow'" in err
+
+
+async def test_a_tariff_committed_after_a_newer_one_is_still_loaded(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    """Two tariffs created at once (two replicas, or two requests while a big one inserts its
+    destinations): PostgreSQL hands out ids in insert order but they become visible in commit
+    order. The refresh only looked for ids above the highest one loaded, so the tariff with the
+    lower id, committed second, was never loaded: its calls went unpriced (or a new version of
+    an existing tariff was ignored for good) and assigning it answered 404."""
+    from sqlalchemy import insert
+
+    from cdr_billing.models import tariff_destinations, tariffs
+    from cdr_billing.repository import _dest_rows, _tariff_row
+    from cdr_billing.tariff import default_tariff
+
+    bus_url = f"memory://billing-{uuid.uuid4().hex}"
+    app = create_service_app(
+        "billing", database_url=fresh_pg_url, bus_url=bus_url, data_dir=tmp_path
+    )
+    async with serving(app) as client:
+        engine = app.state.cdrflow.runtime.engine
+        slow = default_tariff("UTC")
+        slow.name, slow.version = "slow", 1
+        async with engine.begin() as conn:  # the other writer: its id is taken first
+            tid = await conn.scalar(
+                insert(tariffs).values(_tariff_row(slow, datetime.now(UTC))).returning(tariffs.c.id)
+            )
+            await conn.execute(insert(tariff_destinations), _dest_rows(tid, slow))
+            fast = {
+                "name": "fast",
+                "bands": [{"name": "flat", "start": "00:00", "end": "24:00"}],
+                "destinations": [{"prefix": "", "name": "any", "prices": {"flat": "0.10"}}],
+            }
+            r = await client.post("/v1/tariffs", json=fast)  # a higher id, committed first
+            assert r.status_code == 201, r.text
+        listing = (await client.get("/v1/tariffs")).json()
+        assert [t["name"] for t in listing["items"]] == ["default", "fast", "slow"]
+        r = await client.put("/v1/tariff-assignments/11999998888", json={"tariff": "slow"})
+        assert r.status_code == 200, r.text

@@ -80,6 +80,10 @@ class BillingRepository:
         async with self.sessions() as session:
             return int(await session.scalar(select(func.max(tariffs.c.id))) or 0)
 
+    async def tariff_ids(self) -> set[int]:
+        async with self.sessions() as session:
+            return set((await session.scalars(select(tariffs.c.id))).all())
+
     async def load_tariffs(self, after_id: int = 0) -> list[Tariff]:
         """Every tariff version with an id above ``after_id``, destinations included."""
         async with self.sessions() as session:

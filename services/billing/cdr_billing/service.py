@@ -162,7 +162,7 @@ class BillingService:
         self.producer = producer
         self.zone = ZoneInfo(settings.timezone)
         self.tariffs: dict[str, list[Tariff]] = {}
-        self._max_id = 0
+        self._loaded: set[int] = set()  # ids of the tariff versions in self.tariffs
 
     # -- tariffs -------------------------------------------------------------------------------
 
@@ -174,15 +174,20 @@ class BillingService:
             log.info("created the default tariff (timezone %s)", self.settings.timezone)
 
     async def refresh_tariffs(self) -> None:
-        """Load the tariff versions created since the last load (by any replica)."""
-        if await self.repo.max_tariff_id() <= self._max_id:
+        """Load the tariff versions created since the last load (by any replica). Ids become
+        visible in commit order, not id order: what is missing is looked for by id, not as
+        "above the highest id loaded"."""
+        missing = await self.repo.tariff_ids() - self._loaded
+        if not missing:
             return
         started = time.perf_counter()
-        for t in await self.repo.load_tariffs(self._max_id):
+        for t in await self.repo.load_tariffs(min(missing) - 1):
+            if t.id in self._loaded:
+                continue
             versions = self.tariffs.setdefault(t.name, [])
             versions.append(t)
             versions.sort(key=lambda v: (v.effective_from, v.version))
-            self._max_id = max(self._max_id, t.id or 0)
+            self._loaded.add(t.id or 0)
         TARIFF_LOAD_SECONDS.set(time.perf_counter() - started)
 
     async def create_tariff(self, body: TariffIn) -> Tariff:

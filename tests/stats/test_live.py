@@ -89,6 +89,25 @@ async def test_a_slow_live_client_cannot_grow_memory() -> None:
     assert hub.clients == set()
 
 
+async def test_closing_the_hub_ends_the_stream_of_a_slow_client() -> None:
+    """The service's stop closes every live stream with an end marker in the client's queue;
+    a slow client's full queue dropped the marker, so its stream never ended (keep-alives
+    forever, holding the shutdown up)."""
+    hub = LiveHub(queue_size=2, keepalive_s=0.05)
+    stream = hub.stream([])
+    assert await anext(stream) == "retry: 3000\n\n"
+    for i in range(5):
+        hub.publish("bucket", {"i": i})
+    hub.close()
+
+    async def drain() -> list[str]:
+        return [message async for message in stream]
+
+    got = await asyncio.wait_for(drain(), timeout=5)
+    assert all(not m.startswith(": keep-alive") for m in got)
+    assert hub.clients == set()
+
+
 # ---------------------------------------------------------------------------------------------
 # Headless Chromium
 

@@ -47,6 +47,8 @@ class LiveHub:
 
     def close(self) -> None:
         for client in self.clients:
+            if client.queue.full():  # the end marker must get in: drop the oldest event
+                client.queue.get_nowait()
             client.put(None)
 
     async def stream(self, first: list[str]) -> AsyncIterator[str]:

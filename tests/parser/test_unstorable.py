@@ -1,0 +1,94 @@
+"""Records the store cannot hold as they are must be dead letters, never a stuck partition.
+
+PostgreSQL enforces the column lengths of the CDR store and refuses NUL characters in text: a
+CDR with an 80-character caller number, a ``%00`` in a variable, an envelope id longer than its
+column or an undecodable message holding a NUL byte used to fail the whole batch on every
+redelivery, until the consume loop stopped, so the good CDRs behind it were never stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cdr_parser.models import cdrs, dead_letters
+from cdrflow.platform import create_service_app
+from cdrkit.bus import Record
+from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
+from cdrmodel.envelope import sha256_hex
+from tests.e2e.conftest import serving, wait_for
+
+XML = (
+    "<cdr><variables><uuid>{uid}</uuid><caller_id_number>{caller}</caller_id_number>"
+    "<start_epoch>1700000000</start_epoch><end_epoch>1700000060</end_epoch></variables></cdr>"
+)
+
+
+def _envelope(uid: str, caller: str = "1000", *, envelope_id: str | None = None) -> bytes:
+    payload = XML.format(uid=uid, caller=caller)
+    return RawEnvelope(
+        id=envelope_id or uuid.uuid4().hex,
+        kind=PayloadKind.FREESWITCH_XML,
+        received_at=datetime.now(UTC),
+        source=Origin(remote_addr="127.0.0.1"),
+        content_type="application/xml",
+        call_id="h" * 200,  # a hostile ?uuid= hint: longer than dead_letters.call_id
+        payload=payload,
+        sha256=sha256_hex(payload),
+    ).to_json()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
+
+
+async def test_values_the_store_cannot_hold_are_dead_letters_not_a_stuck_batch(
+    db_url: str,
+) -> None:
+    app = create_service_app("parser", database_url=db_url, bus_url=f"memory://{uuid.uuid4().hex}")
+    async with serving(app) as client:
+        runtime = app.state.cdrflow.runtime
+        batch = [
+            _envelope("long-caller", "9" * 80),
+            _envelope("nul-caller", "10%0000"),
+            _envelope("long-envelope-id", envelope_id="e" * 300),
+            b"\x00 not an envelope",
+            _envelope("unmappable").replace(b"start_epoch", b"no_epoch"),
+            _envelope("good"),
+        ]
+        await runtime.bus.producer.send_many(topics.RAW, [Record(value=v) for v in batch])
+
+        async def good_stored() -> bool:
+            return (await client.get("/v1/cdrs/good")).status_code == 200
+
+        await wait_for(good_stored, what="the good CDR behind the bad ones", timeout=15)
+        assert (await client.get("/readyz")).status_code == 200
+        async with runtime.engine.connect() as conn:
+            stored = set((await conn.scalars(select(cdrs.c.call_id))).all())
+            letters = (await conn.execute(select(dead_letters))).all()
+        assert stored == {"good"}
+        reasons = sorted((r.error, r.reason) for r in letters)
+        assert [e for e, _ in reasons] == [
+            "bad_envelope",
+            "bad_envelope",
+            "unmappable",
+            "unstorable",
+            "unstorable",
+        ], reasons
+        assert any("caller_number is 80 characters" in r for _, r in reasons)
+        assert any("caller_number holds a NUL" in r for _, r in reasons)
+        assert any("envelope_id is 300 characters" in r for _, r in reasons)
+        for letter in letters:
+            assert letter.call_id is None or len(letter.call_id) <= 128
+            assert letter.raw_value is None or "\x00" not in letter.raw_value
+        # The CDR refused for its caller number is kept whole in its dead letter, to retry.
+        long_caller = next(r for r in letters if "80 characters" in r.reason)
+        assert "9" * 80 in long_caller.envelope["payload"]

@@ -16,8 +16,13 @@ import pytest
 from sqlalchemy import select
 
 from cdr_parser.models import cdrs, dead_letters
+from cdr_parser.repository import CdrRepository
+from cdr_parser.service import ParserService
+from cdr_parser.settings import ParserSettings
 from cdrflow.platform import create_service_app
-from cdrkit.bus import Record
+from cdrkit.bus import BusError, Record, open_bus
+from cdrkit.bus.runner import StopConsuming
+from cdrkit.db import create_engine, migrate, session_factory
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
 from cdrmodel.envelope import sha256_hex
 from tests.e2e.conftest import serving, wait_for
@@ -92,3 +97,46 @@ async def test_values_the_store_cannot_hold_are_dead_letters_not_a_stuck_batch(
         # The CDR refused for its caller number is kept whole in its dead letter, to retry.
         long_caller = next(r for r in letters if "80 characters" in r.reason)
         assert "9" * 80 in long_caller.envelope["payload"]
+
+
+async def test_a_batch_retried_through_a_bus_outage_counts_once_in_the_flood_window(
+    tmp_path: Path,
+) -> None:
+    settings = ParserSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'flood.db'}",
+        flood_window=10,
+        flood_ratio=0.9,
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine, "cdr_parser.migrations", "alembic_version_parser")
+    bus = open_bus(f"memory://{uuid.uuid4().hex}")
+    await bus.start()
+    try:
+        repo = CdrRepository(session_factory(engine), engine.dialect.name)
+        service = ParserService(settings, repo, bus.producer)
+        await bus.ensure_topics(topics.ALL)
+        consumer = await bus.consumer([topics.RAW], "flood-test")
+        await bus.producer.send(topics.RAW, b"one garbage message")
+        batch = await consumer.getmany(timeout_s=5, max_records=10)
+        assert len(batch) == 1
+        # The bus goes away: the dead letter is stored but cannot be published, so the loop
+        # retries the batch, again and again.
+        await bus.close()
+        for _ in range(12):
+            with pytest.raises(BusError):
+                await service.handle_batch(batch)
+        await bus.start()
+        await service.handle_batch(batch)  # one dead letter out of one record: no flood
+        async with engine.connect() as conn:
+            assert len((await conn.execute(select(dead_letters))).all()) == 1
+        # A real flood still stops the consumer.
+        flood = [Record(value=f"garbage {i}".encode()) for i in range(9)]
+        await bus.producer.send_many(topics.RAW, flood)
+        consumer = await bus.consumer([topics.RAW], "flood-test-2")
+        batch = await consumer.getmany(timeout_s=5, max_records=100)
+        assert len(batch) == 10
+        with pytest.raises(StopConsuming):
+            await service.handle_batch(batch[1:])
+    finally:
+        await bus.close()
+        await engine.dispose()

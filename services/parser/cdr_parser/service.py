@@ -178,6 +178,16 @@ class ParserService:
         self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
+        recent = self._recent.copy()
+        try:
+            await self._handle_batch(batch)
+        except BaseException:
+            # The loop retries a failed batch: its records count once in the flood window, not
+            # once per attempt (a bus outage must not turn one dead letter into a flood).
+            self._recent = recent
+            raise
+
+    async def _handle_batch(self, batch: Sequence[Message]) -> None:
         now = datetime.now(UTC)
         cdr_rows: dict[str, dict[str, Any]] = {}
         raw_rows: dict[str, dict[str, Any]] = {}

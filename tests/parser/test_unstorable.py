@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -23,6 +24,7 @@ from cdrflow.platform import create_service_app
 from cdrkit.bus import BusError, Record, open_bus
 from cdrkit.bus.runner import StopConsuming
 from cdrkit.db import create_engine, migrate, session_factory
+from cdrkit.query import encode_cursor
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
 from cdrmodel.envelope import sha256_hex
 from tests.e2e.conftest import serving, wait_for
@@ -140,3 +142,39 @@ async def test_a_batch_retried_through_a_bus_outage_counts_once_in_the_flood_win
     finally:
         await bus.close()
         await engine.dispose()
+
+
+async def test_hostile_queries_of_the_store_answer_4xx_not_500(fresh_pg_url: str) -> None:
+    app = create_service_app(
+        "parser", database_url=fresh_pg_url, bus_url=f"memory://{uuid.uuid4().hex}"
+    )
+    naive_cursor = encode_cursor(["2020-01-01T00:00:00", "x"])
+    nul_cursor = encode_cursor(["2020-01-01T00:00:00+00:00", "a\x00"])
+    huge_letter_cursor = encode_cursor([10**20])
+    async with (
+        app.router.lifespan_context(app),
+        # A 500 is answered, as in production, instead of raised into the test.
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://cdrflow.test",
+        ) as client,
+    ):
+        for path, status in [
+            ("/v1/cdrs/a%00b", 400),
+            ("/v1/cdrs/a%00b/raw", 400),
+            ("/v1/cdrs?account=a%00", 400),
+            ("/v1/cdrs?number=%00", 400),
+            ("/v1/cdrs.csv?number=%00", 400),
+            (f"/v1/cdrs?cursor={naive_cursor}", 400),
+            (f"/v1/cdrs?cursor={nul_cursor}", 400),
+            ("/v1/dead-letters/99999999999999999999", 422),
+            (f"/v1/dead-letters?cursor={huge_letter_cursor}", 400),
+            ("/v1/events/pending?older_than=1e300", 422),
+            ("/v1/cdrs/no-such-call", 404),
+            ("/v1/dead-letters/9223372036854775807", 404),
+        ]:
+            answer = await client.get(path)
+            assert answer.status_code == status, (path, answer.status_code, answer.text)
+            assert set(answer.json()) == {"error", "detail"}, path
+        answer = await client.post("/v1/dead-letters/99999999999999999999/retry")
+        assert answer.status_code == 422, answer.text

@@ -196,7 +196,7 @@ class ParserService:
         envelopes: list[RawEnvelope | None] = []
         for msg in batch:
             try:
-                env = RawEnvelope.from_json(msg.value)
+                decoded = RawEnvelope.from_json(msg.value)
             except ValidationError as exc:
                 envelopes.append(None)
                 self._dead_letter(
@@ -210,13 +210,13 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(env, "", now), _RAW_TEXT)
+            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
-                self._dead_letter(dead, msg, env, "decode", "bad_envelope", reason, now)
+                self._dead_letter(dead, msg, decoded, "decode", "bad_envelope", reason, now)
                 continue
-            envelopes.append(env)
+            envelopes.append(decoded)
         # Claim checks are fetched, verified and mapped concurrently (a Transient store error
         # raises out of here, so the loop retries the whole batch); inline payloads are mapped
         # in place. Results are then taken in batch order.

@@ -396,34 +396,56 @@ async def replay_store(
     what was published and why it stopped.
     """
     from cdrkit.bus import BusError, Record
-    from cdrmodel import Origin, RawEnvelope, topics
+    from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex, topics
 
     summary = Summary()
     progress = progress or Progress(None)
     started = time.perf_counter()
     async for page in pages:
         records: list[Record] = []
+        replayed: list[str] = []  # the call id of every row in records (a row: 1 or 2 records)
         for row in page:
             summary.total += 1
             try:
-                env = RawEnvelope(
-                    id=row.envelope_id,
-                    kind=row.kind,
-                    received_at=row.received_at,
-                    source=Origin(),
-                    content_type=row.content_type,
-                    call_id=row.call_id,
-                    payload=row.payload,
-                    payload_ref=row.payload_ref,
-                    sha256=row.sha256,
-                )
+                envelopes = [
+                    RawEnvelope(
+                        id=row.envelope_id,
+                        kind=row.kind,
+                        received_at=row.received_at,
+                        source=Origin(),
+                        content_type=row.content_type,
+                        call_id=row.call_id,
+                        payload=row.payload,
+                        payload_ref=row.payload_ref,
+                        sha256=row.sha256,
+                    )
+                ]
+                halves = None
+                if envelopes[0].kind is PayloadKind.CALL_EVENT and row.payload is not None:
+                    halves = json.loads(row.payload)
+                if isinstance(halves, list):
+                    # A paired call's payload is its two records, [start, end]; the parser
+                    # takes one record per envelope, so each half travels on its own again.
+                    envelopes = [
+                        envelopes[0].model_copy(
+                            update={
+                                "id": f"{row.envelope_id}.{n}",
+                                "payload": text,
+                                "sha256": sha256_hex(text),
+                            }
+                        )
+                        for n, text in enumerate(
+                            json.dumps(half, separators=(",", ":")) for half in halves
+                        )
+                    ]
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 summary.failures.append(
                     Failure(row.call_id, "invalid stored payload", str(exc).splitlines()[0])
                 )
                 progress.advance(failed=1)
                 continue
-            records.append(Record(value=env.to_json(), key=row.call_id.encode()))
+            records += [Record(value=e.to_json(), key=row.call_id.encode()) for e in envelopes]
+            replayed.append(row.call_id)
         if not records:
             continue
         for attempt in range(retries + 1):
@@ -433,17 +455,16 @@ async def replay_store(
             except (BusError, TimeoutError) as exc:
                 if attempt == retries:
                     reason = f"bus error ({type(exc).__name__})"
-                    for rec in records:
-                        key = rec.key.decode() if rec.key else "?"
-                        summary.failures.append(Failure(key, reason, str(exc)))
+                    for call_id in replayed:
+                        summary.failures.append(Failure(call_id, reason, str(exc)))
                     summary.stopped = f"the bus did not acknowledge after {retries} retries"
-                    progress.advance(len(records), failed=len(records))
+                    progress.advance(len(replayed), failed=len(replayed))
                     summary.seconds = time.perf_counter() - started
                     progress.close()
                     return summary
                 await asyncio.sleep(backoff(attempt, backoff_s))
-        summary.accepted += len(records)
-        progress.advance(len(records))
+        summary.accepted += len(replayed)
+        progress.advance(len(replayed))
     summary.seconds = time.perf_counter() - started
     progress.close()
     return summary

@@ -111,7 +111,12 @@ def _timestamp(record: dict[str, Any]) -> datetime:
             "naive_timestamp",
             f"'timestamp' {value[:40]!r} has no timezone; add Z or an offset like -03:00",
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00: in UTC, before the first representable day
+        raise InvalidEvent(
+            "bad_timestamp", f"'timestamp' {value[:40]!r} is out of the representable range"
+        ) from None
 
 
 def _number(record: dict[str, Any], name: str) -> str:

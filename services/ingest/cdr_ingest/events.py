@@ -57,6 +57,8 @@ def decode_events(body: bytes, content_type: str | None, max_records: int) -> Ev
         value = json.loads(body.decode())
     except (UnicodeDecodeError, ValueError) as exc:
         raise NotWellFormed(f"the body is not UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise NotWellFormed("the JSON body is nested too deeply") from exc
     if isinstance(value, dict):
         records, is_list = [value], False
     elif isinstance(value, list):
@@ -86,5 +88,10 @@ def _raw_id(record: object) -> str | None:
     if isinstance(record, dict):
         value = record.get("id")
         if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)[:100]
+            text = str(value)[:100]
+            try:
+                text.encode()
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800") cannot go into the answer
+                return None
+            return text
     return None

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from cdr_parser.deps import ParserDep
@@ -30,6 +30,14 @@ class RawGone(NotFound):
 Since = Annotated[str | None, Query(description="start_time ≥ this (epoch s or ISO 8601)")]
 Until = Annotated[str | None, Query(description="start_time < this (epoch s or ISO 8601)")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# Dead letter ids are BIGINT: a larger number is no id (and PostgreSQL would refuse to compare).
+LetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _no_nul(value: str | None, name: str) -> None:
+    """Refuse (400) a text the database cannot compare: PostgreSQL refuses a NUL character."""
+    if value is not None and "\x00" in value:
+        raise InvalidInput(f"{name} holds a NUL character; no CDR has one")
 
 
 def _filter(
@@ -39,6 +47,8 @@ def _filter(
     number: str | None,
     disposition: Disposition | None,
 ) -> CdrFilter:
+    _no_nul(account, "account")
+    _no_nul(number, "number")
     return CdrFilter(
         since=parse_instant(since, "since") if since else None,
         until=parse_instant(until, "until") if until else None,
@@ -53,9 +63,12 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     values = decode_cursor(cursor)
     try:
-        return datetime.fromisoformat(values[0]), str(values[1])
+        after = datetime.fromisoformat(values[0]), str(values[1])
     except (IndexError, ValueError, TypeError) as exc:
         raise InvalidInput("the cursor is not one this API issued") from exc
+    if after[0].tzinfo is None or "\x00" in after[1]:
+        raise InvalidInput("the cursor is not one this API issued")
+    return after
 
 
 @router.get("/v1/cdrs", response_model=CdrPage)
@@ -122,6 +135,7 @@ async def export_cdrs(
 @router.get("/v1/cdrs/{call_id}", response_model=CDR)
 async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     """One CDR by its call id (the leg's uuid)."""
+    _no_nul(call_id, "the call id")
     row = await parser.repo.get(call_id)
     if row is None:
         raise NotFound(f"no CDR with call id {call_id!r}")
@@ -131,6 +145,7 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
 @router.get("/v1/cdrs/{call_id}/raw")
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
+    _no_nul(call_id, "the call id")
     row = await parser.repo.get_raw(call_id)
     if row is None and await parser.repo.get(call_id) is not None:
         # The CDR is stored but its raw payload is not: the retention job purged it. 410, not
@@ -161,7 +176,7 @@ async def list_dead_letters(
     before = None
     if cursor:
         values = decode_cursor(cursor)
-        if not values or not isinstance(values[0], int):
+        if not values or not isinstance(values[0], int) or not 0 < values[0] < 2**63:
             raise InvalidInput("the cursor is not one this API issued")
         before = values[0]
     rows = await parser.repo.list_dead_letters(before_id=before, limit=limit)
@@ -171,7 +186,7 @@ async def list_dead_letters(
 
 
 @router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut)
-async def get_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
+async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """One dead letter with its reason and the envelope (or raw bytes) that failed."""
     row = await parser.repo.get_dead_letter(letter_id)
     if row is None:
@@ -180,7 +195,7 @@ async def get_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
 
 
 @router.post("/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut)
-async def retry_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
+async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
     dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
     row = await parser.retry_dead_letter(letter_id)
@@ -191,7 +206,8 @@ async def retry_dead_letter(letter_id: int, parser: ParserDep) -> DeadLetterOut:
 async def pending_events(
     parser: ParserDep,
     older_than: Annotated[
-        float, Query(ge=0, description="only halves waiting at least this many seconds")
+        float,
+        Query(ge=0, le=1e10, description="only halves waiting at least this many seconds"),
     ] = 0,
     limit: Limit = 100,
 ) -> dict[str, object]:

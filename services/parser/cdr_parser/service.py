@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Table
 
 from cdr_parser.events import EventWork, Incoming, Resolution, Rows
 from cdr_parser.mapping import map_envelope
@@ -40,6 +41,7 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
+from cdr_parser.models import cdrs, raw_payloads
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
@@ -82,6 +84,35 @@ def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, An
         "received_at": env.received_at,
         "stored_at": stored_at,
     }
+
+
+def _text_limits(table: Table) -> list[tuple[str, int | None]]:
+    return [(c.name, getattr(c.type, "length", None)) for c in table.c if c.type.python_type is str]
+
+
+_CDR_TEXT = _text_limits(cdrs)
+_RAW_TEXT = _text_limits(raw_payloads)
+
+
+def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
+    """Why the store cannot take ``row`` as it is, or None: a text longer than its column
+    (PostgreSQL enforces the lengths) or holding a NUL character (PostgreSQL text refuses it).
+    Checked before the insert, so one such record is a dead letter instead of a batch that fails
+    on every redelivery and stops the consumer."""
+    for name, length in limits:
+        value = row.get(name)
+        if not isinstance(value, str):
+            continue
+        if length is not None and len(value) > length:
+            return f"{name} is {len(value)} characters long; the store holds at most {length}"
+        if "\x00" in value:
+            return f"{name} holds a NUL character, which the store cannot hold"
+    return None
+
+
+def _fit(value: str | None, length: int | None = None) -> str | None:
+    """A dead letter's value made storable: cut to its column, NUL characters replaced."""
+    return None if value is None else value[:length].replace("\x00", "\ufffd")
 
 
 def row_to_cdr(row: Any) -> CDR:
@@ -147,6 +178,16 @@ class ParserService:
         self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
+        recent = self._recent.copy()
+        try:
+            await self._handle_batch(batch)
+        except BaseException:
+            # The loop retries a failed batch: its records count once in the flood window, not
+            # once per attempt (a bus outage must not turn one dead letter into a flood).
+            self._recent = recent
+            raise
+
+    async def _handle_batch(self, batch: Sequence[Message]) -> None:
         now = datetime.now(UTC)
         cdr_rows: dict[str, dict[str, Any]] = {}
         raw_rows: dict[str, dict[str, Any]] = {}
@@ -155,7 +196,7 @@ class ParserService:
         envelopes: list[RawEnvelope | None] = []
         for msg in batch:
             try:
-                envelopes.append(RawEnvelope.from_json(msg.value))
+                decoded = RawEnvelope.from_json(msg.value)
             except ValidationError as exc:
                 envelopes.append(None)
                 self._dead_letter(
@@ -168,6 +209,14 @@ class ParserService:
                     f"{exc.errors()[0]['msg']}",
                     now,
                 )
+                continue
+            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
+            if problem is not None:
+                envelopes.append(None)
+                reason = f"the envelope cannot be stored: {problem}"
+                self._dead_letter(dead, msg, decoded, "decode", "bad_envelope", reason, now)
+                continue
+            envelopes.append(decoded)
         # Claim checks are fetched, verified and mapped concurrently (a Transient store error
         # raises out of here, so the loop retries the whole batch); inline payloads are mapped
         # in place. Results are then taken in batch order.
@@ -186,10 +235,17 @@ class ParserService:
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
                 continue
             cdr = outcome
-            self._recent.append(False)
             if cdr.call_id in cdr_rows:
+                self._recent.append(False)
                 continue  # the same call twice in one batch: the first wins, as in the store
-            cdr_rows[cdr.call_id] = cdr_row(cdr, now)
+            row = cdr_row(cdr, now)
+            problem = unstorable(row, _CDR_TEXT)
+            if problem is not None:
+                reason = f"the CDR cannot be stored: {problem}"
+                self._dead_letter(dead, msg, env, "map", "unstorable", reason, now)
+                continue
+            self._recent.append(False)
+            cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
@@ -361,6 +417,7 @@ class ParserService:
         DEAD_LETTERS.labels(error).inc()
         log.warning("dead letter %s: %s: %s", msg, error, reason)
         raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
+        raw_value, reason = _fit(raw_value), _fit(reason) or ""
         letter = DeadLetter(
             stage=stage,
             error=error,
@@ -373,10 +430,12 @@ class ParserService:
             raw_value=raw_value,
         )
         key = f"{stage}:{env.id}" if env else f"{stage}:{msg.topic}:{msg.partition}:{msg.offset}"
+        if len(key) > 200 or "\x00" in key:  # an envelope id the store cannot take as a key
+            key = f"{stage}:sha256:{sha256_hex(key)}"
         row = {
             "dedup_key": key,
-            "envelope_id": env.id if env else None,
-            "call_id": env.call_id if env else None,
+            "envelope_id": _fit(env.id, 64) if env else None,
+            "call_id": _fit(env.call_id, 128) if env else None,
             "stage": stage,
             "error": error,
             "reason": reason,

@@ -226,3 +226,27 @@ async def test_ingest_spools_stays_ready_and_reports_while_the_bus_is_away(
 def test_spool_dir_setting(tmp_path: Path) -> None:
     assert IngestSettings(data_dir=tmp_path).effective_spool_dir == tmp_path / "spool"
     assert IngestSettings(spool_dir=tmp_path / "s").effective_spool_dir == tmp_path / "s"
+
+
+async def test_an_unreadable_segment_does_not_end_the_drainer(tmp_path: Path) -> None:
+    bus = open_bus(f"memory://{uuid.uuid4().hex}")
+    await bus.start()
+    topic = f"spool-{uuid.uuid4().hex[:8]}"
+    await bus.ensure_topics([topic])
+    spool = await Spool(tmp_path, max_bytes=1 << 24).open()
+    await spool.append(b"lost", b"k")
+    for segment in _segments(tmp_path):
+        segment.unlink()  # an operator's mistake, or a disk error: reads fail
+    drainer = Drainer(spool, bus.producer, topic, probe=bus.ping, retry_max_s=0.05)
+    drainer.start()
+    for _ in range(100):
+        if drainer.last_error:
+            break
+        await asyncio.sleep(0.02)
+    assert drainer.last_error is not None
+    assert "FileNotFoundError" in drainer.last_error
+    await asyncio.sleep(0.2)
+    assert drainer.running  # still retrying, not dead
+    await drainer.stop()
+    await spool.close()
+    await bus.close()

@@ -25,7 +25,10 @@ def parse_instant(value: str, name: str) -> datetime:
         ) from exc
     if parsed.tzinfo is None:
         raise InvalidInput(f"{name}={value!r} has no timezone; add Z or an offset like +00:00")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00 is before datetime.min in UTC
+        raise InvalidInput(f"{name}={value!r} is outside the range of representable times") from exc
 
 
 def encode_cursor(values: list[Any]) -> str:

@@ -517,9 +517,17 @@ class Drainer:
         delay = self.retry_initial_s
         while True:
             await self.spool.wait_nonempty()
-            batch = await self.spool.peek(
-                max_records=self.batch_records, max_bytes=self.batch_bytes
-            )
+            try:
+                batch = await self.spool.peek(
+                    max_records=self.batch_records, max_bytes=self.batch_bytes
+                )
+            except OSError as exc:
+                # A segment that cannot be read now (EIO, removed by hand) must not end the
+                # drainer for good: report it and try again, as for an unavailable bus.
+                log.error("reading the spool failed (%s); retrying", exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(self.retry_max_s)
+                continue
             if batch is None:
                 await asyncio.sleep(0.01)  # an append is still being written
                 continue

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 from sqlalchemy import func, select
 
-from bench.common import cpu_seconds, free_port, python, report, save, server
+from bench.common import bare_and_ingest, cpu_seconds, report, save, server
 from bench.loadgen import build_request, run_load
 from cdr_parser.models import call_event_halves, cdrs
 from cdr_parser.repository import CdrRepository
@@ -29,7 +29,6 @@ from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, open_bus
 from cdrkit.db import create_engine, migrate, session_factory
 from cdrkit.testing.postgres import create_database, drop_database
-from cdrkit.testing.tansu import TansuBroker
 from cdrmodel import PayloadKind, RawEnvelope, topics
 
 SECONDS = 6.0
@@ -108,21 +107,11 @@ def _measure(
 
 def http_figures() -> dict[str, float]:
     reqs = _requests()
-    uvi = [python(), "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
-    port = free_port()
-    bare = _measure([*uvi, "bench.bare_app:app", "--port", str(port)], port, reqs, {})
+    bare, results = bare_and_ingest(lambda args, port, env: _measure(args, port, reqs, env))
     figures = {f"bare_{k}": v for k, v in bare.items()}
-    with TansuBroker() as broker:
-        for label, bus_url in [("kafka", broker.url), ("memory", "memory://")]:
-            port = free_port()
-            res = _measure(
-                [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)],
-                port,
-                reqs,
-                {"CDRFLOW_BUS_URL": bus_url, "CDRFLOW_LOG_LEVEL": "WARNING"},
-            )
-            figures.update({f"{label}_{k}": v for k, v in res.items()})
-            figures[f"{label}_ratio_to_bare"] = res["records_per_s"] / bare["records_per_s"]
+    for label, res in results.items():
+        figures.update({f"{label}_{k}": v for k, v in res.items()})
+        figures[f"{label}_ratio_to_bare"] = res["records_per_s"] / bare["records_per_s"]
     return figures
 
 

@@ -11,10 +11,9 @@ import asyncio
 import random
 from urllib.parse import quote
 
-from bench.common import cpu_seconds, free_port, python, report, save, server
+from bench.common import bare_and_ingest, cpu_seconds, report, save, server
 from bench.loadgen import build_request, run_load
 from cdrflow.mockfeed import generate_cdr
-from cdrkit.testing.tansu import TansuBroker
 
 SECONDS = 8.0
 CONNECTIONS = 16
@@ -55,23 +54,12 @@ def _measure(
 
 def main() -> dict[str, float]:
     reqs = _requests()
-    uvi = [python(), "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
-    port = free_port()
-    bare = _measure([*uvi, "bench.bare_app:app", "--port", str(port)], port, reqs, {})
-
+    bare, results = bare_and_ingest(lambda args, port, env: _measure(args, port, reqs, env))
     figures: dict[str, float] = {f"bare_{k}": v for k, v in bare.items()}
-    with TansuBroker() as broker:
-        for label, bus_url in [("kafka", broker.url), ("memory", "memory://")]:
-            port = free_port()
-            res = _measure(
-                [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)],
-                port,
-                reqs,
-                {"CDRFLOW_BUS_URL": bus_url, "CDRFLOW_LOG_LEVEL": "WARNING"},
-            )
-            figures.update({f"{label}_{k}": v for k, v in res.items()})
-            figures[f"{label}_ratio_to_bare"] = res["rps"] / bare["rps"]
-            figures[f"{label}_cpu_ratio_to_bare"] = bare["cpu_us_per_req"] / res["cpu_us_per_req"]
+    for label, res in results.items():
+        figures.update({f"{label}_{k}": v for k, v in res.items()})
+        figures[f"{label}_ratio_to_bare"] = res["rps"] / bare["rps"]
+        figures[f"{label}_cpu_ratio_to_bare"] = bare["cpu_us_per_req"] / res["cpu_us_per_req"]
 
     report(
         "ingest: POST /v1/cdr, 10 KB url-encoded CDRs, "

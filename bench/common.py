@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +85,26 @@ def report(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n== {title}")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+Measure = Callable[[list[str], int, dict[str, str]], dict[str, float]]
+
+
+def bare_and_ingest(measure: Measure) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``measure`` (server args, port, env) run against the bare FastAPI endpoint (the limit),
+    then against ``cdrflow serve ingest`` on a Tansu broker and on the memory bus."""
+    from cdrkit.testing.tansu import TansuBroker
+
+    uvicorn = [python(), "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    port = free_port()
+    bare = measure([*uvicorn, "bench.bare_app:app", "--port", str(port)], port, {})
+    results: dict[str, dict[str, float]] = {}
+    with TansuBroker() as broker:
+        for label, bus_url in [("kafka", broker.url), ("memory", "memory://")]:
+            port = free_port()
+            results[label] = measure(
+                [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)],
+                port,
+                {"CDRFLOW_BUS_URL": bus_url, "CDRFLOW_LOG_LEVEL": "WARNING"},
+            )
+    return bare, results

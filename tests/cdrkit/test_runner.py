@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from cdrkit.bus import Bus, Message, Record, open_bus
-from cdrkit.bus.runner import ConsumeLoop, StopConsuming
+from cdrkit.bus.runner import ConsumeLoop, StopConsuming, cancel_and_wait
 from cdrmodel.errors import Transient
 
 
@@ -112,3 +112,26 @@ async def test_abort_commits_nothing_in_hand_but_keeps_what_was_committed(bus: B
     rest = await _drain_from_committed(bus, topic, "g")
     assert len(rest) == 15  # the first committed batch is not redelivered; the rest is
     assert set(rest).isdisjoint(handled)
+
+
+async def test_cancel_and_wait_ends_a_task_that_swallows_a_cancellation() -> None:
+    # What asyncio.wait_for does in Python 3.11 when the cancellation lands as the awaited call
+    # completes, or a retry loop that catches too much: the first cancel is lost.
+    swallowed = 0
+
+    async def retry_loop() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed == 0:
+                    swallowed += 1
+                    continue
+                raise
+
+    task = asyncio.create_task(retry_loop())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, recancel_s=0.05), 5)
+    assert task.cancelled()
+    assert swallowed == 1

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from cdr_ingest.metrics import SPOOL_DRAINED, SPOOLED
 from cdrkit.bus import Producer, Record
+from cdrkit.bus.runner import cancel_and_wait
 from cdrmodel.errors import CdrflowError, Transient
 
 log = logging.getLogger(__name__)
@@ -508,9 +509,10 @@ class Drainer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not a plain cancel + await: a cancellation that lands as a timed-out send
+            # completes is swallowed by asyncio.wait_for (Python 3.11) and the drain loop would
+            # go on retrying, so stop() would wait forever.
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

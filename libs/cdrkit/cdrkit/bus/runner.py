@@ -96,9 +96,7 @@ class ConsumeLoop:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.commit_timeout_s)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
         await self._commit()
         await self._close_consumer()
 
@@ -106,9 +104,7 @@ class ConsumeLoop:
         """Crash simulation: stop at once, commit nothing (uncommitted work is redelivered)."""
         self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self._uncommitted.clear()
         await self._close_consumer()
 
@@ -274,6 +270,20 @@ async def background(
     try:
         yield task
     finally:
+        await cancel_and_wait(task)
+
+
+async def cancel_and_wait(task: asyncio.Task[None], *, recancel_s: float = 0.5) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    A cancellation can be swallowed on its way down (Python 3.11's ``asyncio.wait_for`` drops one
+    that arrives as the awaited call completes; a library may catch it in a retry loop), and a
+    plain ``await task`` then waits forever for a job that keeps looping: cancel again until the
+    task is done."""
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task], timeout=recancel_s)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning(
+            "task %s ended with %r while being cancelled", task.get_name(), task.exception()
+        )

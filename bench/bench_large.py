@@ -27,8 +27,8 @@ from cdrkit.testing.postgres import create_database, drop_database
 from cdrkit.testing.tansu import TansuBroker
 
 FIXTURE = (
-    ROOT.parent
-    / "shared"
+    ROOT
+    / "tests"
     / "fixtures"
     / "freeswitch"
     / "freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"

@@ -32,7 +32,7 @@ from cdrkit.testing.postgres import create_database, drop_database
 from cdrkit.testing.tansu import TansuBroker
 from cdrmodel import Origin, PayloadKind, topics
 
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "freeswitch"
+FIXTURES = ROOT / "tests" / "fixtures" / "freeswitch"
 N_DOCS = 2000
 N_PIPELINE = 20_000
 

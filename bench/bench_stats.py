@@ -44,8 +44,8 @@ CARRIERS = 50
 CONSUMER_MESSAGES = 40_000
 QUERY_REPEATS = 15
 PREFIX_FILE = (
-    Path(__file__).resolve().parents[2]
-    / "shared/fixtures/stats/ccnq3_six_minutes_alert_prefix_lists.json"
+    Path(__file__).resolve().parents[1]
+    / "tests/fixtures/stats/ccnq3_six_minutes_alert_prefix_lists.json"
 )
 
 

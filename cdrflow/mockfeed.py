@@ -1,6 +1,6 @@
 """Realistic FreeSWITCH mod_xml_cdr documents for the built-in mock feed and the benchmarks.
 
-The shape follows the real documents in ``shared/fixtures/freeswitch/`` (FreeSWITCH 1.4-1.10):
+The shape follows the real documents in ``tests/fixtures/freeswitch/`` (FreeSWITCH 1.4-1.10):
 ``<cdr core-uuid switchname>`` with ``channel_data``, percent-encoded ``variables``, ``app_log``
 and a ``callflow`` whose caller profile carries ``<originatee>`` (A-leg) or ``<originator>``
 (B-leg). Outcomes, carriers, tenants and numbers are drawn from ``rng`` so a seeded

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-# The contract (docs/ARCHITECTURE.md): service -> port.
+# The contract (docs/architecture.md): service -> port.
 SERVICES: dict[str, int] = {
     "ingest": 8001,
     "parser": 8002,

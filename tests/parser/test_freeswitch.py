@@ -29,7 +29,7 @@ from cdrkit.xml import SAFE_PARSER as SAFE_XML_PARSER
 from cdrmodel import CDR, Direction, Disposition, Leg
 from cdrmodel.errors import InvalidInput, NotWellFormed, UnmappableRecord
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "freeswitch"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch"
 TINY_2009 = FIXTURES / "freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"
 ERROR_CALL = FIXTURES / "freeswitch_xml_cdr_ccm_client_error-call-cdr.xml"
 INCOMING_B = FIXTURES / "freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"

@@ -22,7 +22,7 @@ from cdrkit.bus import Record
 from cdrkit.settings import load
 from cdrmodel import CDR, topics
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FREESWITCH = FIXTURES / "freeswitch"
 PREFIX_FILE = FIXTURES / "stats" / "ccnq3_six_minutes_alert_prefix_lists.json"
 

@@ -138,6 +138,12 @@ def cmd_rerate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edge"]:  # the agent: its own light module (cdrflow/edge_cli.py)
+        from cdrflow.edge_cli import main as edge_main
+
+        edge_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="cdrflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -39,6 +39,10 @@ class CdrFilter:
     account: str | None = None
     number: str | None = None
     disposition: str | None = None
+    source: str | None = None
+    carrier: str | None = None
+    tenant: str | None = None
+    direction: str | None = None
 
 
 @dataclass
@@ -221,8 +225,10 @@ class CdrRepository:
             conds.append(cdrs.c.start_time < flt.until)
         if flt.account is not None:
             conds.append(cdrs.c.account == flt.account)
-        if flt.disposition is not None:
-            conds.append(cdrs.c.disposition == flt.disposition)
+        for column in ("disposition", "source", "carrier", "tenant", "direction"):
+            value = getattr(flt, column)
+            if value is not None:
+                conds.append(cdrs.c[column] == value)
         if after is not None:
             conds.append(tuple_(cdrs.c.start_time, cdrs.c.call_id) < tuple_(*after))
             # Implied by the row comparison, but only this form prunes newer partitions.

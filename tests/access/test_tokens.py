@@ -91,7 +91,7 @@ async def test_live_feed_takes_the_token_in_the_query(allinone: AllInOne) -> Non
         assert r.status_code == 401
         # Only where a header cannot be sent: the CDR list ignores a query token.
         r = await client.get("/v1/cdrs", params={"access_token": TOKENS["read"]})
-        assert r.status_code == 401
+        assert r.status_code in (400, 401), r.text  # unknown parameter, or no token
 
 
 async def test_a_write_leaves_one_audit_line_without_the_secret(

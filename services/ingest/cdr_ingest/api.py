@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from cdr_ingest.call_event_intake import decode_events
 from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.documents import media_type
-from cdr_ingest.events import decode_events
 from cdr_ingest.metrics import EVENTS, REQUEST_SECONDS, REQUESTS
 from cdrkit.auth import READ
 from cdrmodel import Origin

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from cdr_stats.aggregate import ALL
-from cdr_stats.call import DIMENSIONS
+from cdr_stats.call_fields import DIMENSIONS
 from cdr_stats.deps import StatsDep
 from cdr_stats.service import NEEDS
 from cdrkit.auth import ADMIN, OPERATE, READ, READ_OR_QUERY

@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.events import EventWork, Half, Rows, resolve
 from cdr_parser.models import call_event_halves, cdr_keys, cdrs, dead_letters, raw_payloads
+from cdr_parser.pairing import EventWork, Half, Rows, resolve
 from cdrkit.db import insert_ignore
 
 
@@ -97,7 +97,7 @@ class CdrRepository:
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
 
-        ``events``: call start/end halves of the batch, paired (``cdr_parser.events``) against
+        ``events``: call start/end halves of the batch, paired (``cdr_parser.pairing``) against
         the stored halves in this same transaction; the CDRs, raw payloads and dead letters the
         pairing yields are stored with the rest of the batch.
 

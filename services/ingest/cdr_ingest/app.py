@@ -106,7 +106,9 @@ def spec(settings: IngestSettings) -> ServiceSpec:
             service.drainer = drainer
             yield IngestComponent(service, spool, drainer)
 
-    return ServiceSpec("ingest", start, [router, edge_router], uses_database=False, bus_required=False)
+    return ServiceSpec(
+        "ingest", start, [router, edge_router], uses_database=False, bus_required=False
+    )
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

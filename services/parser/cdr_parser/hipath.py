@@ -41,6 +41,8 @@ class InvalidLine(UnmappableRecord):
 class RingNotice(Exception):
     """A type-0 line: a call started ringing. Kept as a raw line, not a call."""
 
+    call_id: str | None = None
+
 
 def _text(line: bytes) -> str:
     # Control bytes (framing the agent did not know, stray NULs) go, as calllogger does; what is
@@ -161,10 +163,21 @@ def map_line(serial: SerialLine, *, received_at: datetime | None = None) -> CDR:
     )
 
 
-def map_payload(payload: str, *, received_at: datetime | None = None) -> CDR:
+def map_payload(
+    payload: str, *, received_at: datetime | None = None, call_id_hint: str | None = None
+) -> CDR:
     """``map_line`` for a ``pbx.serial`` envelope's payload (see ``cdrmodel.edge``)."""
     try:
         serial = SerialLine.from_json(payload)
     except (ValueError, KeyError, TypeError) as exc:
         raise UnmappableRecord(f"not a pbx.serial payload: {exc}") from exc
-    return map_line(serial, received_at=received_at)
+    if call_id_hint is not None and call_id_hint != serial.call_id:
+        raise UnmappableRecord(
+            f"the envelope's call id {call_id_hint!r} is not the one of device "
+            f"{serial.device!r} seq {serial.seq} ({serial.call_id!r})"
+        )
+    try:
+        return map_line(serial, received_at=received_at)
+    except RingNotice as notice:
+        notice.call_id = serial.call_id
+        raise

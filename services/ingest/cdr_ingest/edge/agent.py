@@ -60,7 +60,13 @@ class Agent:
             for line in lines:
                 log.debug("captured %r", line)
 
+    def free(self) -> int:
+        return max(0, self.queue.max_lines - self.queue.depth)
+
     async def room(self) -> None:
+        """Return when the queue can take lines. Once full, reading resumes only when a tenth
+        of the queue is free again (at least one line), so a long catch-up does not flip
+        between paused and reading, and log so, on every delivered batch."""
         if not self.queue.full:
             return
         self._paused = True
@@ -71,7 +77,8 @@ class Agent:
             self.queue.depth,
             self.source.describe(),
         )
-        while self.queue.full:
+        resume_at = max(1, self.queue.max_lines // 10)
+        while self.free() < resume_at:
             self.drained.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.drained.wait(), 1.0)

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "cdrflow.edge_sources"
 READ_CHUNK = 4096
+# Near a full queue reads shrink to about the lines that still fit (a HiPath line is 76-114
+# bytes), so the queue overshoots EDGE_QUEUE_SIZE by a line or two at most, not by a chunk.
+LINE_BYTES = 80
 
 
 class Sink(Protocol):
@@ -34,6 +37,10 @@ class Sink(Protocol):
     async def capture(self, lines: list[bytes]) -> None: ...
 
     async def room(self) -> None: ...
+
+    def free(self) -> int:
+        """Lines the queue can still take."""
+        ...
 
 
 class Source:
@@ -51,6 +58,9 @@ class Source:
 
     def describe(self) -> str:
         return self.name
+
+    def read_size(self) -> int:
+        return max(LINE_BYTES, min(READ_CHUNK, self.sink.free() * LINE_BYTES))
 
     async def _lines(self, lines: list[bytes]) -> None:
         if lines:
@@ -97,8 +107,9 @@ class HipathSerial(Source):
         )
 
     async def run(self) -> None:
-        import serial
-        import serial_asyncio
+        # Imported here: only this source needs them (no stubs are published for either).
+        import serial  # type: ignore[import-untyped]
+        import serial_asyncio  # type: ignore[import-untyped]
 
         s = self.settings
         backoff = Backoff(s)
@@ -124,7 +135,7 @@ class HipathSerial(Source):
             try:
                 while True:
                     await self.sink.room()
-                    chunk = await reader.read(READ_CHUNK)
+                    chunk = await reader.read(self.read_size())
                     if not chunk:
                         raise ConnectionError("the port reported end of file")
                     await self._lines(splitter.feed(chunk))
@@ -179,7 +190,7 @@ class Tcp(Source):
         try:
             while True:
                 await self.sink.room()
-                chunk = await reader.read(READ_CHUNK)
+                chunk = await reader.read(self.read_size())
                 if not chunk:
                     break
                 await self._lines(splitter.feed(chunk))

@@ -179,7 +179,7 @@ def test_a_line_that_is_no_record_is_refused_with_its_reason(line: bytes, reason
 
 
 def test_a_payload_that_is_no_serial_line_or_names_another_call_is_refused() -> None:
-    with pytest.raises(UnmappableRecord, match="not a pbx.serial payload"):
+    with pytest.raises(UnmappableRecord, match=r"not a pbx\.serial payload"):
         map_payload('{"device": "x"}')
     good = serial(3, fixture_lines()[0]).to_json()
     with pytest.raises(UnmappableRecord, match="call id"):

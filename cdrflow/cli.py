@@ -39,6 +39,16 @@ def cmd_run(args: argparse.Namespace) -> None:
         from cdrkit.settings import load
 
         extra.append(feed_spec(f"http://{host}:{args.port}", rate, settings=load(IngestSettings)))
+    edge_rate = _env_float("CDRFLOW_MOCK_EDGE", 0)  # mock HiPath calls per minute (docs/edge.md)
+    if edge_rate > 0:
+        from cdr_ingest.settings import IngestSettings
+        from cdrflow.feed import mock_edge_spec
+        from cdrkit.settings import load
+
+        ingest = load(IngestSettings)
+        local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        base = f"http://{local}:{args.port}"
+        extra.append(mock_edge_spec(base, edge_rate, ingest.data_dir, settings=ingest))
     _serve(create_allinone_app(extra), args.host, args.port)
 
 

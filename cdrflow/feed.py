@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -114,3 +115,43 @@ def feed_spec(
                 await task
 
     return ServiceSpec("mockfeed", start, uses_database=False)
+
+
+def mock_edge_spec(
+    base_url: str, rate_per_min: float, data_dir: Path, settings: IngestSettings | None = None
+) -> ServiceSpec:
+    """A ``cdrflow edge`` agent with the mock HiPath source, inside the all-in-one process
+    (``CDRFLOW_MOCK_EDGE`` calls per minute): serial calls flow through the real agent, queue,
+    ingest route and mapping, next to the mock FreeSWITCH feed."""
+    from cdr_ingest.edge.agent import Agent
+    from cdr_ingest.edge.settings import EdgeSettings
+
+    token = None
+    if settings is not None and settings.tokens is not None:
+        token = parse_tokens(settings.tokens.get_secret_value())[0].decode()
+
+    @asynccontextmanager
+    async def start(_runtime: Runtime) -> AsyncIterator[Agent]:
+        agent = Agent(
+            EdgeSettings(
+                source="mock",
+                data_dir=data_dir / "edge-mock",
+                ingest_url=base_url,
+                token=token,
+                device_id="mock-hipath",
+                pbx_timezone="Europe/Berlin",
+                mock_rate=rate_per_min,
+                timeout_s=0.5,
+                max_timeout_s=10,
+            )
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop), name="mock-edge")
+        try:
+            yield agent
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+    return ServiceSpec("mockedge", start, uses_database=False)

@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> None:
     rer.add_argument("--until", required=True, help="calls started before (ISO 8601 or epoch)")
     rer.set_defaults(func=cmd_rerate)
 
+    from cdrflow.pexip_cli import register as register_pexip
+
+    register_pexip(sub)
+
     args = parser.parse_args(argv)
     configure_logging(
         os.environ.get("CDRFLOW_LOG_LEVEL", "INFO"), os.environ.get("CDRFLOW_LOG_FORMAT", "auto")

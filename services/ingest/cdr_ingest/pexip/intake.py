@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdr_ingest.documents import JSON_TYPES, media_type
-from cdr_ingest.events import Rejection
+from cdr_ingest.call_event_intake import Rejection
 from cdr_ingest.pexip.records import (
     BadRecord,
     RecordType,

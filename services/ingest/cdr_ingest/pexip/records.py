@@ -166,7 +166,7 @@ def parse_pexip_time(value: object, name: str = "time") -> datetime | None:
 
 def format_pexip_time(value: datetime) -> str:
     """A filter value the history API understands: UTC, no offset."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat()
 
 
 def compact(obj: object) -> str:

@@ -43,11 +43,20 @@ def _settings() -> PexipSettings:
 
 
 def _log_to_data_dir(directory: Path) -> None:
-    """Also log to ``data_collector.log`` in the data dir, where the collector's users look."""
+    """Also log to ``data_collector.log`` in the data dir, where the collector's users look
+    (pull summaries, retries, warnings: INFO and up, whatever the console level)."""
     directory.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(directory / "data_collector.log", encoding="utf-8")
+    path = (directory / "data_collector.log").resolve()
+    root = logging.getLogger()
+    if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.getLogger().addHandler(handler)
+    root.addHandler(handler)
+    pexip = logging.getLogger("cdr_ingest.pexip")
+    if pexip.getEffectiveLevel() > logging.INFO:
+        pexip.setLevel(logging.INFO)
 
 
 def pull_command(since: str | None, until: str | None) -> int:

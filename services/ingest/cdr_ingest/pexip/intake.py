@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cdr_ingest.documents import JSON_TYPES, media_type
 from cdr_ingest.call_event_intake import Rejection
+from cdr_ingest.documents import JSON_TYPES, media_type
 from cdr_ingest.pexip.records import (
     BadRecord,
     RecordType,

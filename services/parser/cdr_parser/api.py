@@ -15,6 +15,7 @@ from cdr_parser.deps import ParserDep
 from cdr_parser.repository import CdrFilter
 from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
 from cdr_parser.service import row_to_cdr
+from cdrkit.auth import OPERATE, READ
 from cdrkit.params import known_query_only
 from cdrkit.query import decode_cursor, encode_cursor, parse_instant
 from cdrmodel import CDR, Direction, Disposition
@@ -92,7 +93,7 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
     return after
 
 
-@router.get("/v1/cdrs", response_model=CdrPage)
+@router.get("/v1/cdrs", response_model=CdrPage, dependencies=[READ])
 async def list_cdrs(
     parser: ParserDep,
     flt: FilterDep,
@@ -112,7 +113,7 @@ async def list_cdrs(
 _CSV_FIELDS = [name for name in CDR.model_fields if name != "extra"]
 
 
-@router.get("/v1/cdrs.csv")
+@router.get("/v1/cdrs.csv", dependencies=[READ])
 async def export_cdrs(parser: ParserDep, flt: FilterDep) -> StreamingResponse:
     """Export CDRs as CSV (same filters as the list), streamed page by page."""
 
@@ -140,7 +141,7 @@ async def export_cdrs(parser: ParserDep, flt: FilterDep) -> StreamingResponse:
     )
 
 
-@router.get("/v1/cdrs/{call_id}", response_model=CDR)
+@router.get("/v1/cdrs/{call_id}", response_model=CDR, dependencies=[READ])
 async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     """One CDR by its call id (the leg's uuid)."""
     _no_nul(call_id, "the call id")
@@ -150,7 +151,7 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     return row_to_cdr(row)
 
 
-@router.get("/v1/cdrs/{call_id}/raw")
+@router.get("/v1/cdrs/{call_id}/raw", dependencies=[READ])
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
     _no_nul(call_id, "the call id")
@@ -176,7 +177,7 @@ async def get_raw(call_id: str, parser: ParserDep) -> Response:
     )
 
 
-@router.get("/v1/dead-letters", response_model=DeadLetterPage)
+@router.get("/v1/dead-letters", response_model=DeadLetterPage, dependencies=[READ])
 async def list_dead_letters(
     parser: ParserDep, limit: Limit = 100, cursor: str | None = None
 ) -> DeadLetterPage:
@@ -193,7 +194,7 @@ async def list_dead_letters(
     return DeadLetterPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut)
+@router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut, dependencies=[READ])
 async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """One dead letter with its reason and the envelope (or raw bytes) that failed."""
     row = await parser.repo.get_dead_letter(letter_id)
@@ -202,7 +203,9 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
     return DeadLetterOut.model_validate(dict(row._mapping))
 
 
-@router.post("/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut)
+@router.post(
+    "/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut, dependencies=[OPERATE]
+)
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
     dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
@@ -210,7 +213,7 @@ async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLette
     return DeadLetterOut.model_validate(dict(row._mapping))
 
 
-@router.get("/v1/events/pending", tags=["events"])
+@router.get("/v1/events/pending", tags=["events"], dependencies=[READ])
 async def pending_events(
     parser: ParserDep,
     older_than: Annotated[

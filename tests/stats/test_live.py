@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cdr_stats.call import BUCKET_S
+from cdr_stats.call_fields import BUCKET_S
 from cdr_stats.live import LiveHub
 from cdrkit.testing.processes import spawn, stop
 from tests.stats.conftest import (

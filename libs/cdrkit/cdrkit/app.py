@@ -26,8 +26,8 @@ from cdrkit.auth import ApiTokens, log_access_mode, parse_api_tokens
 from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
 from cdrkit.redact import public_error, public_text
-from cdrkit.storable import RefuseUnstorable
 from cdrkit.settings import ServiceSettings
+from cdrkit.storable import RefuseUnstorable
 from cdrmodel.errors import CdrflowError
 
 log = logging.getLogger(__name__)

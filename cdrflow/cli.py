@@ -137,7 +137,7 @@ HOST = click.option(
 def run(host: str, port: int, mock_rate: float) -> None:
     """All services in one process on the embedded defaults (SQLite file, in-process bus with its
     log in the data dir, local recordings), optionally fed mock calls."""
-    from cdrflow.feed import feed_spec
+    from cdrflow.mock.feed import feed_spec
     from cdrflow.platform import create_allinone_app, embedded_overrides
 
     extra = []

@@ -6,7 +6,6 @@ and ``run_command`` take plain values and return the exit status.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -16,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import click
 
 if TYPE_CHECKING:
     from cdr_ingest.pexip.settings import PexipSettings
@@ -134,18 +135,29 @@ def run_command() -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pexip = sub.add_parser(
-        "pexip",
-        help="pull Pexip Infinity conference and participant history (CSV files and CDRs)",
-        description="Pull Pexip Infinity history from the Management Node (PEXIP_URL, "
-        "PEXIP_USERNAME, PEXIP_PASSWORD or PEXIP_PASSWORD_FILE) into CSV files in "
-        "PEXIP_DATA_DIR and to ingest (PEXIP_INGEST_URL). See docs/pexip.md.",
-    )
-    cmds = pexip.add_subparsers(dest="pexip_command", required=True)
-    pull = cmds.add_parser("pull", help="pull one window (from the checkpoint by default)")
-    pull.add_argument("--since", help="end_time at or after (ISO 8601 with zone, or epoch)")
-    pull.add_argument("--until", help="end_time before (default: now)")
-    pull.set_defaults(func=lambda a: sys.exit(pull_command(a.since, a.until)))
-    run = cmds.add_parser("run", help="pull now and then on the PEXIP_CRON schedule (UTC)")
-    run.set_defaults(func=lambda a: sys.exit(run_command()))
+@click.group(
+    "pexip",
+    help="Pull Pexip Infinity conference and participant history from the Management Node "
+    "(PEXIP_URL, PEXIP_USERNAME, PEXIP_PASSWORD or PEXIP_PASSWORD_FILE) into CSV files in "
+    "PEXIP_DATA_DIR and to ingest (PEXIP_INGEST_URL). See docs/pexip.md.",
+)
+def pexip() -> None:
+    pass
+
+
+@pexip.command("pull")
+@click.option(
+    "--since",
+    help="end_time at or after (ISO 8601 with zone, or epoch; default: "
+    "the checkpoint minus PEXIP_OVERLAP)",
+)
+@click.option("--until", help="end_time before (default: now)")
+def pull(since: str | None, until: str | None) -> None:
+    """Pull one window; exit 1 with one sentence on failure."""
+    sys.exit(pull_command(since, until))
+
+
+@pexip.command("run")
+def run() -> None:
+    """Pull now, then on the PEXIP_CRON schedule (5 fields, UTC; default */15 * * * *)."""
+    sys.exit(run_command())

@@ -6,7 +6,6 @@ Kept apart from the rest of the CLI so that starting the agent imports nothing b
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -14,6 +13,8 @@ import os
 import signal
 import sys
 import time
+
+import click
 
 from cdr_ingest.edge.settings import BadSetting, EdgeSettings, load_settings
 
@@ -125,28 +126,40 @@ def _resend(settings: EdgeSettings) -> None:
     print(f"{moved} rejected lines are queued again; the agent sends them with the next batch")
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="cdrflow edge",
-        description="Capture serial PBX call lines (Siemens HiPath) into a durable local queue "
-        "and deliver them to ingest. Settings: EDGE_* environment variables (docs/edge.md).",
-    )
-    sub = parser.add_subparsers(dest="task")
-    st = sub.add_parser("status", help="queue depth, oldest line, last delivery, rejected lines")
-    st.add_argument("--json", action="store_true", help="as JSON")
-    sub.add_parser("resend-rejected", help="queue the rejected lines again (same seq)")
-    args = parser.parse_args(argv)
+def _settings() -> EdgeSettings:
     try:
-        settings = load_settings()
+        return load_settings()
     except BadSetting as exc:
         sys.exit(f"invalid configuration: {exc}")
-    if args.task == "status":
-        _status(settings, args.json)
-    elif args.task == "resend-rejected":
-        _resend(settings)
-    else:
-        _configure_logging(settings.debug)
-        try:
-            asyncio.run(_run_agent(settings))
-        except BadSetting as exc:
-            sys.exit(f"invalid configuration: {exc}")
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.pass_context
+def edge(ctx: click.Context) -> None:
+    """The serial PBX agent: capture Siemens HiPath call lines (serial port, TCP or mock) into a
+    durable local queue and deliver them to ingest. Settings: EDGE_* environment variables
+    (docs/edge.md); calllogger's TIMEOUT, QUEUE_SIZE, ... apply when the EDGE_ form is unset."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings()
+    _configure_logging(settings.debug)
+    try:
+        asyncio.run(_run_agent(settings))
+    except BadSetting as exc:
+        sys.exit(f"invalid configuration: {exc}")
+
+
+@edge.command()
+@click.option("--json", "as_json", is_flag=True, help="as JSON")
+def status(as_json: bool) -> None:
+    """Queue depth, oldest line, last delivery, rejected lines with their reasons."""
+    _status(_settings(), as_json)
+
+
+@edge.command("resend-rejected")
+def resend_rejected() -> None:
+    """Queue the rejected lines again (same seq); a running agent sends them."""
+    _resend(_settings())

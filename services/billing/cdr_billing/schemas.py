@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cdrkit.storable import StorableBody
 
-class BandIn(BaseModel):
+
+class BandIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=32)
@@ -18,7 +20,7 @@ class BandIn(BaseModel):
     end: str = Field(description="HH:MM[:SS]; not after start means it runs past midnight")
 
 
-class IncrementsIn(BaseModel):
+class IncrementsIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     first_s: int = 60
@@ -26,7 +28,7 @@ class IncrementsIn(BaseModel):
     rounding: Literal["down", "up"] = "down"
 
 
-class DestinationIn(BaseModel):
+class DestinationIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(default="", max_length=32)
@@ -35,7 +37,7 @@ class DestinationIn(BaseModel):
     standing_charge: Decimal | None = None
 
 
-class TariffIn(BaseModel):
+class TariffIn(StorableBody):
     """A new version of a tariff (the version number is assigned by the server)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,17 +54,33 @@ class TariffIn(BaseModel):
     destinations: list[DestinationIn] = Field(min_length=1)
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     tariff: str = Field(min_length=1, max_length=64)
 
 
-class AdjustmentIn(BaseModel):
+# What numeric(18, 6) can hold; BILLING_MAX_ADJUSTMENT is the operator's own, lower, bound.
+MONEY_LIMIT = Decimal(10) ** 12
+
+
+class AdjustmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(description="signed: negative is a credit")
+    amount: Decimal = Field(
+        allow_inf_nan=False,
+        gt=-MONEY_LIMIT,
+        lt=MONEY_LIMIT,
+        description="signed, in the charge's currency, at most its minor unit (two decimals for "
+        "BRL) and BILLING_MAX_ADJUSTMENT in size; negative lowers the charge",
+        examples=["-0.51", "2.00"],
+    )
     reason: str = Field(min_length=1, max_length=1000)
+    kind: Literal["correction", "credit"] = Field(
+        default="correction",
+        description="correction: may lower the charge's total to zero, not below; credit: a "
+        "negative amount that may take the total below zero (money owed to the subscriber)",
+    )
 
 
 class RerateResult(BaseModel):

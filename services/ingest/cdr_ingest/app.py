@@ -12,9 +12,11 @@ from cdr_ingest.api import router
 from cdr_ingest.auth import log_access_mode
 from cdr_ingest.edge_api import router as edge_router
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
+from cdr_ingest.pexip.api import router as pexip_router
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
-from cdr_ingest.spool import Drainer, Spool
+from cdr_ingest.spool.drainer import Drainer
+from cdr_ingest.spool.segment_log import Spool
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
 from cdrkit.bus import Bus
@@ -107,7 +109,11 @@ def spec(settings: IngestSettings) -> ServiceSpec:
             yield IngestComponent(service, spool, drainer)
 
     return ServiceSpec(
-        "ingest", start, [router, edge_router], uses_database=False, bus_required=False
+        "ingest",
+        start,
+        [router, pexip_router, edge_router],
+        uses_database=False,
+        bus_required=False,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_parser.api import router
+from cdr_parser.conferences_api import router as conferences_router
 from cdr_parser.devices import refresh_forever
 from cdr_parser.edge_api import router as edge_router
 from cdr_parser.repository import CdrRepository
@@ -52,7 +53,9 @@ def spec(settings: ParserSettings) -> ServiceSpec:
             ):
                 yield ParserComponent(service, loop, retention)
 
-    return ServiceSpec("parser", start, [router, edge_router], "cdr_parser.migrations")
+    return ServiceSpec(
+        "parser", start, [router, conferences_router, edge_router], "cdr_parser.migrations"
+    )
 
 
 def create_app(settings: ParserSettings | None = None) -> FastAPI:

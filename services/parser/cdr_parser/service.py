@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Table
 
+from cdr_parser import pexip
 from cdr_parser.devices import checkin_row
 from cdr_parser.dispatch import map_envelope
 from cdr_parser.hipath import RingNotice
@@ -42,9 +43,9 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, raw_payloads
+from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
-from cdr_parser.repository import CdrRepository
+from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
@@ -94,6 +95,7 @@ def _text_limits(table: Table) -> list[tuple[str, int | None]]:
 
 _CDR_TEXT = _text_limits(cdrs)
 _RAW_TEXT = _text_limits(raw_payloads)
+_CONFERENCE_TEXT = _text_limits(pexip_conferences)
 
 
 def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
@@ -169,7 +171,37 @@ def _parse_event(env: RawEnvelope, payload: str | None) -> _Event | _Failure:
     return _Event(event, text)
 
 
-_Outcome = CDR | _Event | _RawOnly | _Checkin | _Failure
+@dataclass(frozen=True, slots=True)
+class _Conference:
+    """A Pexip conference record: stored in ``pexip_conferences``, not a CDR."""
+
+    row: dict[str, Any]
+
+
+def _parse_conference(
+    env: RawEnvelope, payload: str | None, now: datetime
+) -> _Conference | _Failure:
+    text = env.payload if env.payload is not None else payload
+    if text is None:
+        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
+    try:
+        row = pexip.conference_row(text, env.call_id, now)
+    except InvalidInput as exc:
+        return _Failure("map", exc.code, exc.detail)
+    problem = unstorable(row, _CONFERENCE_TEXT)
+    if problem is not None:
+        return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
+    return _Conference(row)
+
+
+_Outcome = CDR | _Event | _Conference | _RawOnly | _Checkin | _Failure
+
+
+def _link(cdr: CDR) -> dict[str, Any] | None:
+    conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
+    if isinstance(conference_id, str) and 0 < len(conference_id) <= 128:
+        return {"call_id": cdr.call_id, "conference_id": conference_id}
+    return None
 
 
 class PayloadChecksumMismatch(InvalidInput):
@@ -190,6 +222,7 @@ class ParserService:
     ) -> None:
         self.settings = settings
         self.repo = repo
+        self.conferences = ConferenceRepository(repo.sessions)
         self.producer = producer
         self.store = store
         self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
@@ -213,6 +246,7 @@ class ParserService:
         normalized: list[Record] = []
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
         envelopes: list[RawEnvelope | None] = []
+        side = PexipRows()
         for msg in batch:
             try:
                 decoded = RawEnvelope.from_json(msg.value)
@@ -263,6 +297,15 @@ class ParserService:
             if isinstance(outcome, _Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
                 continue
+            if isinstance(outcome, _Conference):
+                self._recent.append(False)
+                side.conferences.append(outcome.row)
+                conference_id = outcome.row["conference_id"]
+                side.links.extend(
+                    {"call_id": c, "conference_id": conference_id}
+                    for c in outcome.row["participant_ids"]
+                )
+                continue
             cdr = outcome
             if cdr.call_id in cdr_rows:
                 self._recent.append(False)
@@ -276,13 +319,15 @@ class ParserService:
             self._recent.append(False)
             cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
+            if (link := _link(cdr)) is not None:
+                side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
         # Check-ins first, in their own (repeat-safe) transaction: a failure retries the batch.
         await self.repo.upsert_devices(checkins)
         if incoming:
             await self._store_with_events(
-                batch, now, incoming, cdr_rows, raw_rows, normalized, dead
+                batch, now, incoming, cdr_rows, raw_rows, normalized, dead, side
             )
             self._check_flood()
             return
@@ -295,13 +340,16 @@ class ParserService:
                 list(cdr_rows.values()),
                 list(raw_rows.values()),
                 [row for row, _ in dead.values()],
+                pexip=side,
             ),
             self._publish(topics.NORMALIZED, normalized),
             self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
         )
         inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted) - not_calls)
+        CDRS.labels("duplicate").inc(
+            len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
+        )
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
@@ -314,6 +362,7 @@ class ParserService:
         raw_rows: dict[str, dict[str, Any]],
         normalized: list[Record],
         dead: dict[str, tuple[dict[str, Any], DeadLetter]],
+        side: PexipRows,
     ) -> None:
         """A batch with call start/end halves: they are paired inside the store transaction
         (``cdr_parser.pairing``), so the CDRs they complete are known, and published, only once
@@ -341,6 +390,7 @@ class ParserService:
             list(raw_rows.values()),
             [row for row, _ in dead.values()],
             events=work,
+            pexip=side,
         )
         res = work.resolution
         assert res is not None
@@ -354,7 +404,7 @@ class ParserService:
         EVENT_HALVES.labels("paired").inc(2 * len(res.new_calls))
         EVENT_HALVES.labels("duplicate").inc(res.duplicates)
         EVENT_HALVES.labels("rejected").inc(len(res.rejections))
-        mapped = len(batch) - len(dead) - len(incoming)
+        mapped = len(batch) - len(dead) - len(incoming) - len(side.conferences)
         CDRS.labels("stored").inc(len(inserted))
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
@@ -362,6 +412,8 @@ class ParserService:
     def _map(self, env: RawEnvelope, payload: str | None) -> _Outcome:
         if env.kind is PayloadKind.CALL_EVENT:
             return _parse_event(env, payload)
+        if env.kind is PayloadKind.PEXIP_CONFERENCE:
+            return _parse_conference(env, payload, datetime.now(UTC))
         started = time.perf_counter()
         try:
             if env.kind is PayloadKind.EDGE_CHECKIN:

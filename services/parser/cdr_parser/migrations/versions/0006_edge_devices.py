@@ -3,7 +3,7 @@
 Filled from the agents' check-ins (``edge.checkin`` envelopes on ``cdr.raw``); served by
 ``GET /v1/edge/devices``.
 
-Revision ID: 0005
+Revision ID: 0006
 """
 
 import sqlalchemy as sa
@@ -11,8 +11,8 @@ from alembic import op
 
 from cdrkit.db import UtcDateTime
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

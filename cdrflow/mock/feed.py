@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from cdr_ingest.auth import parse_basic_auth, parse_tokens
+from cdr_ingest.edge.agent import Agent
 from cdr_ingest.settings import IngestSettings
 from cdrflow.mock import generate_cdr
 from cdrkit.app import Runtime, ServiceSpec
@@ -117,13 +118,20 @@ def feed_spec(
     return ServiceSpec("mockfeed", start, uses_database=False)
 
 
+@dataclass
+class MockEdge:
+    agent: Agent
+
+    def ready(self) -> None:
+        return None  # a demo aid, like the mock feed: never makes the platform unready
+
+
 def mock_edge_spec(
     base_url: str, rate_per_min: float, data_dir: Path, settings: IngestSettings | None = None
 ) -> ServiceSpec:
     """A ``cdrflow edge`` agent with the mock HiPath source, inside the all-in-one process
     (``CDRFLOW_MOCK_EDGE`` calls per minute): serial calls flow through the real agent, queue,
     ingest route and mapping, next to the mock FreeSWITCH feed."""
-    from cdr_ingest.edge.agent import Agent
     from cdr_ingest.edge.settings import EdgeSettings
 
     token = None
@@ -131,7 +139,7 @@ def mock_edge_spec(
         token = parse_tokens(settings.tokens.get_secret_value())[0].decode()
 
     @asynccontextmanager
-    async def start(_runtime: Runtime) -> AsyncIterator[Agent]:
+    async def start(_runtime: Runtime) -> AsyncIterator[MockEdge]:
         agent = Agent(
             EdgeSettings(
                 source="mock",
@@ -148,7 +156,7 @@ def mock_edge_spec(
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop), name="mock-edge")
         try:
-            yield agent
+            yield MockEdge(agent)
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):

@@ -32,9 +32,9 @@ from cdr_parser.models import (
     cdr_keys,
     cdrs,
     dead_letters,
+    edge_devices,
     pexip_conferences,
     pexip_participant_links,
-    edge_devices,
     raw_payloads,
 )
 from cdr_parser.pairing import EventWork, Half, Rows, resolve

@@ -337,7 +337,7 @@ _add_pexip()
 
 
 def _add_edge() -> None:
-    from cdrflow.edge_cli import edge
+    from cdrflow.edge_commands import edge
 
     cli.add_command(edge)
 

@@ -1,7 +1,9 @@
 """``cdrflow edge [status | resend-rejected]``: the serial-PBX agent and its two operator tasks.
 
-Kept apart from the rest of the CLI so that starting the agent imports nothing but the agent
-(it runs on small boxes: start-up under a second, no server stacks).
+Kept apart from the rest of the CLI, and free of the command framework, so that starting the
+agent imports nothing but the agent (it runs on small boxes: start-up under a second, no server
+stacks). ``cdrflow.entry`` calls ``run_task`` directly; ``cdrflow.edge_commands`` wraps the same
+tasks as click commands for ``--help`` and the command list.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import os
 import signal
 import sys
 import time
-
-import click
 
 from cdr_ingest.edge.settings import BadSetting, EdgeSettings, load_settings
 
@@ -133,33 +133,17 @@ def _settings() -> EdgeSettings:
         sys.exit(f"invalid configuration: {exc}")
 
 
-@click.group(
-    invoke_without_command=True,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.pass_context
-def edge(ctx: click.Context) -> None:
-    """The serial PBX agent: capture Siemens HiPath call lines (serial port, TCP or mock) into a
-    durable local queue and deliver them to ingest. Settings: EDGE_* environment variables
-    (docs/edge.md); calllogger's TIMEOUT, QUEUE_SIZE, ... apply when the EDGE_ form is unset."""
-    if ctx.invoked_subcommand is not None:
-        return
+def run_task(args: list[str]) -> None:
+    """``[]`` runs the agent, ``["status"]`` / ``["status", "--json"]`` / ``["resend-rejected"]``
+    the operator tasks (``cdrflow.entry`` calls this for those exact command lines)."""
     settings = _settings()
-    _configure_logging(settings.debug)
-    try:
-        asyncio.run(_run_agent(settings))
-    except BadSetting as exc:
-        sys.exit(f"invalid configuration: {exc}")
-
-
-@edge.command()
-@click.option("--json", "as_json", is_flag=True, help="as JSON")
-def status(as_json: bool) -> None:
-    """Queue depth, oldest line, last delivery, rejected lines with their reasons."""
-    _status(_settings(), as_json)
-
-
-@edge.command("resend-rejected")
-def resend_rejected() -> None:
-    """Queue the rejected lines again (same seq); a running agent sends them."""
-    _resend(_settings())
+    if args[:1] == ["status"]:
+        _status(settings, args[1:] == ["--json"])
+    elif args == ["resend-rejected"]:
+        _resend(settings)
+    else:
+        _configure_logging(settings.debug)
+        try:
+            asyncio.run(_run_agent(settings))
+        except BadSetting as exc:
+            sys.exit(f"invalid configuration: {exc}")

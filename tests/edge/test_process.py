@@ -107,7 +107,8 @@ async def test_sigkill_with_1000_lines_queued_then_each_delivered_once(
 
 def test_the_agent_imports_no_server_stack() -> None:
     code = (
-        "import sys, cdrflow.cli, cdrflow.edge_cli, cdr_ingest.edge.agent, cdr_ingest.edge.sources\n"
+        "import sys, cdrflow.entry, cdrflow.edge_cli, cdr_ingest.edge.agent\n"
+        "import cdr_ingest.edge.sources\n"
         "heavy = ['fastapi', 'sqlalchemy', 'aioboto3', 'lxml', 'starlette', 'pydantic']\n"
         "print([m for m in heavy if m in sys.modules])\n"
         "import cdrmodel\n"  # the probe sees an import when there is one

@@ -234,7 +234,7 @@ async def test_dashboard_in_headless_chromium(fresh_pg_url: str, tmp_path: Path)
         await publish(app, history)
         await wait_processed(app, len(history))
         await page.call("Page.enable")
-        await page.call("Page.navigate", url=base + "/")
+        await page.call("Page.navigate", url=base + "/dashboard")
         await page.until(
             "Number(document.getElementById('chart-attempts').dataset.points || 0) >= 40",
             "the history on its charts",

@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cdrkit.auth import ApiTokens, log_access_mode, parse_api_tokens
 from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
+from cdrkit.redact import public_error, public_text
 from cdrkit.settings import ServiceSettings
 from cdrmodel.errors import CdrflowError
 
@@ -64,6 +66,7 @@ class ServiceSpec:
 class AppState:
     components: dict[str, Component] = field(default_factory=dict)
     runtime: Runtime | None = None
+    api_tokens: ApiTokens = field(default_factory=ApiTokens)
 
 
 def component(request: Request, name: str) -> Any:
@@ -90,10 +93,12 @@ async def open_runtime(
 
 
 def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpec]) -> FastAPI:
-    state = AppState()
+    secret = settings.api_tokens
+    state = AppState(api_tokens=parse_api_tokens(secret.get_secret_value() if secret else None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_access_mode(state.api_tokens, title)
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(open_runtime(settings, specs))
             state.runtime = runtime
@@ -176,16 +181,16 @@ def health_router(state: AppState, *, uses_database: bool, bus_required: bool = 
                 try:
                     await asyncio.wait_for(ping(runtime.engine), 5)
                 except Exception as exc:
-                    problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
+                    problems.append(f"database unreachable: {public_error(exc)}")
             if bus_required:
                 try:
                     await asyncio.wait_for(runtime.bus.ping(), 5)
                 except Exception as exc:
-                    problems.append(f"bus unreachable: {type(exc).__name__}: {exc}")
+                    problems.append(f"bus unreachable: {public_error(exc)}")
             for name, comp in state.components.items():
                 reason = comp.ready()
                 if reason:
-                    problems.append(f"{name}: {reason}")
+                    problems.append(public_text(f"{name}: {reason}"))
         if problems:
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

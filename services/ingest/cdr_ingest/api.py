@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from cdr_ingest.call_event_intake import decode_events
 from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.documents import media_type
-from cdr_ingest.events import decode_events
 from cdr_ingest.metrics import EVENTS, REQUEST_SECONDS, REQUESTS
+from cdrkit.auth import READ
 from cdrmodel import Origin
 from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
@@ -82,7 +83,7 @@ def _kind_label(mtype: str) -> str:
     return mtype if mtype in _KINDS else "other"  # bounded label values
 
 
-@router.get("/v1/spool", tags=["ingest"])
+@router.get("/v1/spool", tags=["ingest"], dependencies=[READ])
 async def get_spool(ingest: IngestDep) -> dict[str, object]:
     """The local spool: envelopes waiting for the bus, their bytes and age, and the drainer."""
     spool = ingest.spool

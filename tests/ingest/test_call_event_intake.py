@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from cdr_ingest.spool import SEGMENT_SUFFIX, read_segment
 from cdrflow.platform import create_service_app
 from cdrmodel import PayloadKind, RawEnvelope, topics
-from cdrmodel.events import InvalidEvent, parse_event
+from cdrmodel.call_events import InvalidEvent, parse_event
 from tests.e2e.conftest import serving
 from tests.ingest.conftest import IngestFactory
 

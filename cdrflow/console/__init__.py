@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from cdrkit.app import Runtime, ServiceSpec
+from cdrkit.auth import Principal, Role, require
 from cdrkit.settings import ServiceSettings
 from cdrmodel.errors import NotFound
 
@@ -78,9 +79,17 @@ def console_router(settings: ConsoleSettings) -> APIRouter:
         return JSONResponse({"apis": apis}, headers={"Cache-Control": "no-cache"})
 
     @router.get("/console/whoami")
-    async def whoami(request: Request) -> JSONResponse:
-        """The role of the presented token (so the pages hide what it may not do)."""
-        return JSONResponse(_whoami(request), headers={"Cache-Control": "no-store"})
+    async def whoami(
+        principal: Annotated[Principal | None, Depends(require(Role.READ))],
+    ) -> JSONResponse:
+        """The role of the presented token, so the pages hide what it may not do: ``open``
+        while no tokens are configured; a bad or missing token is the APIs' own 401."""
+        body = (
+            {"open": True, "role": "admin"}
+            if principal is None
+            else {"open": False, "role": principal.role.label}
+        )
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @router.get("/console/{name}")
     async def asset(name: str) -> Response:
@@ -94,10 +103,6 @@ def console_router(settings: ConsoleSettings) -> APIRouter:
         )
 
     return router
-
-
-def _whoami(request: Request) -> dict[str, Any]:
-    return {"open": True, "role": "admin"}
 
 
 @dataclass

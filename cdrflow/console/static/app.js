@@ -1,6 +1,6 @@
 // cdrflow operator console: one script, no build step, no dependencies. Every page reads the
 // services' REST APIs (the same ones curl uses) with the operator's token; nothing here reads a
-// table. Data is put into the page with textContent only (never innerHTML).
+// table. Data is put into the page as text nodes only (never parsed as markup).
 "use strict";
 
 const RANK = { read: 1, operate: 2, admin: 3 };

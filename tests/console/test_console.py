@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from cdr_parser.freeswitch import map_xml, parse_xml
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_allinone_app
 from cdrmodel import CDR
 from tests.browser import ROOT, Cdp, chromium_binary, chromium_page

@@ -28,7 +28,7 @@ def _serve(app: object, host: str, port: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from cdrflow.feed import feed_spec
+    from cdrflow.mock.feed import feed_spec
     from cdrflow.platform import create_allinone_app, embedded_overrides
 
     rate = args.mock_rate if args.mock_rate is not None else _env_float("CDRFLOW_MOCK_RATE", 0)

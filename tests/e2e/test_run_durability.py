@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from tests.e2e.test_run import _free_port
 
 CONNECTIONS = 8

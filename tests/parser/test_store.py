@@ -23,7 +23,7 @@ from cdr_parser.models import cdr_keys, cdrs, dead_letters, raw_payloads
 from cdr_parser.repository import CdrFilter, CdrRepository
 from cdr_parser.retention import RetentionJob
 from cdr_parser.settings import ParserSettings
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.bus import Record
 from cdrkit.db import create_engine, migrate, session_factory

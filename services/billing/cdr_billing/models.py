@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from cdr_billing.money import read_decimal
 from cdrkit.db import UtcDateTime
 
 
@@ -49,7 +50,7 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+        return read_decimal(value) if dialect.name == "sqlite" else Decimal(value)
 
 
 def _id() -> Column[int]:

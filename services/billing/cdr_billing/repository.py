@@ -3,7 +3,7 @@ updated (the database refuses it too, see the migration)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -284,12 +284,32 @@ class BillingRepository:
 
     # -- adjustments and bills -----------------------------------------------------------------
 
-    async def add_adjustment(self, row: dict[str, Any]) -> int:
+    async def add_adjustment(
+        self, row: dict[str, Any], check: Callable[[Decimal, list[Decimal]], None]
+    ) -> int:
+        """Insert an adjustment and call ``check(charge amount, every adjustment amount)`` in the
+        same transaction; what ``check`` raises rolls the insert back. Concurrent adjustments of
+        one charge are serialised, so two cannot pass the check each on its own: PostgreSQL locks
+        the charge row first; SQLite takes its write lock with the insert, before any read."""
         async with self.sessions.begin() as session:
+            if self.dialect == "postgresql":
+                await session.execute(
+                    select(charges.c.call_id)
+                    .where(charges.c.call_id == row["call_id"])
+                    .with_for_update()
+                )
             new_id = await session.scalar(
                 insert(adjustments).values(row).returning(adjustments.c.id)
             )
             assert new_id is not None
+            amount = await session.scalar(
+                select(charges.c.amount).where(charges.c.call_id == row["call_id"])
+            )
+            assert amount is not None
+            amounts = await session.scalars(
+                select(adjustments.c.amount).where(adjustments.c.call_id == row["call_id"])
+            )
+            check(amount, list(amounts))
             return int(new_id)
 
     async def adjustments_for_call(self, call_id: str) -> list[Row[Any]]:

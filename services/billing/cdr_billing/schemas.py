@@ -58,11 +58,27 @@ class AssignmentIn(BaseModel):
     tariff: str = Field(min_length=1, max_length=64)
 
 
+# What numeric(18, 6) can hold; BILLING_MAX_ADJUSTMENT is the operator's own, lower, bound.
+MONEY_LIMIT = Decimal(10) ** 12
+
+
 class AdjustmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(description="signed: negative is a credit")
+    amount: Decimal = Field(
+        allow_inf_nan=False,
+        gt=-MONEY_LIMIT,
+        lt=MONEY_LIMIT,
+        description="signed, in the charge's currency, at most its minor unit (two decimals for "
+        "BRL) and BILLING_MAX_ADJUSTMENT in size; negative lowers the charge",
+        examples=["-0.51", "2.00"],
+    )
     reason: str = Field(min_length=1, max_length=1000)
+    kind: Literal["correction", "credit"] = Field(
+        default="correction",
+        description="correction: may lower the charge's total to zero, not below; credit: a "
+        "negative amount that may take the total below zero (money owed to the subscriber)",
+    )
 
 
 class RerateResult(BaseModel):

@@ -429,10 +429,6 @@ def pick_version(versions: Sequence[Tariff], at: datetime) -> Tariff | None:
     return chosen
 
 
-def money(value: Decimal) -> str:
-    return str(value.quantize(CENT, ROUND_HALF_UP))
-
-
 def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
     """Price one call with one tariff version (see the module doc). ``Unpriced`` if it cannot."""
     head: dict[str, Any] = {

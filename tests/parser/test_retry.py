@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.bus import Record
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics

@@ -85,7 +85,7 @@ async def delete_alerts(
 ) -> dict[str, int]:
     """Delete alerts created before ``before`` (every alert without it)."""
     cut: datetime | None = parse_instant(before, "before") if before else None
-    return {"deleted": await stats.repo.delete_alerts(cut)}
+    return {"deleted": await stats.delete_alerts(cut)}
 
 
 @router.get("/v1/live", dependencies=[READ_OR_QUERY])

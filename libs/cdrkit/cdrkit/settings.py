@@ -43,6 +43,9 @@ class ServiceSettings(BaseSettings):
         le=10 * 365 * 86400,
         validation_alias=_common("max_call_duration_s"),
     )
+    # Browser origins allowed to call this service's API (the console's, when it is served from
+    # another origin): comma-separated, e.g. https://console.example.net. Empty: none.
+    cors_origins: str = Field(default="", validation_alias=_common("cors_origins"))
     # API tokens, "role:token[,role:token]" with roles read < operate < admin (cdrkit.auth);
     # unset: the APIs are open (warned at start-up).
     api_tokens: SecretStr | None = Field(default=None, validation_alias=_common("api_tokens"))

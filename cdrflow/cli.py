@@ -307,6 +307,15 @@ def rerate(since: str, until: str) -> None:
     click.echo(json.dumps(result))
 
 
+def _add_pexip() -> None:
+    from cdrflow.pexip_cli import pexip
+
+    cli.add_command(pexip)
+
+
+_add_pexip()
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="cdrflow")
 

@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cdrkit.storable import StorableBody
 
-class BandIn(BaseModel):
+
+class BandIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=32)
@@ -18,7 +20,7 @@ class BandIn(BaseModel):
     end: str = Field(description="HH:MM[:SS]; not after start means it runs past midnight")
 
 
-class IncrementsIn(BaseModel):
+class IncrementsIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     first_s: int = 60
@@ -26,7 +28,7 @@ class IncrementsIn(BaseModel):
     rounding: Literal["down", "up"] = "down"
 
 
-class DestinationIn(BaseModel):
+class DestinationIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(default="", max_length=32)
@@ -35,7 +37,7 @@ class DestinationIn(BaseModel):
     standing_charge: Decimal | None = None
 
 
-class TariffIn(BaseModel):
+class TariffIn(StorableBody):
     """A new version of a tariff (the version number is assigned by the server)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,9 +52,22 @@ class TariffIn(BaseModel):
     increments: IncrementsIn = IncrementsIn()
     bands: list[BandIn] = Field(min_length=1)
     destinations: list[DestinationIn] = Field(min_length=1)
+    overnight: Literal["same_day", "next_day"] = Field(
+        default="same_day",
+        description=(
+            "a band whose end is not after its start: same_day = on each listed day, start to "
+            "midnight and midnight to end; next_day = start into the next day's end"
+        ),
+    )
+    extension_ranges: list[str] = Field(
+        default=[], max_length=100, description='on-net called numbers, e.g. ["1000-1999"]: free'
+    )
+    free_prefixes: list[str] = Field(
+        default=[], max_length=1000, description='called numbers starting so are free, e.g. "0800"'
+    )
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     tariff: str = Field(min_length=1, max_length=64)
@@ -62,7 +77,7 @@ class AssignmentIn(BaseModel):
 MONEY_LIMIT = Decimal(10) ** 12
 
 
-class AdjustmentIn(BaseModel):
+class AdjustmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     amount: Decimal = Field(

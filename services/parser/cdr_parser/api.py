@@ -45,6 +45,9 @@ def cdr_filter(
     carrier: Annotated[str | None, Query(description="gateway, profile or trunk")] = None,
     tenant: Annotated[str | None, Query(description="domain or tenant")] = None,
     direction: Direction | None = None,
+    conference: Annotated[
+        str | None, Query(description="a Pexip conference id: the CDRs of its participants")
+    ] = None,
 ) -> CdrFilter:
     """The filters shared by the list and the CSV export (exact matches, ANDed)."""
     for name, value in (
@@ -53,6 +56,7 @@ def cdr_filter(
         ("source", source),
         ("carrier", carrier),
         ("tenant", tenant),
+        ("conference", conference),
     ):
         _no_nul(value, name)
     return CdrFilter(
@@ -65,6 +69,7 @@ def cdr_filter(
         carrier=carrier,
         tenant=tenant,
         direction=direction.value if direction else None,
+        conference=conference,
     )
 
 

@@ -173,7 +173,11 @@ def _parse_conference(
 
 def _link(cdr: CDR) -> dict[str, Any] | None:
     conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
-    if isinstance(conference_id, str) and 0 < len(conference_id) <= 128:
+    if (
+        isinstance(conference_id, str)
+        and 0 < len(conference_id) <= 128
+        and "\x00" not in conference_id
+    ):
         return {"call_id": cdr.call_id, "conference_id": conference_id}
     return None
 

@@ -10,6 +10,7 @@ from bench import (
     bench_ingest,
     bench_large,
     bench_parser,
+    bench_pexip,
     bench_recordings,
     bench_replay,
     bench_spool,
@@ -29,6 +30,7 @@ BENCHES = {
     "stats": bench_stats.main,
     "events": bench_events.main,
     "edge": bench_edge.main,
+    "pexip": bench_pexip.main,
 }
 
 if __name__ == "__main__":

@@ -152,9 +152,17 @@ def run(host: str, port: int, mock_rate: float, mock_edge: float) -> None:
     if mock_rate > 0:
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         from cdr_ingest.settings import IngestSettings
+        from cdr_recordings.settings import RecordingsSettings
         from cdrkit.settings import load
 
-        extra.append(feed_spec(f"http://{local}:{port}", mock_rate, settings=load(IngestSettings)))
+        extra.append(
+            feed_spec(
+                f"http://{local}:{port}",
+                mock_rate,
+                settings=load(IngestSettings),
+                recordings=load(RecordingsSettings),
+            )
+        )
     if mock_edge > 0:
         from cdr_ingest.settings import IngestSettings
         from cdrflow.mock.feed import mock_edge_spec

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cdr_parser.repository import CdrFilter
+from cdr_parser.rows import row_to_cdr
 from cdr_parser.schemas import (
     CdrPage,
     ConferenceDetail,
@@ -21,7 +22,7 @@ from cdr_parser.schemas import (
     DeadLetterOut,
     DeadLetterPage,
 )
-from cdr_parser.service import ParserService, row_to_cdr
+from cdr_parser.service import ParserService
 from cdrkit.query import decode_cursor, encode_cursor
 from cdrmodel import CDR
 from cdrmodel.errors import InvalidInput, NotFound

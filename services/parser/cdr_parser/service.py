@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table
 
 from cdr_parser import pexip
 from cdr_parser.dispatch import map_envelope
@@ -43,9 +42,18 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
 from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
+from cdr_parser.rows import (
+    CDR_TEXT,
+    CONFERENCE_TEXT,
+    RAW_TEXT,
+    call_too_long,
+    cdr_row,
+    fit_text,
+    raw_row,
+    unstorable,
+)
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming, poison_reason
@@ -108,81 +116,6 @@ class NothingToRetry(InvalidInput):
     status = 409
 
 
-def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
-    row = cdr.model_dump()
-    for key in ("leg", "direction", "disposition"):
-        if row[key] is not None:
-            row[key] = str(row[key].value)
-    row["stored_at"] = stored_at
-    return row
-
-
-def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, Any]:
-    return {
-        "call_id": call_id,
-        "envelope_id": env.id,
-        "kind": env.kind.value,
-        "content_type": env.content_type,
-        "sha256": env.sha256,
-        "payload": env.payload,
-        "payload_ref": env.payload_ref,
-        "received_at": env.received_at,
-        "stored_at": stored_at,
-    }
-
-
-def _text_limits(table: Table) -> list[tuple[str, int | None]]:
-    return [(c.name, getattr(c.type, "length", None)) for c in table.c if c.type.python_type is str]
-
-
-_CDR_TEXT = _text_limits(cdrs)
-_RAW_TEXT = _text_limits(raw_payloads)
-_CONFERENCE_TEXT = _text_limits(pexip_conferences)
-
-
-def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
-    """Why the store cannot take ``row`` as it is, or None: a text longer than its column
-    (PostgreSQL enforces the lengths) or holding a NUL character (PostgreSQL text refuses it).
-    Checked before the insert, so one such record is a dead letter instead of a batch that fails
-    on every redelivery and stops the consumer."""
-    for name, length in limits:
-        value = row.get(name)
-        if not isinstance(value, str):
-            continue
-        if length is not None and len(value) > length:
-            return f"{name} is {len(value)} characters long; the store holds at most {length}"
-        if "\x00" in value:
-            return f"{name} holds a NUL character, which the store cannot hold"
-    return None
-
-
-def _fit(value: str | None, length: int | None = None) -> str | None:
-    """A dead letter's value made storable: cut to its column, NUL characters replaced."""
-    return None if value is None else value[:length].replace("\x00", "\ufffd")
-
-
-def call_too_long(cdr: CDR, max_s: float) -> str | None:
-    """Why ``cdr`` is refused as longer than ``CDRFLOW_MAX_CALL_DURATION_S``, or None. Its span
-    (start → end) and the durations the document states are all checked: no real call lasts a
-    week, and 1950 → 2026 would not even fit the store's integer seconds."""
-    spans = {"duration_s": cdr.duration_s, "billsec_s": cdr.billsec_s}
-    if cdr.start_time is not None and cdr.end_time is not None:
-        spans["start → end"] = int((cdr.end_time - cdr.start_time).total_seconds())
-    for what, seconds in spans.items():
-        if seconds is not None and seconds > max_s:
-            return (
-                f"the call lasts {seconds} s ({what}), longer than CDRFLOW_MAX_CALL_DURATION_S "
-                f"({max_s:.0f} s)"
-            )
-    return None
-
-
-def row_to_cdr(row: Any) -> CDR:
-    data = dict(row._mapping)
-    data.pop("stored_at", None)
-    return CDR.model_validate(data)
-
-
 @dataclass(frozen=True, slots=True)
 class _Failure:
     stage: str
@@ -232,7 +165,7 @@ def _parse_conference(
         row = pexip.conference_row(text, env.call_id, now)
     except InvalidInput as exc:
         return _Failure("map", exc.code, exc.detail)
-    problem = unstorable(row, _CONFERENCE_TEXT)
+    problem = unstorable(row, CONFERENCE_TEXT)
     if problem is not None:
         return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
     return _Conference(row)
@@ -312,7 +245,7 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
+            problem = unstorable(raw_row(decoded, "", now), RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
@@ -350,7 +283,7 @@ class ParserService:
                 self._count(msg, False)
                 continue  # the same call twice in one batch: the first wins, as in the store
             row = cdr_row(cdr, now)
-            problem = unstorable(row, _CDR_TEXT)
+            problem = unstorable(row, CDR_TEXT)
             if problem is not None:
                 reason = f"the CDR cannot be stored: {problem}"
                 self._dead_letter(dead, msg, env, "map", "unstorable", reason, now)
@@ -541,7 +474,7 @@ class ParserService:
         DEAD_LETTERS.labels(error).inc()
         log.warning("dead letter %s: %s: %s", msg, error, reason)
         raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
-        raw_value, reason = _fit(raw_value), _fit(reason) or ""
+        raw_value, reason = fit_text(raw_value), fit_text(reason) or ""
         letter = DeadLetter(
             stage=stage,
             error=error,
@@ -558,8 +491,8 @@ class ParserService:
             key = f"{stage}:sha256:{sha256_hex(key)}"
         row = {
             "dedup_key": key,
-            "envelope_id": _fit(env.id, 64) if env else None,
-            "call_id": _fit(env.call_id, 128) if env else None,
+            "envelope_id": fit_text(env.id, 64) if env else None,
+            "call_id": fit_text(env.call_id, 128) if env else None,
             "stage": stage,
             "error": error,
             "reason": reason,

@@ -112,6 +112,13 @@ async def test_event_sink_then_pull_gives_one_cdr_per_participant(
         assert {c["conference_id"] for c in listed} == {c["id"] for c in node.conferences}
         assert (await client.get("/v1/conferences/nope")).status_code == 404
 
+        # Each completed pull reported itself to ingest (the console's Pexip page).
+        (report,) = (await client.get("/v1/pexip/pulls")).json()["items"]
+        assert report["node"] == node.url.removeprefix("https://")
+        assert report["participants"] == 20
+        assert report["since"].startswith("2024-01-01")  # the second pull's window
+        assert report["stale"] is False
+
     assert first.records[RecordType.PARTICIPANT] == 20
 
 

@@ -217,7 +217,7 @@ window.addEventListener("popstate", route);
 
 // -- Calls ------------------------------------------------------------------------------------
 
-const CALL_FILTERS = ["number", "account", "tenant", "carrier", "direction", "disposition", "source"];
+const CALL_FILTERS = ["number", "number_prefix", "account", "tenant", "carrier", "direction", "disposition", "source", "conference"];
 const DISPOSITIONS = ["", "answered", "no_answer", "busy", "cancelled", "failed"];
 const DIRECTIONS = ["", "inbound", "outbound", "internal"];
 
@@ -243,7 +243,8 @@ async function callsPage(params) {
   const form = h("form", { class: "filters", role: "search", "aria-label": "Find calls" },
     field("From", h("input", { type: "datetime-local", name: "since", value: localInput(params.get("since")) })),
     field("To", h("input", { type: "datetime-local", name: "until", value: localInput(params.get("until")) })),
-    field("Number (caller or callee)", h("input", { name: "number", id: "f-number", value: params.get("number") || "", inputmode: "tel" })),
+    field("Number (caller or callee; 5511* for a prefix)", h("input", { name: "number", id: "f-number",
+      value: params.get("number") || (params.get("number_prefix") ? params.get("number_prefix") + "*" : ""), inputmode: "tel" })),
     field("Account", h("input", { name: "account", value: params.get("account") || "" })),
     field("Tenant", h("input", { name: "tenant", value: params.get("tenant") || "" })),
     field("Carrier", h("input", { name: "carrier", value: params.get("carrier") || "" })),
@@ -259,9 +260,13 @@ async function callsPage(params) {
     const data = new FormData(form);
     const q = new URLSearchParams();
     for (const [k, v] of data) {
-      if (!v) continue;
-      q.set(k, k === "since" || k === "until" ? new Date(v).toISOString() : String(v).trim());
+      const text = String(v).trim();
+      if (!text) continue;
+      if (k === "number" && text.endsWith("*")) q.set("number_prefix", text.slice(0, -1));
+      else q.set(k, k === "since" || k === "until" ? new Date(text).toISOString() : text);
     }
+    const conference = new URLSearchParams(location.search).get("conference");
+    if (conference) q.set("conference", conference);
     if (document.getElementById("live").checked) q.set("live", "1");
     go(`/calls?${q}`);
   });
@@ -357,8 +362,11 @@ async function callPage(callId) {
   const c = cdr.value;
   const links = [h("a", { href: `/calls?number=${encodeURIComponent(c.caller_number || c.callee_number || "")}` }, "Calls of this number")];
   if (c.other_leg_id) links.push(h("a", { href: `/calls/${encodeURIComponent(c.other_leg_id)}`, id: "other-leg" }, "Other leg"));
-  const conference = c.extra && (c.extra.conference || c.extra.conference_name);
-  if (conference) links.push(h("a", { href: `/calls?${new URLSearchParams({ source: c.source, number: String(conference) })}`, id: "conference" }, `Conference ${conference}`));
+  const conference = c.extra && c.extra.conference_id;
+  if (conference) {
+    const label = c.extra.conference_name || conference;
+    links.push(h("a", { href: `/calls?${new URLSearchParams({ conference: String(conference) })}`, id: "conference" }, `Conference ${label} (all participants)`));
+  }
   main.append(h("p", { class: "links" }, links.flatMap((l, i) => (i ? [" · ", l] : [l]))));
   main.append(h("div", { class: "grid2" },
     h("section", { "aria-labelledby": "h-charge" }, h("h2", { id: "h-charge" }, "Charge"), chargeView(charge)),

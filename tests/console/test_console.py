@@ -157,6 +157,17 @@ async def test_find_a_call_hear_it_see_its_charge_and_bill(
         link = f"a.call-link[href='/calls/{quote(cdr.call_id, safe='')}']"
         await page.until(f"!!document.querySelector({link!r})", "the posted call in the results")
         assert await page.js("location.search") == f"?number={quote(number, safe='')}"
+        # ... and by the start of its callee's number (either side, a prefix)
+        prefix = (cdr.callee_number or "")[:4]
+        await page.js("document.getElementById('calls-table').dataset.old = '1'")
+        await page.js(f"document.getElementById('f-number').value = {prefix + '*'!r}")
+        await page.js("document.getElementById('find').click()")
+        await page.until(
+            f"location.search === '?number_prefix={prefix}'"
+            " && !document.querySelector('#calls-table[data-old]')"
+            f" && !!document.querySelector({link!r})",
+            "the call found by a prefix of its callee",
+        )
         await page.screenshot("console-calls.png")
 
         # Open it: every normalised field, the raw document, the charge explained.

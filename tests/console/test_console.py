@@ -112,6 +112,18 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
             headers={"Content-Type": "text/xml"},
         )
         assert r.status_code == 200, r.text
+        r = await client.post(
+            "/v1/edge/checkin",
+            json={
+                "device": "hipath-pabx-1",
+                "version": "0.1.0",
+                "source": "serial",
+                "source_state": "open",
+                "queue_depth": 7,
+                "checkin_interval_s": 30,
+            },
+        )
+        assert r.status_code == 200, r.text
         cid = quote(call_id, safe="")
         await wait_for_json(client, f"/v1/cdrs/{cid}", "the CDR", headers=read)
         await wait_for_json(client, f"/v1/charges/{cid}", "the charge", headers=read)
@@ -270,6 +282,19 @@ async def test_read_only_token_sees_no_retry_and_a_write_shows_the_403(
         )
         assert text.startswith("403 forbidden")
         assert "operate role" in text
+
+        # The edge device that checked in: its queue, and not stale.
+        await page.call("Page.navigate", url=console.base + "/devices")
+        row = await page.until(
+            "[...document.querySelectorAll('main tbody tr')].map(r => r.innerText).join('|')",
+            "the edge device",
+        )
+        assert "hipath-pabx-1" in row
+        assert "\t7\t" in row  # queue depth
+        assert row.rstrip().endswith("ok")
+        # No Pexip pull status in this deployment: said so, not an error.
+        await page.call("Page.navigate", url=console.base + "/pexip")
+        await page.until("!!document.getElementById('not-available')", "Pexip 'not available'")
 
 
 async def test_accessibility_smoke_and_phone_width(console: Console, tmp_path: Path) -> None:

@@ -580,7 +580,7 @@ function ageSeconds(iso) {
   return isNaN(t) ? null : Math.round((Date.now() - t) / 1000);
 }
 
-async function listPage(title, service, path, intro, missing) {
+async function listPage(title, service, path, intro, missing, chosen) {
   const out = h("div", {}, h("p", { class: "dim" }, "Loading…"));
   const heading = page(title, h("p", { class: "dim" }, intro), out);
   let body;
@@ -596,12 +596,13 @@ async function listPage(title, service, path, intro, missing) {
     out.replaceChildren(h("p", { class: "notice" }, "Nothing reported yet."));
     return heading;
   }
-  const keys = [...new Set(items.flatMap(i => Object.keys(i)))].filter(k => typeof items[0][k] !== "object" || items[0][k] === null);
+  const keys = chosen || [...new Set(items.flatMap(i => Object.keys(i)))].filter(k => k !== "stale" && (typeof items[0][k] !== "object" || items[0][k] === null));
   const seenKey = keys.find(k => /last_(seen|checkin|pull|success)|_at$/.test(k));
   const columns = keys.map(k => ({ label: k.replace(/_/g, " "), cell: i => (i[k] === null || i[k] === undefined ? "" : String(i[k])) }));
   columns.push({ label: "State", cell: i => {
     const age = seenKey ? ageSeconds(i[seenKey]) : null;
-    const stale = i.stale === true || (age !== null && age > STALE_S);
+    // The service's own verdict when it gives one (it knows each device's check-in interval).
+    const stale = typeof i.stale === "boolean" ? i.stale : age !== null && age > STALE_S;
     return h("span", { class: `badge ${stale ? "bad" : "ok"}` }, stale ? `stale${age !== null ? ` (${fmtSeconds(age)} ago)` : ""}` : "ok");
   } });
   out.replaceChildren(table(columns, items, { "aria-label": title }));
@@ -609,9 +610,11 @@ async function listPage(title, service, path, intro, missing) {
 }
 
 function devicesPage() {
-  return listPage("Edge devices", "ingest", "/v1/edge/devices",
-    "Edge agents reading serial PBXs: when each last checked in, its queue, and a warning when it went quiet.",
-    "No edge device registry in this deployment (GET /v1/edge/devices is not available).");
+  return listPage("Edge devices", "parser", "/v1/edge/devices",
+    "Edge agents reading serial PBXs: when each last checked in, its queue, and a warning once it missed two check-ins.",
+    "No edge device registry in this deployment (GET /v1/edge/devices is not available).",
+    ["device", "last_seen", "version", "source", "source_state", "source_error", "queue_depth", "queue_full",
+      "oldest_age_s", "rejected", "last_line_at", "remote_addr"]);
 }
 
 function pexipPage() {

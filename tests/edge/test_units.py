@@ -50,6 +50,21 @@ def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:
     )
     assert (settings.timeout_s, settings.timeout_decay, settings.max_timeout_s) == (5, 2, 120)
     assert (settings.queue_size, settings.checkin_interval_min, settings.debug) == (1000, 10, True)
+    plugin = load_settings(
+        {
+            "PLUGIN": "SiemensHipathSerial",
+            "PLUGIN_PORT": "/dev/ttyS1",
+            "PLUGIN_BAUDRATE": "4800",
+            "DATA_LOCATION": "/data",
+        }
+    )
+    assert (plugin.source, plugin.serial_port, plugin.serial_baudrate) == (
+        "hipath-serial",
+        "/dev/ttyS1",
+        4800,
+    )
+    assert str(plugin.data_dir) == "/data"
+    assert load_settings({"PLUGIN": "Mock"}).source == "mock"
     defaults = load_settings({})
     assert (defaults.serial_port, defaults.serial_baudrate, defaults.batch_size) == (
         "/dev/ttyUSB0",
@@ -71,6 +86,7 @@ def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:
         ({"EDGE_INGEST_URL": "ftp://x"}, "EDGE_INGEST_URL"),
         ({"EDGE_SERIAL_RTSCTS": "maybe"}, "EDGE_SERIAL_RTSCTS"),
         ({"EDGE_SOURCE": "modem"}, "EDGE_SOURCE"),
+        ({"PLUGIN": "Beronet"}, "PLUGIN"),
     ],
 )
 def test_a_wrong_setting_names_its_variable(env: dict[str, str], named: str) -> None:

@@ -1,8 +1,9 @@
 """The agent's settings: ``EDGE_*`` variables, with calllogger's bare names as fallbacks.
 
-An existing calllogger environment (``TIMEOUT``, ``TIMEOUT_DECAY``, ``MAX_TIMEOUT``, ``QUEUE_SIZE``,
-``CHECKIN_INTERVAL``, ``DEBUG``; ``PLUGIN``, ``PLUGIN_PORT``, ``PLUGIN_BAUDRATE``, ``DATA_LOCATION``)
-works unchanged: a calllogger name applies when its ``EDGE_`` form is unset. Invalid values stop the agent at start-up with a sentence naming the variable.
+An existing calllogger environment works unchanged: ``TIMEOUT``, ``TIMEOUT_DECAY``,
+``MAX_TIMEOUT``, ``QUEUE_SIZE``, ``CHECKIN_INTERVAL``, ``DEBUG``, ``PLUGIN``, ``PLUGIN_PORT``,
+``PLUGIN_BAUDRATE`` and ``DATA_LOCATION`` apply when their ``EDGE_`` form is unset. Invalid values
+stop the agent at start-up with a sentence naming the variable.
 """
 
 from __future__ import annotations

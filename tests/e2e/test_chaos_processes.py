@@ -68,32 +68,38 @@ def _envelopes(n: int) -> list[Record]:
 
 
 @contextmanager
-def _service(
-    name: str, port: int, env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = spawn(
-            [sys.executable, "-m", "cdrflow", "serve", name, "--port", str(port)],
-            env={**os.environ, **env},
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-        )
+def _services(
+    names: list[str], ports: dict[str, int], env: dict[str, str], log: Path
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """``cdrflow serve NAME`` for each name, started together, once all are ready."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        with log.open("ab") as out:
+            for name in names:
+                procs[name] = spawn(
+                    [sys.executable, "-m", "cdrflow", "serve", name, "--port", str(ports[name])],
+                    env={**os.environ, **env},
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=out,
+                )
         deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"{name} not ready: {log.read_text()[-3000:]}"
-            time.sleep(0.1)
-        yield proc
+        for name, proc in procs.items():
+            while True:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                with suppress(httpx.HTTPError):
+                    url = f"http://127.0.0.1:{ports[name]}/readyz"
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, f"{name} not ready: {log.read_text()[-3000:]}"
+                time.sleep(0.1)
+        yield procs
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            stop(proc)
-        forget_group(proc.pid)
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                stop(proc)
+            forget_group(proc.pid)
 
 
 def _counter(base: str, name: str, outcome: str) -> float:
@@ -167,24 +173,21 @@ async def test_parser_and_billing_sigkilled_mid_batch_redeliver_and_store_once(
     boot = fresh_tansu.bootstrap_servers
     log = tmp_path / "services.log"
 
-    with (
-        _service("stats", ports["stats"], env, log),
-        _service("billing", ports["billing"], env, log) as billing,
-    ):
-        with _service("parser", ports["parser"], env, log) as parser:
-            parser_at_kill, _ = await _kill_between_commit_and_offset(
-                parser, "cdrs", fresh_pg_url, boot, "parser", topics.RAW
-            )
-            parser.wait(10)
+    with _services(["parser", "billing", "stats"], ports, env, log) as first:
+        parser, billing = first["parser"], first["billing"]
+        parser_at_kill, _ = await _kill_between_commit_and_offset(
+            parser, "cdrs", fresh_pg_url, boot, "parser", topics.RAW
+        )
+        parser.wait(10)
         assert parser.returncode == -signal.SIGKILL
         # The restarted parser feeds billing the rest of the backlog: billing is killed busy.
-        with _service("parser", ports["parser"], env, log):
+        with _services(["parser"], ports, env, log):
             billing_at_kill, charges_at_kill = await _kill_between_commit_and_offset(
                 billing, "billing_calls", fresh_pg_url, boot, "billing", topics.NORMALIZED
             )
             billing.wait(10)
             assert billing.returncode == -signal.SIGKILL
-            with _service("billing", ports["billing"], env, log):
+            with _services(["billing"], ports, env, log):
                 engine = create_engine(fresh_pg_url)
                 try:
                     deadline = time.monotonic() + 120

@@ -48,8 +48,8 @@ CALLS = 600
 FAST_GROUP = "&session_timeout_ms=6000&heartbeat_interval_ms=200&rebalance_timeout_ms=6000"
 
 
-def _envelopes(n: int) -> list[Record]:
-    rng = random.Random(8)
+def _envelopes(n: int, seed: int) -> list[Record]:
+    rng = random.Random(seed)
     out = []
     for _ in range(n):
         call_id, xml = generate_cdr(rng)
@@ -134,7 +134,8 @@ async def _kill_between_commit_and_offset(
     engine = create_engine(db_url)
     pid = proc.pid  # type: ignore[attr-defined]
     try:
-        for _ in range(400):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             os.kill(pid, signal.SIGSTOP)
             async with engine.connect() as conn:
                 stored = int(await conn.scalar(text(f"select count(*) from {rows}")) or 0)
@@ -160,14 +161,13 @@ async def test_parser_and_billing_sigkilled_mid_batch_redeliver_and_store_once(
         "CDRFLOW_DATABASE_URL": fresh_pg_url,
         "CDRFLOW_DATA_DIR": str(tmp_path),
         "CDRFLOW_LOG_LEVEL": "WARNING",
-        "PARSER_BATCH_SIZE": "50",
-        "BILLING_BATCH_SIZE": "50",
+        "PARSER_BATCH_SIZE": "20",
+        "BILLING_BATCH_SIZE": "10",
     }
     bus = open_bus(bus_url)
     await bus.start()
     await bus.ensure_topics(topics.ALL)
-    await bus.producer.send_many(topics.RAW, _envelopes(CALLS))
-    await bus.close()
+    await bus.producer.send_many(topics.RAW, _envelopes(CALLS // 2, seed=8))
     ports = {name: _free_port() for name in ("parser", "billing", "stats")}
     base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     boot = fresh_tansu.bootstrap_servers
@@ -175,47 +175,44 @@ async def test_parser_and_billing_sigkilled_mid_batch_redeliver_and_store_once(
 
     with _services(["parser", "billing", "stats"], ports, env, log) as first:
         parser, billing = first["parser"], first["billing"]
+        # Billing first, caught busy while the parser feeds it the first half of the backlog.
+        billing_at_kill, charges_at_kill = await _kill_between_commit_and_offset(
+            billing, "billing_calls", fresh_pg_url, boot, "billing", topics.NORMALIZED
+        )
+        billing.wait(10)
+        # Then the parser, busy with the second half.
+        await bus.producer.send_many(topics.RAW, _envelopes(CALLS // 2, seed=9))
+        await bus.close()
         parser_at_kill, _ = await _kill_between_commit_and_offset(
             parser, "cdrs", fresh_pg_url, boot, "parser", topics.RAW
         )
         parser.wait(10)
-        assert parser.returncode == -signal.SIGKILL
-        # The restarted parser feeds billing the rest of the backlog: billing is killed busy.
-        with _services(["parser"], ports, env, log):
-            billing_at_kill, charges_at_kill = await _kill_between_commit_and_offset(
-                billing, "billing_calls", fresh_pg_url, boot, "billing", topics.NORMALIZED
+        assert parser.returncode == billing.returncode == -signal.SIGKILL
+        with _services(["parser", "billing"], ports, env, log):
+            engine = create_engine(fresh_pg_url)
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    async with engine.connect() as conn:
+                        cdr_rows, charge_rows, charges = [
+                            int(await conn.scalar(text(f"select count(*) from {t}")) or 0)
+                            for t in ("cdrs", "billing_calls", "charges")
+                        ]
+                    attempts = _attempts(base["stats"])
+                    if cdr_rows == charge_rows == attempts == CALLS:
+                        break
+                    await asyncio.sleep(0.5)
+            finally:
+                await engine.dispose()
+            parser_stored = _counter(base["parser"], "cdrflow_parser_cdrs_total", outcome="stored")
+            parser_dup = _counter(base["parser"], "cdrflow_parser_cdrs_total", outcome="duplicate")
+            billing_dup = _counter(
+                base["billing"], "cdrflow_billing_charges_total", outcome="duplicate"
             )
-            billing.wait(10)
-            assert billing.returncode == -signal.SIGKILL
-            with _services(["billing"], ports, env, log):
-                engine = create_engine(fresh_pg_url)
-                try:
-                    deadline = time.monotonic() + 120
-                    while time.monotonic() < deadline:
-                        async with engine.connect() as conn:
-                            cdr_rows, charge_rows, charges = [
-                                int(await conn.scalar(text(f"select count(*) from {t}")) or 0)
-                                for t in ("cdrs", "billing_calls", "charges")
-                            ]
-                        attempts = _attempts(base["stats"])
-                        if cdr_rows == charge_rows == attempts == CALLS:
-                            break
-                        await asyncio.sleep(0.5)
-                finally:
-                    await engine.dispose()
-                parser_stored = _counter(
-                    base["parser"], "cdrflow_parser_cdrs_total", outcome="stored"
-                )
-                parser_dup = _counter(
-                    base["parser"], "cdrflow_parser_cdrs_total", outcome="duplicate"
-                )
-                billing_dup = _counter(
-                    base["billing"], "cdrflow_billing_charges_total", outcome="duplicate"
-                )
-                billing_new = sum(
-                    _counter(base["billing"], "cdrflow_billing_charges_total", outcome=o)
-                    for o in ("priced", "not_answered", "free")
-                )
+            billing_new = sum(
+                _counter(base["billing"], "cdrflow_billing_charges_total", outcome=o)
+                for o in ("priced", "not_answered", "free")
+            )
     print(
         f"calls {CALLS}; parser killed with {parser_at_kill} stored, restarted: stored "
         f"{parser_stored:.0f}, duplicate {parser_dup:.0f}; billing killed with "

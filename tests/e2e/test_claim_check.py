@@ -211,10 +211,13 @@ async def test_an_unreachable_store_pauses_the_parser_and_loses_nothing(
                 env = await ingest.seal(doc, TINY_CALL, True, Origin())
             assert env.payload_ref is not None
             s3.stop()
+            retries = sample("cdrflow_bus_handler_retries_total", group="parser")
             await bus.producer.send(topics.RAW, env.to_json(), key=TINY_CALL.encode())
             await bus.close()
 
             await asyncio.sleep(3)  # the parser retries with backoff meanwhile
+            # It did retry the batch (each attempt waits out the S3 client's own connect retries).
+            assert sample("cdrflow_bus_handler_retries_total", group="parser") >= retries + 1
             assert (await client.get(f"/v1/cdrs/{TINY_CALL}")).status_code == 404
             assert (await client.get("/v1/dead-letters")).json()["items"] == []
             assert (await client.get("/readyz")).status_code == 200  # paused, not stopped

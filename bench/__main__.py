@@ -5,10 +5,12 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_edge,
     bench_events,
     bench_ingest,
     bench_large,
     bench_parser,
+    bench_pexip,
     bench_recordings,
     bench_replay,
     bench_spool,
@@ -27,6 +29,8 @@ BENCHES = {
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
     "events": bench_events.main,
+    "edge": bench_edge.main,
+    "pexip": bench_pexip.main,
 }
 
 if __name__ == "__main__":

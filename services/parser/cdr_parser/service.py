@@ -31,10 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table
 
 from cdr_parser import pexip
+from cdr_parser.devices import checkin_row
 from cdr_parser.dispatch import map_envelope
+from cdr_parser.hipath import RingNotice
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
@@ -43,9 +44,18 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
 from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
+from cdr_parser.rows import (
+    CDR_TEXT,
+    CONFERENCE_TEXT,
+    RAW_TEXT,
+    call_too_long,
+    cdr_row,
+    fit_text,
+    raw_row,
+    unstorable,
+)
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming, poison_reason
@@ -108,86 +118,25 @@ class NothingToRetry(InvalidInput):
     status = 409
 
 
-def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
-    row = cdr.model_dump()
-    for key in ("leg", "direction", "disposition"):
-        if row[key] is not None:
-            row[key] = str(row[key].value)
-    row["stored_at"] = stored_at
-    return row
-
-
-def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, Any]:
-    return {
-        "call_id": call_id,
-        "envelope_id": env.id,
-        "kind": env.kind.value,
-        "content_type": env.content_type,
-        "sha256": env.sha256,
-        "payload": env.payload,
-        "payload_ref": env.payload_ref,
-        "received_at": env.received_at,
-        "stored_at": stored_at,
-    }
-
-
-def _text_limits(table: Table) -> list[tuple[str, int | None]]:
-    return [(c.name, getattr(c.type, "length", None)) for c in table.c if c.type.python_type is str]
-
-
-_CDR_TEXT = _text_limits(cdrs)
-_RAW_TEXT = _text_limits(raw_payloads)
-_CONFERENCE_TEXT = _text_limits(pexip_conferences)
-
-
-def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
-    """Why the store cannot take ``row`` as it is, or None: a text longer than its column
-    (PostgreSQL enforces the lengths) or holding a NUL character (PostgreSQL text refuses it).
-    Checked before the insert, so one such record is a dead letter instead of a batch that fails
-    on every redelivery and stops the consumer."""
-    for name, length in limits:
-        value = row.get(name)
-        if not isinstance(value, str):
-            continue
-        if length is not None and len(value) > length:
-            return f"{name} is {len(value)} characters long; the store holds at most {length}"
-        if "\x00" in value:
-            return f"{name} holds a NUL character, which the store cannot hold"
-    return None
-
-
-def _fit(value: str | None, length: int | None = None) -> str | None:
-    """A dead letter's value made storable: cut to its column, NUL characters replaced."""
-    return None if value is None else value[:length].replace("\x00", "\ufffd")
-
-
-def call_too_long(cdr: CDR, max_s: float) -> str | None:
-    """Why ``cdr`` is refused as longer than ``CDRFLOW_MAX_CALL_DURATION_S``, or None. Its span
-    (start → end) and the durations the document states are all checked: no real call lasts a
-    week, and 1950 → 2026 would not even fit the store's integer seconds."""
-    spans = {"duration_s": cdr.duration_s, "billsec_s": cdr.billsec_s}
-    if cdr.start_time is not None and cdr.end_time is not None:
-        spans["start → end"] = int((cdr.end_time - cdr.start_time).total_seconds())
-    for what, seconds in spans.items():
-        if seconds is not None and seconds > max_s:
-            return (
-                f"the call lasts {seconds} s ({what}), longer than CDRFLOW_MAX_CALL_DURATION_S "
-                f"({max_s:.0f} s)"
-            )
-    return None
-
-
-def row_to_cdr(row: Any) -> CDR:
-    data = dict(row._mapping)
-    data.pop("stored_at", None)
-    return CDR.model_validate(data)
-
-
 @dataclass(frozen=True, slots=True)
 class _Failure:
     stage: str
     error: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RawOnly:
+    """Kept as a raw payload, but no call: a HiPath ring notice (``hipath.RingNotice``)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkin:
+    """An edge agent's check-in: a row of the device registry (``cdr_parser.devices``)."""
+
+    row: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,15 +181,22 @@ def _parse_conference(
         row = pexip.conference_row(text, env.call_id, now)
     except InvalidInput as exc:
         return _Failure("map", exc.code, exc.detail)
-    problem = unstorable(row, _CONFERENCE_TEXT)
+    problem = unstorable(row, CONFERENCE_TEXT)
     if problem is not None:
         return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
     return _Conference(row)
 
 
+_Outcome = CDR | _Event | _Conference | _RawOnly | _Checkin | _Failure
+
+
 def _link(cdr: CDR) -> dict[str, Any] | None:
     conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
-    if isinstance(conference_id, str) and 0 < len(conference_id) <= 128:
+    if (
+        isinstance(conference_id, str)
+        and 0 < len(conference_id) <= 128
+        and "\x00" not in conference_id
+    ):
         return {"call_id": cdr.call_id, "conference_id": conference_id}
     return None
 
@@ -308,7 +264,7 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
+            problem = unstorable(raw_row(decoded, "", now), RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
@@ -322,12 +278,22 @@ class ParserService:
             {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
         )
         incoming: list[Incoming] = []
+        checkins: list[dict[str, Any]] = []
+        not_calls = 0  # ring notices and check-ins: neither stored CDRs nor duplicates
         for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
             if env is None:
                 continue
             outcome = claimed[i] if i in claimed else self._map(env, None)
             if isinstance(outcome, _Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
+                continue
+            if isinstance(outcome, _RawOnly | _Checkin):
+                self._recent.append(False)
+                not_calls += 1
+                if isinstance(outcome, _Checkin):
+                    checkins.append(outcome.row)
+                else:
+                    raw_rows.setdefault(outcome.call_id, raw_row(env, outcome.call_id, now))
                 continue
             if isinstance(outcome, _Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
@@ -346,7 +312,7 @@ class ParserService:
                 self._count(msg, False)
                 continue  # the same call twice in one batch: the first wins, as in the store
             row = cdr_row(cdr, now)
-            problem = unstorable(row, _CDR_TEXT)
+            problem = unstorable(row, CDR_TEXT)
             if problem is not None:
                 reason = f"the CDR cannot be stored: {problem}"
                 self._dead_letter(dead, msg, env, "map", "unstorable", reason, now)
@@ -358,6 +324,8 @@ class ParserService:
                 side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
+        # Check-ins first, in their own (repeat-safe) transaction: a failure retries the batch.
+        await self.repo.upsert_devices(checkins)
         if incoming:
             await self._store_with_events(
                 batch, now, incoming, cdr_rows, raw_rows, normalized, dead, side
@@ -380,7 +348,9 @@ class ParserService:
         )
         inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted) - len(side.conferences))
+        CDRS.labels("duplicate").inc(
+            len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
+        )
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
@@ -443,14 +413,18 @@ class ParserService:
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Conference | _Failure:
+    def _map(self, env: RawEnvelope, payload: str | None) -> _Outcome:
         if env.kind is PayloadKind.CALL_EVENT:
             return _parse_event(env, payload)
         if env.kind is PayloadKind.PEXIP_CONFERENCE:
             return _parse_conference(env, payload, datetime.now(UTC))
         started = time.perf_counter()
         try:
+            if env.kind is PayloadKind.EDGE_CHECKIN:
+                return _Checkin(checkin_row(env, env.payload or payload or ""))
             cdr = map_envelope(env, payload)
+        except RingNotice as notice:
+            return _RawOnly(notice.call_id or env.call_id or env.id)
         except InvalidInput as exc:
             return _Failure("map", exc.code, exc.detail)
         except Exception as exc:  # a mapper bug on hostile input must not stop the topic
@@ -462,9 +436,7 @@ class ParserService:
             return _Failure("map", "call_too_long", too_long)
         return cdr
 
-    async def _map_claimed(
-        self, envs: dict[int, RawEnvelope]
-    ) -> dict[int, CDR | _Event | _Conference | _Failure]:
+    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, _Outcome]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -477,7 +449,7 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Conference | _Failure:
+    async def _fetch_and_map(self, env: RawEnvelope) -> _Outcome:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:
@@ -537,7 +509,7 @@ class ParserService:
         DEAD_LETTERS.labels(error).inc()
         log.warning("dead letter %s: %s: %s", msg, error, reason)
         raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
-        raw_value, reason = _fit(raw_value), _fit(reason) or ""
+        raw_value, reason = fit_text(raw_value), fit_text(reason) or ""
         letter = DeadLetter(
             stage=stage,
             error=error,
@@ -554,8 +526,8 @@ class ParserService:
             key = f"{stage}:sha256:{sha256_hex(key)}"
         row = {
             "dedup_key": key,
-            "envelope_id": _fit(env.id, 64) if env else None,
-            "call_id": _fit(env.call_id, 128) if env else None,
+            "envelope_id": fit_text(env.id, 64) if env else None,
+            "call_id": fit_text(env.call_id, 128) if env else None,
             "stage": stage,
             "error": error,
             "reason": reason,

@@ -4,7 +4,6 @@ fetches and verifies it, and a missing or altered object is a dead letter, never
 
 from __future__ import annotations
 
-import asyncio
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
@@ -215,9 +214,12 @@ async def test_an_unreachable_store_pauses_the_parser_and_loses_nothing(
             await bus.producer.send(topics.RAW, env.to_json(), key=TINY_CALL.encode())
             await bus.close()
 
-            await asyncio.sleep(3)  # the parser retries with backoff meanwhile
-            # It did retry the batch (each attempt waits out the S3 client's own connect retries).
-            assert sample("cdrflow_bus_handler_retries_total", group="parser") >= retries + 1
+            # The parser retries the batch with backoff meanwhile (each attempt waits out the S3
+            # client's own connect retries): at least two failed attempts, nothing stored.
+            async def retried() -> bool:
+                return sample("cdrflow_bus_handler_retries_total", group="parser") >= retries + 2
+
+            await wait_for(retried, what="the parser retrying the batch", timeout=60)
             assert (await client.get(f"/v1/cdrs/{TINY_CALL}")).status_code == 404
             assert (await client.get("/v1/dead-letters")).json()["items"] == []
             assert (await client.get("/readyz")).status_code == 200  # paused, not stopped

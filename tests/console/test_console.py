@@ -14,6 +14,7 @@ import struct
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -126,6 +127,21 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
             },
         )
         assert r.status_code == 200, r.text
+        now = datetime.now(UTC)
+        for node, finished in (("mgr-a", now), ("mgr-b", now - timedelta(hours=3))):
+            r = await client.post(
+                "/v1/pexip/pulls",
+                json={
+                    "node": node,
+                    "finished": finished.isoformat(),
+                    "until": finished.isoformat(),
+                    "conferences": 12,
+                    "participants": 40,
+                    "posted": 52,
+                    "cron": "*/15 * * * *",
+                },
+            )
+            assert r.status_code == 200, r.text
         cid = quote(call_id, safe="")
         await wait_for_json(client, f"/v1/cdrs/{cid}", "the CDR", headers=read)
         await wait_for_json(client, f"/v1/charges/{cid}", "the charge", headers=read)
@@ -313,9 +329,16 @@ async def test_read_only_token_sees_no_retry_and_a_write_shows_the_403(
             " return !!d && d.getElementById('status')?.textContent === 'live'; })()",
             "the stats dashboard live inside the console",
         )
-        # No Pexip pull status in this deployment: said so, not an error.
+        # Pexip pulls: the node that pulls on schedule is ok, the one that stopped is stale.
         await page.call("Page.navigate", url=console.base + "/pexip")
-        await page.until("!!document.getElementById('not-available')", "Pexip 'not available'")
+        rows = await page.until(
+            "[...document.querySelectorAll('main tbody tr')].map(r => r.innerText)",
+            "the Pexip pulls",
+        )
+        assert [(r.split("\t")[0], r.rstrip().split("\t")[-1].split(" ")[0]) for r in rows] == [
+            ("mgr-a", "ok"),
+            ("mgr-b", "stale"),
+        ]
 
 
 async def test_accessibility_smoke_and_phone_width(console: Console, tmp_path: Path) -> None:

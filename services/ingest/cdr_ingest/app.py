@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from cdr_ingest.api import router
 from cdr_ingest.auth import log_access_mode
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
+from cdr_ingest.request_metrics import install as install_request_metrics
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_ingest.spool import Drainer, Spool
@@ -105,7 +106,15 @@ def spec(settings: IngestSettings) -> ServiceSpec:
             service.drainer = drainer
             yield IngestComponent(service, spool, drainer)
 
-    return ServiceSpec("ingest", start, [router], uses_database=False, bus_required=False)
+    return ServiceSpec(
+        "ingest",
+        start,
+        [router],
+        uses_database=False,
+        bus_required=False,
+        metric_prefixes=("cdrflow_ingest_",),
+        install=install_request_metrics,
+    )
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

@@ -16,6 +16,8 @@ CDRFLOW_MOCK_RATE ?= 30
 CDRFLOW_DATA_DIR ?= ./var
 export CDRFLOW_HOST CDRFLOW_PORT CDRFLOW_MOCK_RATE CDRFLOW_DATA_DIR
 
+CHROMIUM ?= chromium
+
 PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 .PHONY: help
@@ -38,20 +40,30 @@ run: setup ## start the whole platform on its embedded defaults (one process, SQ
 	$(BIN)/cdrflow run --host $(CDRFLOW_HOST) --port $(CDRFLOW_PORT)
 
 .PHONY: services
-services: ## make sure the local PostgreSQL the tests use is up
-	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+services: ## make sure the PostgreSQL the tests use is up (PGHOST/PGPORT, default 127.0.0.1:5432)
+	@host="$${PGHOST:-127.0.0.1}"; port="$${PGPORT:-5432}"; \
+	pg_isready -q -h "$$host" -p "$$port" && exit 0; \
+	if [ -n "$(PG_VERSION)" ] && command -v pg_ctlcluster >/dev/null; then \
 	  echo "starting PostgreSQL $(PG_VERSION)"; \
-	  pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start; \
-	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	  if pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start; then \
+	    for i in $$(seq 30); do pg_isready -q -h "$$host" -p "$$port" && exit 0; sleep 1; done; \
+	  fi; \
+	fi; \
+	echo "PostgreSQL is not answering on $$host:$$port: start it (Debian: pg_ctlcluster <version> main start)" \
+	  "or point PGHOST/PGPORT/PGUSER/PGPASSWORD (or CDRFLOW_TEST_PG_ADMIN) at one that runs." >&2; \
+	exit 1
 
 .PHONY: test
 test: setup services chromium ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
 	$(BIN)/pytest -q
 
 .PHONY: chromium
-chromium: ## install Debian's chromium for the dashboard test when missing (tolerates failure)
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
-	  || echo "cannot install chromium: the dashboard browser test will be skipped"
+chromium: ## install Debian's chromium for the dashboard browser test (apt-get; fails loudly when it cannot)
+	@command -v $(CHROMIUM) >/dev/null || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; } || { \
+	  echo "cannot install chromium (apt-get install chromium failed): install it, or the dashboard browser test fails under CI=true" >&2; \
+	  exit 1; }
 
 .PHONY: lint
 lint: setup ## ruff lint + format check, deploy files check

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from bench.common import bare_and_ingest, cpu_seconds, report, save, server
 from bench.loadgen import build_request, run_load
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 
 SECONDS = 8.0
 CONNECTIONS = 16

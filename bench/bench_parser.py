@@ -24,7 +24,7 @@ from cdr_parser.freeswitch import map_xml, parse_xml
 from cdr_parser.models import cdrs
 from cdr_parser.repository import CdrRepository
 from cdr_parser.service import cdr_row, raw_row
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.bus import Record, open_bus
 from cdrkit.db import create_engine, session_factory

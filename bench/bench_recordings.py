@@ -43,9 +43,7 @@ STREAM_BYTES = 64 * MiB
 ARCHIVE_FILES = 4
 ARCHIVE_BYTES = 24 * MiB  # each: 3 parts of 8 MiB
 REPEAT = 3
-FIXTURE = (
-    ROOT / "tests" / "fixtures" / "freeswitch" / "freeswitch_json_cdr_cgrates_answered.json"
-)
+FIXTURE = ROOT / "tests" / "fixtures" / "freeswitch" / "freeswitch_json_cdr_cgrates_answered.json"
 SWITCH_ROOT = "/var/lib/freeswitch/recordings"
 
 

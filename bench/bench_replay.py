@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, free_port, python, report, save, server
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 
 FILES = int(os.environ.get("BENCH_REPLAY_FILES", "20000"))
 CONCURRENCY = 16

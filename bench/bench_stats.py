@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 
 from bench.common import report, save
 from cdr_stats.aggregate import Aggregate
-from cdr_stats.call import BUCKET_S, bucket_of, decode_call
+from cdr_stats.call_fields import BUCKET_S, bucket_of, decode_call
 from cdr_stats.plugins import PluginSet
 from cdr_stats.repository import StatsRepository
 from cdr_stats.service import StatsService, gc_paused

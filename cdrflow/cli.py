@@ -28,8 +28,8 @@ def _serve(app: object, host: str, port: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from cdrflow.feed import feed_spec
-    from cdrflow.platform import create_allinone_app
+    from cdrflow.mock.feed import feed_spec
+    from cdrflow.platform import create_allinone_app, embedded_overrides
 
     rate = args.mock_rate if args.mock_rate is not None else _env_float("CDRFLOW_MOCK_RATE", 0)
     extra = []
@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         from cdrkit.settings import load
 
         extra.append(feed_spec(f"http://{host}:{args.port}", rate, settings=load(IngestSettings)))
-    _serve(create_allinone_app(extra), args.host, args.port)
+    _serve(create_allinone_app(extra, **embedded_overrides()), args.host, args.port)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

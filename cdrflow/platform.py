@@ -50,6 +50,17 @@ def create_service_app(name: str, **overrides: object) -> FastAPI:
     return create_app(f"cdrflow {name}", settings, [spec])
 
 
+def embedded_overrides() -> dict[str, object]:
+    """What ``cdrflow run`` changes in the environment's settings: a ``memory://`` bus keeps its
+    log in the data dir (``<data dir>/bus``), so a message acknowledged to a switch survives a
+    crash of the one process, as on Kafka (docs/reliability.md)."""
+    from cdrkit.bus.memory import durable_url
+
+    common = load(ServiceSettings)
+    url = durable_url(common.bus_url, common.data_dir / "bus")
+    return {} if url == common.bus_url else {"bus_url": url}
+
+
 def create_allinone_app(extra: list[ServiceSpec] | None = None, **overrides: object) -> FastAPI:
     """Every service's routes and consumers in one process and one event loop."""
     specs = [service_spec(name, **overrides)[1] for name in SERVICES]

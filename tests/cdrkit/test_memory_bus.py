@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
-from cdrkit.bus import Record, TopicPartition, open_bus
+import pytest
+
+from cdrkit.bus import BusError, Consumer, Message, Record, TopicPartition, open_bus
+from cdrkit.bus import memory as memory_bus
+from cdrkit.bus.journal import Journal
 from cdrkit.bus.memory import MemoryBus
 
 
@@ -43,3 +48,91 @@ async def test_retention_drops_only_what_every_group_committed() -> None:
     ]
     await slow.close()
     await bus.close()
+
+
+async def test_durable_log_survives_a_restart_and_resumes_at_the_committed_offset(
+    tmp_path: Path,
+) -> None:
+    """``dir=``: what was acknowledged is read back after the broker is gone (a crash: nothing
+    closed cleanly), committed offsets included; a torn tail is cut away."""
+    url = f"memory://dur-{uuid.uuid4().hex}?partitions=2&dir={tmp_path}/bus&segment_bytes=200"
+    bus = open_bus(url)
+    await bus.start()
+    values = [f"v{i:03d}".encode() * 5 for i in range(40)]  # 20 bytes each: several segments
+    await bus.producer.send_many("t", [Record(v, key=v) for v in values[:20]])
+    for v in values[20:]:
+        await bus.producer.send("t", v, key=v, headers=(("h", b"1"),))
+    consumer = await bus.consumer(["t"], "g")
+    first = await consumer.getmany(timeout_s=0.1, max_records=15)
+    await consumer.commit({m.tp: m.offset + 1 for m in first})
+    committed = {m.value for m in first}
+    memory_bus.reset(url)  # the process is gone: no close, no final commit
+
+    # A write the crash cut short: half a frame at the end of a partition's active segment.
+    part0 = sorted((tmp_path / "bus" / "topics" / "t" / "0").glob("*.log"))
+    assert len(part0) > 1, "segment_bytes=200 should have rolled segments"
+    part0[-1].write_bytes(part0[-1].read_bytes() + b"\x00\x00\x01\x00torn")
+
+    again = open_bus(url)
+    await again.start()
+    consumer = await again.consumer(["t"], "g")
+    rest = await _drain(consumer)
+    assert {m.value for m in rest} == set(values) - committed
+    assert all(m.headers == (("h", b"1"),) for m in rest if m.value in values[20:])
+    # A new group reads everything, exactly once, in per-key order.
+    everything = await _drain(await again.consumer(["t"], "other"))
+    assert sorted(m.value for m in everything) == sorted(values)
+    # Appends after the restart continue the offsets (no reuse of the torn tail's position).
+    await again.producer.send("t", b"after", key=values[0])
+    (after,) = await _drain(consumer)
+    tp = after.tp
+    assert after.offset == max(m.offset for m in everything if m.tp == tp) + 1
+    await again.close()
+    memory_bus.reset(url)
+
+
+async def test_durable_log_directory_is_one_process_at_a_time(tmp_path: Path) -> None:
+    url = f"memory://one-{uuid.uuid4().hex}?dir={tmp_path}/bus"
+    bus = open_bus(url)
+    await bus.start()
+    with pytest.raises(BusError, match="in use"):
+        Journal(tmp_path / "bus")
+    memory_bus.reset(url)
+    Journal(tmp_path / "bus").close()  # released with the broker
+
+
+async def test_durable_retention_deletes_whole_segments_only_once_committed(
+    tmp_path: Path,
+) -> None:
+    url = (
+        f"memory://seg-{uuid.uuid4().hex}?partitions=1&dir={tmp_path}/bus"
+        "&segment_bytes=300&retention_bytes=600"
+    )
+    bus = open_bus(url)
+    await bus.start()
+    directory = tmp_path / "bus" / "topics" / "t" / "0"
+    consumer = await bus.consumer(["t"], "g")
+    for n in range(6):  # a segment rolls between writes once it holds segment_bytes
+        await bus.producer.send_many("t", [Record(b"%03d" % i * 10) for i in range(n, 60, 6)])
+    grown = len(list(directory.glob("*.log")))
+    assert grown > 4  # nothing committed: nothing dropped
+    got = await _drain(consumer)
+    await bus.producer.send("t", b"y" * 30)
+    grown = len(list(directory.glob("*.log")))
+    assert sorted(directory.glob("*.log"))[0].name == f"{0:020d}.log"  # read, not committed
+    await consumer.commit({got[-1].tp: got[-1].offset + 1})
+    await bus.producer.send("t", b"z" * 30)
+    assert len(list(directory.glob("*.log"))) < grown
+    memory_bus.reset(url)
+    again = open_bus(url)
+    await again.start()
+    late = await _drain(await again.consumer(["t"], "g"))
+    assert [m.value for m in late] == [b"y" * 30, b"z" * 30]
+    memory_bus.reset(url)
+
+
+async def _drain(consumer: Consumer) -> list[Message]:
+    got: list[Message] = []
+    while batch := await consumer.getmany(timeout_s=0.1, max_records=1000):
+        got += batch
+    return got

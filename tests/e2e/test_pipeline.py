@@ -19,7 +19,7 @@ from cdr_ingest.documents import Document
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_parser.models import cdrs, raw_payloads
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_allinone_app, create_service_app
 from cdrkit.bus import Record, open_bus
 from cdrkit.db import create_engine

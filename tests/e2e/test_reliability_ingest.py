@@ -25,9 +25,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cdr_parser.models import cdrs, raw_payloads
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.db import create_engine
+from cdrkit.testing.processes import forget_group, spawn, stop
 from cdrkit.testing.tansu import TansuBroker
 from tests.e2e.conftest import serving, wait_for
 
@@ -138,7 +139,7 @@ def _free_port() -> int:
 @contextmanager
 def _ingest_process(port: int, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        proc = spawn(
             [sys.executable, "-m", "cdrflow", "serve", "ingest", "--port", str(port)],
             env={**os.environ, **env},
             cwd=ROOT,
@@ -157,12 +158,8 @@ def _ingest_process(port: int, env: dict[str, str], log: Path) -> Iterator[subpr
         yield proc
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
+        forget_group(proc.pid)
 
 
 @pytest.mark.integration

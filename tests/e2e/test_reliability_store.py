@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from cdr_parser.models import cdr_keys, cdrs, raw_payloads
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.db import create_engine
 from cdrkit.testing.postgres import PrivateCluster

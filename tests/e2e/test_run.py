@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from cdrkit.testing.processes import spawn, stop
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -34,7 +36,7 @@ def test_run_with_auth_configured_feeds_itself(tmp_path: Path) -> None:
     }
     env.pop("CDRFLOW_DATABASE_URL", None)
     env.pop("CDRFLOW_BUS_URL", None)
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "cdrflow", "run", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -59,7 +61,6 @@ def test_run_with_auth_configured_feeds_itself(tmp_path: Path) -> None:
         assert refused.status_code == 401
         assert refused.json()["error"] == "unauthorized"
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc, timeout_s=20)
     assert (tmp_path / "cdrflow.db").is_file()
     assert "mock feed post answered 401" not in (tmp_path / "run.log").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cdrmodel.events import InvalidEvent, parse_event
+from cdrmodel.call_events import InvalidEvent, parse_event
 from tests.ingest.conftest import ingest_app
 
 START = (

@@ -23,7 +23,7 @@ from cdr_parser.models import cdr_keys, cdrs, dead_letters, raw_payloads
 from cdr_parser.repository import CdrFilter, CdrRepository
 from cdr_parser.retention import RetentionJob
 from cdr_parser.settings import ParserSettings
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.bus import Record
 from cdrkit.db import create_engine, migrate, session_factory
@@ -43,6 +43,7 @@ def cdr_row(
     caller: str | None = "1000",
     callee: str | None = "2000",
     disposition: str | None = "answered",
+    **more: Any,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {c.name: None for c in cdrs.c}
     row.update(
@@ -57,6 +58,7 @@ def cdr_row(
         extra={},
         stored_at=NOW,
     )
+    row.update(more)
     return row
 
 
@@ -161,6 +163,10 @@ def _generated(n: int, months: int, seed: int = 11) -> list[dict[str, Any]]:
                 caller=caller,
                 callee=callee,
                 disposition=rng.choice(["answered", "answered", "busy", "failed", "no_answer"]),
+                source=rng.choice(["freeswitch", "freeswitch", "hipath", "pexip"]),
+                carrier=rng.choice(["trunk-1", "trunk-2", "gw-a", None]),
+                tenant=rng.choice(["a.example", "b.example", None]),
+                direction=rng.choice(["inbound", "outbound", "internal", None]),
             )
         )
     return rows
@@ -173,7 +179,10 @@ def _expected(rows: list[dict[str, Any]], flt: CdrFilter) -> list[str]:
             and (flt.until is None or r["start_time"] < flt.until)
             and (flt.account is None or r["account"] == flt.account)
             and (flt.number is None or flt.number in (r["caller_number"], r["callee_number"]))
-            and (flt.disposition is None or r["disposition"] == flt.disposition)
+            and all(
+                getattr(flt, c) is None or r[c] == getattr(flt, c)
+                for c in ("disposition", "source", "carrier", "tenant", "direction")
+            )
         )
 
     kept = sorted(
@@ -191,6 +200,10 @@ FILTERS = [
     CdrFilter(since=NOW - timedelta(days=40), until=NOW - timedelta(days=10)),
     CdrFilter(since=NOW - timedelta(days=100), number="1001"),
     CdrFilter(since=NOW - timedelta(days=100), account="acme", disposition="answered"),
+    CdrFilter(source="hipath"),
+    CdrFilter(carrier="trunk-2", direction="inbound"),
+    CdrFilter(tenant="b.example", source="freeswitch"),
+    CdrFilter(direction="internal", since=NOW - timedelta(days=60)),
 ]
 
 
@@ -267,6 +280,10 @@ async def test_listing_plans_are_index_scans_with_partition_pruning(
         (CdrFilter(account="acme"), deep),
         (CdrFilter(number="1004"), None),
         (CdrFilter(disposition="failed"), deep),
+        (CdrFilter(source="hipath"), deep),
+        (CdrFilter(carrier="trunk-1"), None),
+        (CdrFilter(tenant="a.example"), deep),
+        (CdrFilter(direction="outbound"), None),
         (window, None),
         (CdrFilter(since=window.since, until=window.until, account="globex"), None),
     ]:

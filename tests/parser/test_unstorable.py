@@ -170,6 +170,11 @@ async def test_hostile_queries_of_the_store_answer_4xx_not_500(fresh_pg_url: str
             ("/v1/dead-letters/99999999999999999999", 422),
             (f"/v1/dead-letters?cursor={huge_letter_cursor}", 400),
             ("/v1/events/pending?older_than=1e300", 422),
+            ("/v1/cdrs?sorce=hipath", 400),
+            ("/v1/cdrs.csv?direction=inbound&tennant=x", 400),
+            ("/v1/cdrs?direction=sideways", 422),
+            ("/v1/cdrs?tenant=%00", 400),
+            ("/v1/dead-letters?limit=5&page=2", 400),
             ("/v1/cdrs/no-such-call", 404),
             ("/v1/dead-letters/9223372036854775807", 404),
         ]:
@@ -178,3 +183,7 @@ async def test_hostile_queries_of_the_store_answer_4xx_not_500(fresh_pg_url: str
             assert set(answer.json()) == {"error", "detail"}, path
         answer = await client.post("/v1/dead-letters/99999999999999999999/retry")
         assert answer.status_code == 422, answer.text
+        answer = await client.get("/v1/cdrs", params={"source": "hipath", "sorce": "x"})
+        assert answer.json()["error"] == "unknown_parameter"
+        assert "'sorce'" in answer.json()["detail"]
+        assert "source" in answer.json()["detail"]

@@ -186,13 +186,14 @@ async def test_s3_redirect_to_a_presigned_url(recordings: RecFactory) -> None:
 
 
 async def test_tokens(recordings: RecFactory) -> None:
-    async with recordings(tokens="first-token,second-token") as rec:
+    first, second = "read-token-0123456789", "admin-token-0123456789"
+    async with recordings(api_tokens=f"read:{first},admin:{second}") as rec:
         call_id, data = await _local_call(rec, young())
         url = f"/v1/recordings/{call_id}/audio"
         r = await rec.client.get(url)
         assert r.status_code == 401
         assert r.json()["error"] == "unauthorized"
-        assert r.headers["www-authenticate"].startswith('Bearer realm="cdrflow recordings"')
+        assert r.headers["www-authenticate"].startswith('Bearer realm="cdrflow"')
         r = await rec.client.get(url, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401
         assert 'error="invalid_token"' in r.headers["www-authenticate"]
@@ -200,11 +201,11 @@ async def test_tokens(recordings: RecFactory) -> None:
         assert r.status_code == 401
         r = await rec.client.get(f"/v1/recordings/{call_id}")
         assert r.status_code == 401
-        for token in ("first-token", "second-token"):
+        for token in (first, second):
             r = await rec.client.get(url, headers={"Authorization": f"Bearer {token}"})
             assert (r.status_code, r.content) == (200, data)
         # <audio src> cannot send a header: the RFC 6750 query parameter works too
-        r = await rec.client.get(url, params={"access_token": "second-token"})
+        r = await rec.client.get(url, params={"access_token": second})
         assert (r.status_code, r.content) == (200, data)
         r = await rec.client.get(url, params={"access_token": "nope"})
         assert r.status_code == 401

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from cdr_parser.freeswitch import map_json, map_xml, parse_json, parse_xml
 from cdr_stats.app import create_app
-from cdr_stats.call import BUCKET_S, bucket_of
+from cdr_stats.call_fields import BUCKET_S, bucket_of
 from cdr_stats.settings import StatsSettings
 from cdrkit.bus import Record
 from cdrkit.settings import load

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cdr_stats.call import BUCKET_S
+from cdr_stats.call_fields import BUCKET_S
 from cdr_stats.live import LiveHub
+from cdrkit.testing.processes import spawn, stop
 from tests.stats.conftest import (
     make_cdr,
     memory_bus,
@@ -167,7 +168,7 @@ async def chromium_page(binary: str, tmp: Path) -> AsyncIterator[Cdp]:
     from websockets.asyncio.client import connect
 
     profile = tmp / "chromium-profile"
-    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block; it is waited for below)
+    proc = spawn(
         [
             binary,
             "--headless",
@@ -202,12 +203,7 @@ async def chromium_page(binary: str, tmp: Path) -> AsyncIterator[Cdp]:
         async with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
             yield Cdp(ws)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=10)
 
 
 async def test_dashboard_in_headless_chromium(fresh_pg_url: str, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cdr_stats.call import BUCKET_S
+from cdr_stats.call_fields import BUCKET_S
 from tests.e2e.conftest import serving
 from tests.stats.conftest import (
     make_cdr,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cdr_stats.aggregate import Aggregate
-from cdr_stats.call import BadCall, Call, bucket_of, decode_call
+from cdr_stats.call_fields import BadCall, Call, bucket_of, decode_call
 from cdr_stats.plugins import PluginContext, PrefixLists, fraud_prefixes, totals, unexpected_sip
 from cdr_stats.rules import evaluate
 from cdr_stats.settings import DEFAULT_RULES

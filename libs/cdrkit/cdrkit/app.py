@@ -29,8 +29,10 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cdrkit.auth import ApiTokens, log_access_mode, parse_api_tokens
 from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
+from cdrkit.redact import public_error, public_text
 from cdrkit.settings import ServiceSettings
 from cdrmodel.errors import CdrflowError
 
@@ -99,6 +101,7 @@ class ServiceRegistry:
 class AppState:
     components: dict[str, Component] = field(default_factory=dict)
     runtime: Runtime | None = None
+    api_tokens: ApiTokens = field(default_factory=ApiTokens)
 
 
 def component(request: Request, name: str) -> Any:
@@ -125,10 +128,12 @@ async def open_runtime(
 
 
 def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpec]) -> FastAPI:
-    state = AppState()
+    secret = settings.api_tokens
+    state = AppState(api_tokens=parse_api_tokens(secret.get_secret_value() if secret else None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_access_mode(state.api_tokens, title)
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(open_runtime(settings, specs))
             state.runtime = runtime
@@ -219,10 +224,10 @@ def health_router(
                 try:
                     await asyncio.wait_for(ping(runtime.engine), 5)
                 except Exception as exc:
-                    problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
+                    problems.append(f"database unreachable: {public_error(exc)}")
             for name, comp in state.components.items():
                 if name not in consumers and (reason := comp.ready()):
-                    problems.append(f"{name}: {reason}")
+                    problems.append(public_text(f"{name}: {reason}"))
         if problems:
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -238,10 +243,10 @@ def health_router(
             try:
                 await asyncio.wait_for(runtime.bus.ping(), 5)
             except Exception as exc:
-                problems.append(f"bus unreachable: {type(exc).__name__}: {exc}")
+                problems.append(f"bus unreachable: {public_error(exc)}")
             for name, comp in state.components.items():
                 if name in consumers and (reason := comp.ready()):
-                    problems.append(f"{name}: {reason}")
+                    problems.append(public_text(f"{name}: {reason}"))
         names = sorted(consumers & state.components.keys())
         if problems:
             return JSONResponse(

@@ -42,6 +42,23 @@ class ServiceSettings(BaseSettings):
     )
     # Claim-check objects (large payloads): file:///dir or s3://bucket/prefix?endpoint_url=…
     object_store_url: str | None = Field(default=None, validation_alias=_common("object_store_url"))
+    # API tokens, "role:token[,role:token]" with roles read < operate < admin (cdrkit.auth);
+    # unset: the APIs are open (warned at start-up).
+    api_tokens: SecretStr | None = Field(default=None, validation_alias=_common("api_tokens"))
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        from cdrkit.auth import parse_api_tokens
+
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            parse_api_tokens(value.get_secret_value())
+        except ValueError as exc:
+            # Not a ValueError: pydantic would put the input (the secrets) into the message.
+            raise ConfigurationError(f"invalid configuration: CDRFLOW_API_TOKENS: {exc}") from None
+        return value
 
     @field_validator("bus_url")
     @classmethod

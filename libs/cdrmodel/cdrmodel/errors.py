@@ -61,6 +61,13 @@ class Unauthorized(InvalidInput):
     status = 401
 
 
+class Forbidden(InvalidInput):
+    """Authenticated, but the token's role is below what the route needs."""
+
+    code = "forbidden"
+    status = 403
+
+
 class NotFound(InvalidInput):
     code = "not_found"
     status = 404

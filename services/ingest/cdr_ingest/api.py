@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from cdr_ingest.call_event_intake import decode_events
 from cdr_ingest.deps import IngestDep, PosterDep
-from cdr_ingest.events import decode_events
 from cdr_ingest.metrics import EVENTS
+from cdrkit.auth import READ
 from cdrmodel import Origin
 from cdrmodel.errors import PayloadTooLarge
 
@@ -56,7 +57,7 @@ async def post_cdr(
     return JSONResponse({"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status})
 
 
-@router.get("/v1/spool", tags=["ingest"])
+@router.get("/v1/spool", tags=["ingest"], dependencies=[READ])
 async def get_spool(ingest: IngestDep) -> dict[str, object]:
     """The local spool: envelopes waiting for the bus, their bytes and age, and the drainer."""
     spool = ingest.spool

@@ -14,7 +14,8 @@ from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from cdr_ingest.request_metrics import install as install_request_metrics
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
-from cdr_ingest.spool import Drainer, Spool
+from cdr_ingest.spool.drainer import Drainer
+from cdr_ingest.spool.segment_log import Spool
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
 from cdrkit.bus import Bus

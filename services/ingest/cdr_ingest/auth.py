@@ -7,7 +7,9 @@ post is a real 401 with a ``WWW-Authenticate`` challenge, never a 2xx: the switc
 without credentials and needs that challenge to send them.
 
 Every secret is compared in constant time against every configured entry, so neither the timing
-nor the work done tells a caller which user exists.
+nor the work done tells a caller which user exists. These credentials are the switches' own: the
+read/operate/admin tokens of the other APIs are ``CDRFLOW_API_TOKENS`` (``cdrkit.auth``), so a
+switch's credentials never read a call.
 """
 
 from __future__ import annotations
@@ -25,19 +27,13 @@ from pydantic import SecretStr
 from cdr_ingest.metrics import AUTH_REJECTIONS
 from cdr_ingest.settings import IngestSettings
 from cdrkit.app import component
-from cdrmodel.errors import Unauthorized
+from cdrkit.auth import AuthenticationRequired, match_secret
+
+__all__ = ["AuthenticationRequired", "Credentials", "authenticate", "require_poster"]
 
 log = logging.getLogger(__name__)
 
 REALM = "cdrflow"
-
-
-class AuthenticationRequired(Unauthorized):
-    """A 401 that carries its challenge (``cdrkit.app`` copies ``headers`` onto the answer)."""
-
-    def __init__(self, detail: str, challenge: str) -> None:
-        super().__init__(detail)
-        self.headers = {"WWW-Authenticate": challenge}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +69,8 @@ class Credentials:
     def check_token(self, token: bytes) -> str | None:
         """``token#N`` (N counts from 1 in ``INGEST_TOKENS``) for a configured token, else None;
         the token itself never reaches an envelope or a log line."""
-        found: str | None = None
-        for index, known in enumerate(self.tokens, start=1):
-            if hmac.compare_digest(token, known):
-                found = f"token#{index}"
-        return found
+        position = match_secret(token, self.tokens)
+        return None if position is None else f"token#{position}"
 
 
 def parse_basic_auth(value: str) -> tuple[tuple[bytes, bytes], ...]:

@@ -24,12 +24,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cdr_ingest.call_event_intake import ValidEvent
 from cdr_ingest.dedupe import RecentAccepts
 from cdr_ingest.documents import Document, decode_post
-from cdr_ingest.events import ValidEvent
 from cdr_ingest.metrics import BODY_BYTES, BUS_ERRORS, CLAIM_CHECK_BYTES, CLAIM_CHECKS, DUPLICATES
 from cdr_ingest.settings import IngestSettings
-from cdr_ingest.spool import Drainer, Spool, SpoolFull
+from cdr_ingest.spool.drainer import Drainer
+from cdr_ingest.spool.segment_log import Spool, SpoolFull
 from cdrkit.bus import BusError, Producer, Record
 from cdrkit.objects import ObjectStore, object_key
 from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex, topics

@@ -8,18 +8,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from cdr_parser.deps import ParserDep
 from cdr_parser.repository import CdrFilter
 from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
 from cdr_parser.service import row_to_cdr
+from cdrkit.auth import OPERATE, READ
+from cdrkit.params import known_query_only
 from cdrkit.query import decode_cursor, encode_cursor, parse_instant
-from cdrmodel import CDR, Disposition
+from cdrmodel import CDR, Direction, Disposition
 from cdrmodel.errors import InvalidInput, NotFound
 
-router = APIRouter(tags=["cdrs"])
+router = APIRouter(tags=["cdrs"], dependencies=[Depends(known_query_only)])
 
 
 class RawGone(NotFound):
@@ -40,22 +42,42 @@ def _no_nul(value: str | None, name: str) -> None:
         raise InvalidInput(f"{name} holds a NUL character; no CDR has one")
 
 
-def _filter(
-    since: str | None,
-    until: str | None,
-    account: str | None,
-    number: str | None,
-    disposition: Disposition | None,
+def cdr_filter(
+    since: Since = None,
+    until: Until = None,
+    account: str | None = None,
+    number: Annotated[str | None, Query(description="caller or callee number")] = None,
+    disposition: Disposition | None = None,
+    source: Annotated[
+        str | None, Query(description="the system it came from: freeswitch, hipath, ...")
+    ] = None,
+    carrier: Annotated[str | None, Query(description="gateway, profile or trunk")] = None,
+    tenant: Annotated[str | None, Query(description="domain or tenant")] = None,
+    direction: Direction | None = None,
 ) -> CdrFilter:
-    _no_nul(account, "account")
-    _no_nul(number, "number")
+    """The filters shared by the list and the CSV export (exact matches, ANDed)."""
+    for name, value in (
+        ("account", account),
+        ("number", number),
+        ("source", source),
+        ("carrier", carrier),
+        ("tenant", tenant),
+    ):
+        _no_nul(value, name)
     return CdrFilter(
         since=parse_instant(since, "since") if since else None,
         until=parse_instant(until, "until") if until else None,
         account=account,
         number=number,
         disposition=disposition.value if disposition else None,
+        source=source,
+        carrier=carrier,
+        tenant=tenant,
+        direction=direction.value if direction else None,
     )
+
+
+FilterDep = Annotated[CdrFilter, Depends(cdr_filter)]
 
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:
@@ -71,19 +93,14 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
     return after
 
 
-@router.get("/v1/cdrs", response_model=CdrPage)
+@router.get("/v1/cdrs", response_model=CdrPage, dependencies=[READ])
 async def list_cdrs(
     parser: ParserDep,
-    since: Since = None,
-    until: Until = None,
-    account: str | None = None,
-    number: Annotated[str | None, Query(description="caller or callee number")] = None,
-    disposition: Disposition | None = None,
+    flt: FilterDep,
     limit: Limit = 100,
     cursor: str | None = None,
 ) -> CdrPage:
-    """List CDRs, newest start time first, with cursor paging."""
-    flt = _filter(since, until, account, number, disposition)
+    """List CDRs, newest start time first, with cursor paging; an unknown parameter is a 400."""
     rows = await parser.repo.list(flt, after=_after(cursor), limit=limit)
     items = [row_to_cdr(r) for r in rows]
     next_cursor = None
@@ -96,17 +113,9 @@ async def list_cdrs(
 _CSV_FIELDS = [name for name in CDR.model_fields if name != "extra"]
 
 
-@router.get("/v1/cdrs.csv")
-async def export_cdrs(
-    parser: ParserDep,
-    since: Since = None,
-    until: Until = None,
-    account: str | None = None,
-    number: str | None = None,
-    disposition: Disposition | None = None,
-) -> StreamingResponse:
+@router.get("/v1/cdrs.csv", dependencies=[READ])
+async def export_cdrs(parser: ParserDep, flt: FilterDep) -> StreamingResponse:
     """Export CDRs as CSV (same filters as the list), streamed page by page."""
-    flt = _filter(since, until, account, number, disposition)
 
     async def rows() -> AsyncIterator[str]:
         buf = io.StringIO()
@@ -132,7 +141,7 @@ async def export_cdrs(
     )
 
 
-@router.get("/v1/cdrs/{call_id}", response_model=CDR)
+@router.get("/v1/cdrs/{call_id}", response_model=CDR, dependencies=[READ])
 async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     """One CDR by its call id (the leg's uuid)."""
     _no_nul(call_id, "the call id")
@@ -142,7 +151,7 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     return row_to_cdr(row)
 
 
-@router.get("/v1/cdrs/{call_id}/raw")
+@router.get("/v1/cdrs/{call_id}/raw", dependencies=[READ])
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
     _no_nul(call_id, "the call id")
@@ -168,7 +177,7 @@ async def get_raw(call_id: str, parser: ParserDep) -> Response:
     )
 
 
-@router.get("/v1/dead-letters", response_model=DeadLetterPage)
+@router.get("/v1/dead-letters", response_model=DeadLetterPage, dependencies=[READ])
 async def list_dead_letters(
     parser: ParserDep, limit: Limit = 100, cursor: str | None = None
 ) -> DeadLetterPage:
@@ -185,7 +194,7 @@ async def list_dead_letters(
     return DeadLetterPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut)
+@router.get("/v1/dead-letters/{letter_id}", response_model=DeadLetterOut, dependencies=[READ])
 async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """One dead letter with its reason and the envelope (or raw bytes) that failed."""
     row = await parser.repo.get_dead_letter(letter_id)
@@ -194,7 +203,9 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
     return DeadLetterOut.model_validate(dict(row._mapping))
 
 
-@router.post("/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut)
+@router.post(
+    "/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut, dependencies=[OPERATE]
+)
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
     dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
@@ -202,7 +213,7 @@ async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLette
     return DeadLetterOut.model_validate(dict(row._mapping))
 
 
-@router.get("/v1/events/pending", tags=["events"])
+@router.get("/v1/events/pending", tags=["events"], dependencies=[READ])
 async def pending_events(
     parser: ParserDep,
     older_than: Annotated[

@@ -60,6 +60,10 @@ cdrs = Table(
     Index("ix_cdrs_caller_number", "caller_number", "start_time", "call_id"),
     Index("ix_cdrs_callee_number", "callee_number", "start_time", "call_id"),
     Index("ix_cdrs_disposition", "disposition", "start_time", "call_id"),
+    Index("ix_cdrs_source", "source", "start_time", "call_id"),
+    Index("ix_cdrs_carrier", "carrier", "start_time", "call_id"),
+    Index("ix_cdrs_tenant", "tenant", "start_time", "call_id"),
+    Index("ix_cdrs_direction", "direction", "start_time", "call_id"),
 )
 
 raw_payloads = Table(

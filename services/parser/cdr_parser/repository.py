@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.events import EventWork, Half, Rows, resolve
 from cdr_parser.models import call_event_halves, cdr_keys, cdrs, dead_letters, raw_payloads
+from cdr_parser.pairing import EventWork, Half, Rows, resolve
 from cdrkit.db import insert_ignore
 
 
@@ -39,6 +39,10 @@ class CdrFilter:
     account: str | None = None
     number: str | None = None
     disposition: str | None = None
+    source: str | None = None
+    carrier: str | None = None
+    tenant: str | None = None
+    direction: str | None = None
 
 
 @dataclass
@@ -93,7 +97,7 @@ class CdrRepository:
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
 
-        ``events``: call start/end halves of the batch, paired (``cdr_parser.events``) against
+        ``events``: call start/end halves of the batch, paired (``cdr_parser.pairing``) against
         the stored halves in this same transaction; the CDRs, raw payloads and dead letters the
         pairing yields are stored with the rest of the batch.
 
@@ -221,8 +225,10 @@ class CdrRepository:
             conds.append(cdrs.c.start_time < flt.until)
         if flt.account is not None:
             conds.append(cdrs.c.account == flt.account)
-        if flt.disposition is not None:
-            conds.append(cdrs.c.disposition == flt.disposition)
+        for column in ("disposition", "source", "carrier", "tenant", "direction"):
+            value = getattr(flt, column)
+            if value is not None:
+                conds.append(cdrs.c[column] == value)
         if after is not None:
             conds.append(tuple_(cdrs.c.start_time, cdrs.c.call_id) < tuple_(*after))
             # Implied by the row comparison, but only this form prunes newer partitions.

@@ -13,7 +13,7 @@ A crash between any two steps redelivers the batch; steps 2 and 3 are repeat-saf
 sees each call at least once and consumers of ``cdr.normalized`` dedupe on the call id.
 
 Call start/end halves (``call.event``) are not mapped alone: step 2 pairs them with the stored
-halves in the same transaction (``cdr_parser.events``), and step 3 follows it, since only then are
+halves in the same transaction (``cdr_parser.pairing``), and step 3 follows it, since only then are
 the CDRs they complete known.
 """
 
@@ -31,8 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Table
 
-from cdr_parser.events import EventWork, Incoming, Resolution, Rows
-from cdr_parser.mapping import map_envelope
+from cdr_parser.dispatch import map_envelope
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
@@ -42,14 +41,15 @@ from cdr_parser.metrics import (
     MAP_SECONDS,
 )
 from cdr_parser.models import cdrs, raw_payloads
+from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
 from cdr_parser.repository import CdrRepository
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
 from cdrkit.objects import ObjectNotFound, ObjectStore
 from cdrmodel import CDR, DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
+from cdrmodel.call_events import CallEvent, parse_event_json
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
-from cdrmodel.events import CallEvent, parse_event_json
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class ParserService:
         dead: dict[str, tuple[dict[str, Any], DeadLetter]],
     ) -> None:
         """A batch with call start/end halves: they are paired inside the store transaction
-        (``cdr_parser.events``), so the CDRs they complete are known, and published, only once
+        (``cdr_parser.pairing``), so the CDRs they complete are known, and published, only once
         it has committed. Every complete call a half of this batch belongs to is published again
         (``cdr.normalized`` consumers dedupe on the call id), so a crash after the commit and
         before the publish loses nothing: the redelivered halves publish it."""

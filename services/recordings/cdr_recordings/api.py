@@ -10,17 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from cdr_recordings.deps import ServiceDep, require_token
+from cdr_recordings.deps import ServiceDep
 from cdr_recordings.metrics import SERVED, SERVED_BYTES
 from cdr_recordings.paths import content_type, key_segment, open_local
 from cdr_recordings.ranges import parse_range
 from cdr_recordings.service import Located, RecordingsService
+from cdrkit.auth import READ_OR_QUERY
 from cdrmodel.errors import NotFound
 
-router = APIRouter(tags=["recordings"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["recordings"], dependencies=[READ_OR_QUERY])
 
 CHUNK = 512 * 1024
 

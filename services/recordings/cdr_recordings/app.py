@@ -48,8 +48,6 @@ def spec(settings: RecordingsSettings) -> ServiceSpec:
             root = settings.effective_local_root
             if not root.is_dir():
                 log.warning("recordings: the local root %s is not a directory (yet)", root)
-            if settings.tokens is None:
-                log.warning("the recordings API is open: set RECORDINGS_TOKENS to require tokens")
             loop = await stack.enter_async_context(
                 consuming(
                     runtime.bus,

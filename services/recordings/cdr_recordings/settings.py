@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from cdrkit.settings import ServiceSettings
+from cdrkit.settings import ConfigurationError, ServiceSettings
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -48,8 +48,9 @@ class RecordingsSettings(ServiceSettings):
     archive_part_bytes: int = Field(default=8 * MiB, ge=5 * MiB, le=5 * 1024 * MiB)
     archive_max_attempts: int = Field(default=5, ge=1)
     keep_local: bool = False
-    # Bearer tokens the API requires (tok1[,tok2]); unset: open.
-    tokens: SecretStr | None = None
+    # Replaced by CDRFLOW_API_TOKENS (cdrkit.auth); kept only to refuse a stale setting loudly
+    # instead of serving recordings to anyone while the operator believes they are protected.
+    legacy_tokens: SecretStr | None = Field(default=None, validation_alias="RECORDINGS_TOKENS")
 
     @field_validator("s3_bucket")
     @classmethod
@@ -73,15 +74,15 @@ class RecordingsSettings(ServiceSettings):
             raise ValueError("must be an absolute path")
         return posixpath.normpath(value)
 
-    @field_validator("tokens")
+    @field_validator("legacy_tokens")
     @classmethod
     def _tokens(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            if not value.get_secret_value():
-                return None
-            if not all(t.strip() for t in value.get_secret_value().split(",")):
-                raise ValueError("an empty token; separate tokens with single commas")
-        return value
+        if value is not None and value.get_secret_value().strip():
+            raise ConfigurationError(
+                "invalid configuration: RECORDINGS_TOKENS is no longer read; give the same tokens "
+                "as read:<token> entries of CDRFLOW_API_TOKENS"
+            )
+        return None
 
     @property
     def effective_local_root(self) -> Path:

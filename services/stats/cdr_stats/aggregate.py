@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
-from cdr_stats.call import BUCKET_S, DIMENSIONS, Call
+from cdr_stats.call_fields import BUCKET_S, DIMENSIONS, Call
 
 ALL = "all"
 Key = tuple[int, str, str]  # bucket, dim, value

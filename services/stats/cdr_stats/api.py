@@ -11,9 +11,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from cdr_stats.aggregate import ALL
-from cdr_stats.call import DIMENSIONS
+from cdr_stats.call_fields import DIMENSIONS
 from cdr_stats.deps import StatsDep
 from cdr_stats.service import NEEDS
+from cdrkit.auth import ADMIN, OPERATE, READ, READ_OR_QUERY
 from cdrkit.query import parse_instant
 from cdrmodel.errors import InvalidInput
 
@@ -26,7 +27,7 @@ def _epoch(value: str, name: str) -> int:
     return int(parse_instant(value, name).timestamp())
 
 
-@router.get("/v1/buckets")
+@router.get("/v1/buckets", dependencies=[READ])
 async def get_buckets(
     stats: StatsDep,
     since: Annotated[
@@ -60,7 +61,7 @@ async def get_buckets(
     return Response(body, media_type="application/json")
 
 
-@router.get("/v1/alerts")
+@router.get("/v1/alerts", dependencies=[READ])
 async def get_alerts(
     stats: StatsDep,
     since: Annotated[
@@ -75,7 +76,7 @@ async def get_alerts(
     return {"items": [a.to_json() for a in rows]}
 
 
-@router.delete("/v1/alerts")
+@router.delete("/v1/alerts", dependencies=[OPERATE])
 async def delete_alerts(
     stats: StatsDep,
     before: Annotated[
@@ -87,7 +88,7 @@ async def delete_alerts(
     return {"deleted": await stats.repo.delete_alerts(cut)}
 
 
-@router.get("/v1/live")
+@router.get("/v1/live", dependencies=[READ_OR_QUERY])
 async def live(stats: StatsDep) -> StreamingResponse:
     """Server-sent events: ``bucket`` (a changed bucket of all calls or of a carrier, at most
     every STATS_LIVE_INTERVAL_S), ``alert`` (as raised), ``dropped`` (this client was too slow and
@@ -99,13 +100,13 @@ async def live(stats: StatsDep) -> StreamingResponse:
     )
 
 
-@router.get("/v1/plugins")
+@router.get("/v1/plugins", dependencies=[READ])
 async def get_plugins(stats: StatsDep) -> dict[str, Any]:
     """The plugins in use and those that failed to load (with why)."""
     return stats.plugins.describe()
 
 
-@router.post("/v1/plugins/reload")
+@router.post("/v1/plugins/reload", dependencies=[ADMIN])
 async def reload_plugins(stats: StatsDep) -> dict[str, Any]:
     """Find the plugins again (entry points of ``cdrflow.stats_plugins``); no data is lost."""
     return stats.reload_plugins().describe()

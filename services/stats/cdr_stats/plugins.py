@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdr_stats.call import Call
+from cdr_stats.call_fields import Call
 from cdr_stats.settings import StatsSettings
 from cdrmodel.errors import InvalidInput
 

@@ -31,7 +31,7 @@ from operator import itemgetter
 from typing import Any
 
 from cdr_stats.aggregate import ALL, Aggregate, Cell, Key, rows_to_cells
-from cdr_stats.call import BUCKET_S, BadCall, Call, bucket_of, decode_call
+from cdr_stats.call_fields import BUCKET_S, BadCall, Call, bucket_of, decode_call
 from cdr_stats.live import LiveHub, sse
 from cdr_stats.metrics import (
     ALERTS,

@@ -26,6 +26,12 @@ one message, default 8 MiB + 64 KiB, as for Kafka), ``rebalance_timeout_ms`` (ho
 waits for ``on_revoke`` callbacks, default 30000), ``retention_bytes`` (bytes of values kept per
 partition, default 64 MiB, 0 = unlimited). Compression is accepted and ignored.
 
+Durability: with ``dir=PATH`` every message is written to an append-only, fsync'd log under
+``PATH`` before ``send`` returns, committed offsets are persisted too, and a broker started on the
+same directory (after a crash or a restart) resumes from it; see ``cdrkit.bus.journal``. Options
+``fsync`` (default true) and ``segment_bytes`` (default 16 MiB). Without ``dir`` everything lives
+in memory and the process is the retention. ``cdrflow run`` puts the log in its data dir.
+
 Retention, as Kafka's ``retention.bytes``: past ``retention_bytes`` a partition drops its oldest
 messages, so the all-in-one process does not grow for as long as it runs; unlike Kafka it never
 drops a message that a group consuming the partition has not committed yet.
@@ -39,8 +45,9 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from cdrkit.bus.base import (
     BusConfig,
@@ -51,6 +58,7 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
+from cdrkit.bus.journal import GroupCommit, Journal, Loaded, encode
 from cdrmodel.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -91,13 +99,20 @@ class _Topic:
         # Consumers blocked in getmany on this topic; woken (and forgotten) on the next append.
         self.waiters: set[MemoryConsumer] = set()
 
-    def append(self, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int) -> None:
+    def partition_for(self, key: bytes | None) -> int:
         n = len(self.logs)
         if key is None:
             partition = self.next_keyless % n
             self.next_keyless += 1
-        else:
-            partition = zlib.crc32(key) % n
+            return partition
+        return zlib.crc32(key) % n
+
+    def append(self, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int) -> None:
+        self.append_to(self.partition_for(key), key, value, headers, timestamp_ms)
+
+    def append_to(
+        self, partition: int, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int
+    ) -> None:
         log = self.logs[partition]
         log.append(Message(self.name, partition, len(log), key, value, headers, timestamp_ms))
         self.sizes[partition] += len(value)
@@ -117,6 +132,16 @@ class _Topic:
             log[start] = None
             start += 1
         self.starts[partition], self.sizes[partition] = start, size
+        if self.broker.journal is not None:
+            self.broker.journal.drop_below(TopicPartition(self.name, partition), start)
+
+    def load(self, partition: int, loaded: Loaded) -> None:
+        """Fill a partition with what the journal read back from disk."""
+        log = self.logs[partition]
+        log[:] = [None] * loaded.start
+        log.extend(loaded.messages)
+        self.starts[partition] = loaded.start
+        self.sizes[partition] = sum(len(m.value) for m in loaded.messages)
 
     def wake(self) -> None:
         if self.waiters:
@@ -125,16 +150,73 @@ class _Topic:
             self.waiters.clear()
 
 
+# A produced batch waiting for the journal: the topic and (partition, key, value, headers, ts).
+_Pending = tuple["_Topic", list[tuple[int, bytes | None, bytes, Headers, int]]]
+
+
 class _Broker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, journal: Journal | None = None, retention: int = 0) -> None:
         self.name = name
         self.topics: dict[str, _Topic] = {}
         self.groups: dict[str, _Group] = {}
+        self.journal = journal
+        self.writer: GroupCommit[_Pending] | None = None
+        if journal is not None:
+            self.writer = GroupCommit(self._flush, str(journal.root))
+            self._load(journal, retention)
+
+    def _load(self, journal: Journal, retention: int) -> None:
+        for name, partitions in journal.topic_names():
+            topic = self.topics[name] = _Topic(self, name, partitions, retention)
+            for p in range(partitions):
+                topic.load(p, journal.load_partition(name, p))
+        for name, committed in journal.load_groups().items():
+            group = self.group(name)
+            for tp, offset in committed.items():
+                held = self.topics.get(tp.topic)
+                if held is not None and tp.partition < len(held.logs):
+                    group.committed[tp] = min(offset, len(held.logs[tp.partition]))
+        logger.info(
+            "memory bus %s: log under %s loaded: %s",
+            self.name or "(default)",
+            journal.root,
+            ", ".join(
+                f"{t.name} {sum(len(log) - s for log, s in zip(t.logs, t.starts, strict=True))}"
+                for t in self.topics.values()
+            )
+            or "empty",
+        )
+
+    async def _flush(self, batches: list[_Pending]) -> None:
+        """Write and fsync the batches, then make them visible (in submission order)."""
+        journal = self.journal
+        assert journal is not None
+        frames: dict[tuple[_Topic, int], list[bytes]] = {}
+        for topic, records in batches:
+            for partition, key, value, headers, ts in records:
+                frames.setdefault((topic, partition), []).append(encode(key, value, headers, ts))
+        chunks = [
+            (
+                journal.prepare(TopicPartition(topic.name, p), len(topic.logs[p])),
+                b"".join(parts),
+            )
+            for (topic, p), parts in frames.items()
+        ]
+        await asyncio.to_thread(journal.write, chunks)
+        for topic, records in batches:
+            for partition, key, value, headers, ts in records:
+                topic.append_to(partition, key, value, headers, ts)
+        for topic in {topic for topic, _ in batches}:
+            topic.wake()
 
     def topic(self, name: str, partitions: int, retention: int) -> _Topic:
         topic = self.topics.get(name)
         if topic is None:
             topic = self.topics[name] = _Topic(self, name, partitions, retention)
+            if self.journal is not None:
+                self.journal.create_topic(name, partitions)
+                for p in range(partitions):
+                    topic.load(p, self.journal.load_partition(name, p))
             logger.debug(
                 "memory bus %s: created topic %s (%d partitions)", self.name, name, partitions
             )
@@ -147,8 +229,10 @@ class _Broker:
         for group in self.groups.values():
             offset = group.committed.get(tp)
             if offset is None:
-                if any(tp.topic in member.topics for member in group.members):
-                    return 0
+                if any(tp.topic in member.topics for member in group.members) or any(
+                    other.topic == tp.topic for other in group.committed
+                ):
+                    return 0  # a member reads the topic, or the group has read it before
                 continue
             floor = min(floor, offset)
         return floor
@@ -168,12 +252,35 @@ def _broker_name(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
-def _broker_for(url: str) -> _Broker:
+def _broker_for(url: str, config: BusConfig, retention: int) -> _Broker:
     name = _broker_name(url)
     broker = _brokers.get(name)
+    directory = config.options.get("dir")
     if broker is None:
-        broker = _brokers[name] = _Broker(name)
+        journal = None
+        if directory:
+            journal = Journal(
+                Path(directory),
+                fsync=config.options.get("fsync", "true").lower() in ("1", "true", "yes", "on"),
+                segment_bytes=_int_option(config, "segment_bytes", 0),
+            )
+        broker = _brokers[name] = _Broker(name, journal, retention)
+    elif directory and (broker.journal is None or broker.journal.root != Path(directory)):
+        raise ValueError(
+            f"bus URL {url!r}: the in-process broker {name or '(default)'} is already running "
+            f"{'on ' + str(broker.journal.root) if broker.journal else 'without a log directory'}"
+        )
     return broker
+
+
+def durable_url(url: str, directory: Path) -> str:
+    """``url`` with its log in ``directory`` when it is a ``memory://`` URL without one (how the
+    all-in-one ``cdrflow run`` keeps acknowledged messages across a crash); else ``url``."""
+    parts = urlsplit(url)
+    if parts.scheme != "memory" or "dir" in parse_qs(parts.query):
+        return url
+    query = urlencode([("dir", str(directory.resolve())), *parse_qsl(parts.query)], safe="/")
+    return f"memory://{parts.netloc}{parts.path}?{query}"
 
 
 def reset(url: str | None = None) -> None:
@@ -182,10 +289,14 @@ def reset(url: str | None = None) -> None:
     Buses already started on it keep working on the old broker; new ones get an empty broker.
     Tests call this so that no state leaks between them.
     """
+    gone = list(_brokers.values()) if url is None else [_brokers.get(_broker_name(url))]
     if url is None:
         _brokers.clear()
     else:
         _brokers.pop(_broker_name(url), None)
+    for broker in gone:
+        if broker is not None and broker.journal is not None:
+            broker.journal.close()  # releases the directory for a "restarted" broker
 
 
 class _Group:
@@ -297,6 +408,11 @@ class MemoryProducer:
     ) -> None:
         self._check_size(topic, key, value, headers)
         target = self._bus._topic(topic)
+        writer = self._bus._require_broker().writer
+        if writer is not None:
+            ts = time.time_ns() // 1_000_000
+            await writer.submit((target, [(target.partition_for(key), key, value, headers, ts)]))
+            return
         target.append(key, value, headers, time.time_ns() // 1_000_000)
         target.wake()
         self._sends += 1
@@ -308,6 +424,17 @@ class MemoryProducer:
             self._check_size(topic, record.key, record.value, record.headers)
         target = self._bus._topic(topic)
         now_ms = time.time_ns() // 1_000_000
+        writer = self._bus._require_broker().writer
+        if writer is not None:
+            if records:
+                batch = [
+                    (target.partition_for(r.key), r.key, r.value, r.headers, now_ms)
+                    for r in records
+                ]
+                await writer.submit((target, batch))
+            else:
+                await asyncio.sleep(0)
+            return
         for record in records:
             target.append(record.key, record.value, record.headers, now_ms)
         target.wake()
@@ -380,10 +507,14 @@ class MemoryConsumer:
                 )
         committed = self._group.committed
         broker = self._group.broker
+        if broker.journal is not None:
+            broker.journal.commit(self._group.name, dict(offsets))
         for tp, offset in offsets.items():
             committed[tp] = offset
             broker.topics[tp.topic].enforce_retention(tp.partition)
             logger.debug("group %s committed %s@%d", self._group.name, tp, offset)
+        if broker.journal is not None:
+            broker.journal.maybe_compact(self._group.name, committed)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._logs)
@@ -491,7 +622,7 @@ class MemoryBus:
 
     async def start(self) -> None:
         if self._broker is None:
-            self._broker = _broker_for(self.url)
+            self._broker = _broker_for(self.url, self._config, self._retention)
             logger.info("memory bus %s started", self._broker.name or "(default)")
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
 from cdrkit.db import is_transient
 from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, LAG, RETRIES, STOPPED
+from cdrkit.redact import public_error
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class ConsumeLoop:
             raise
         except Exception as exc:
             log.exception("consumer %s stopped on an unexpected error", self.group)
-            self._fail(f"consumer {self.group} stopped: {type(exc).__name__}: {exc}")
+            self._fail(f"consumer {self.group} stopped: {public_error(exc)}")
 
     def _report_lag(self, consumer: Consumer) -> None:
         per_topic = dict.fromkeys(self.topics, 0)

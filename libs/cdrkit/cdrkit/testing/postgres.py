@@ -1,4 +1,11 @@
-"""Real PostgreSQL for tests: a database of our own on 127.0.0.1:5432, created and dropped."""
+"""Real PostgreSQL for tests: a database of our own, created and dropped.
+
+The server and the role that creates the databases come from ``CDRFLOW_TEST_PG_ADMIN`` (one
+``postgresql://user:password@host:port/database`` URL) or else from libpq's ``PGHOST``, ``PGPORT``,
+``PGUSER``, ``PGPASSWORD`` and ``PGDATABASE`` (defaults: ``postgres`` without a password on
+127.0.0.1:5432, the ``postgres`` database). When that login fails the test session stops at once
+with one sentence saying what to set.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +16,118 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import pytest
 
-ADMIN_DSN = os.environ.get("CDRFLOW_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from cdrkit.testing.processes import forget_postmaster, watch_postmaster
+
+# What the session exits with when the database cannot be logged in to (pytest's own codes are
+# 0-5; 3 is "internal error", 4 "usage error"): a set-up problem, not a failed test.
+SETUP_EXIT_CODE = 4
+
+WHAT_TO_SET = (
+    "set PGHOST, PGPORT, PGUSER and PGPASSWORD (or one CDRFLOW_TEST_PG_ADMIN="
+    "postgresql://user:password@host:port/postgres URL) to a role that may create databases, "
+    "or run `make services` to start the local cluster"
+)
+
+
+def admin_dsn(env: Mapping[str, str] | None = None) -> str:
+    """The libpq URL the tests log in with to create and drop their databases."""
+    env = os.environ if env is None else env
+    if env.get("CDRFLOW_TEST_PG_ADMIN"):
+        return env["CDRFLOW_TEST_PG_ADMIN"]
+    host = env.get("PGHOST") or "127.0.0.1"
+    if host.startswith("/"):  # a Unix-socket directory: libpq's ?host= form
+        netloc, query = "", f"?host={quote(host, safe='/')}"
+    else:
+        netloc = f"[{host}]" if ":" in host else host
+        query = ""
+    port = env.get("PGPORT") or "5432"
+    user = quote(env.get("PGUSER") or "postgres", safe="")
+    password = env.get("PGPASSWORD")
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    database = quote(env.get("PGDATABASE") or "postgres", safe="")
+    hostport = f"{netloc}:{port}" if netloc else ""
+    return f"postgresql://{auth}@{hostport}/{database}{query}"
+
+
+ADMIN_DSN = admin_dsn()
+
+
+def _shown(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    head, sep, tail = dsn.partition("@")
+    if not sep or "://" not in head:
+        return dsn
+    scheme, _, userinfo = head.partition("://")
+    return f"{scheme}://{userinfo.split(':', 1)[0]}@{tail}"
+
+
+class LoginFailed(RuntimeError):
+    """PostgreSQL cannot be reached or refused the login: a set-up problem, not a test failure."""
+
+
+_LOGIN_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InvalidAuthorizationSpecificationError,  # bad password, no such role, pg_hba reject
+    asyncpg.InvalidCatalogNameError,  # no such database to log in to
+    asyncpg.CannotConnectNowError,  # starting up / shutting down
+    asyncpg.InsufficientPrivilegeError,  # a role that may not create databases
+)
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    try:
+        conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    except _LOGIN_ERRORS as exc:
+        raise LoginFailed(
+            f"cannot log in to PostgreSQL as {_shown(ADMIN_DSN)} ({exc or type(exc).__name__}): "
+            f"{WHAT_TO_SET}."
+        ) from exc
     try:
         await conn.execute(sql)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise LoginFailed(
+            f"PostgreSQL role in {_shown(ADMIN_DSN)} may not create databases ({exc}): "
+            f"{WHAT_TO_SET}."
+        ) from exc
     finally:
         await conn.close()
 
 
 def create_database(prefix: str = "cdrflow_test") -> str:
-    """Create an empty database; return its SQLAlchemy URL."""
+    """Create an empty database; return its SQLAlchemy URL.
+
+    Raises ``LoginFailed`` (one sentence saying what to set) when the server cannot be logged in to.
+    """
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise RuntimeError(
-            f"PostgreSQL at {ADMIN_DSN} is not usable ({exc}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-        ) from exc
-    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{name}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    rest = ADMIN_DSN.partition("://")[2]
+    authority, _, path = rest.partition("/")
+    query = path.partition("?")[2]
+    url = f"postgresql+asyncpg://{authority}/{name}"
+    return f"{url}?{query}" if query else url
 
 
 def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
+    name = url.rsplit("/", 1)[1].partition("?")[0]
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _create_or_fail() -> str:
     try:
         return create_database()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    except LoginFailed as exc:
+        # Every later database test would fail the same way: stop the session with the sentence.
+        pytest.exit(str(exc), returncode=SETUP_EXIT_CODE)
+    except asyncpg.PostgresError as exc:
+        pytest.fail(f"cannot create a test database on {_shown(ADMIN_DSN)}: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -132,11 +210,15 @@ class PrivateCluster:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        # pg_ctl daemonises the postmaster: the watchdog stops it (through postmaster.pid) if
+        # pytest dies before stop().
+        watch_postmaster(self.data)
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
         if self._initialised and (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        forget_postmaster(self.data)
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)

@@ -31,6 +31,8 @@ from types import TracebackType
 
 import pytest
 
+from cdrkit.testing.processes import forget_group, spawn
+
 logger = logging.getLogger(__name__)
 
 _HOST = "127.0.0.1"
@@ -183,14 +185,16 @@ class TansuBroker:
         with self._log_path.open("wb") as log_file:
             # The log goes to a file rather than a pipe: nobody drains a pipe, and a full pipe
             # would block the broker.
+            # Its own process group, stopped by the watchdog should pytest die (in-memory
+            # storage: a SIGKILL loses nothing a test could want).
             try:
-                self._process = subprocess.Popen(
+                self._process = spawn(
                     command,
+                    watch_signal=signal.SIGKILL,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     env={**os.environ, "RUST_BACKTRACE": "1"},
-                    start_new_session=True,
                 )
             except OSError as exc:
                 raise TansuUnavailable(f"cannot execute {binary}: {exc}") from exc
@@ -244,7 +248,10 @@ class TansuBroker:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        forget_group(process.pid)
+        if process.poll() is not None:
             return
         # SIGINT rather than SIGTERM: on SIGTERM Tansu drains open client connections for about
         # 5 s, on SIGINT it exits at once, and its in-memory storage has nothing to flush.

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 
 from cdr_ingest.documents import JSON_TYPES, media_type
+from cdrmodel.call_events import CallEvent, InvalidEvent, parse_event
 from cdrmodel.errors import MissingField, NotWellFormed, PayloadTooLarge, UnsupportedMediaType
-from cdrmodel.events import CallEvent, InvalidEvent, parse_event
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,6 @@ def map_envelope(env: RawEnvelope, payload: str | None = None) -> CDR:
     if env.kind is PayloadKind.FREESWITCH_JSON:
         return freeswitch.map_json(freeswitch.parse_json(text), **hints)  # type: ignore[arg-type]
     if env.kind is PayloadKind.CALL_EVENT:
-        # Half a call: ParserService pairs it with its other half (cdr_parser.events).
+        # Half a call: ParserService pairs it with its other half (cdr_parser.pairing).
         raise UnmappableRecord("a call start/end record is paired with its other half, not mapped")
     raise UnmappableRecord(f"no mapper for payload kind {env.kind.value!r} yet")

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from cdr_ingest.spool import SEGMENT_SUFFIX, read_segment
+from cdr_ingest.spool.codec import read_segment
+from cdr_ingest.spool.segment_log import SEGMENT_SUFFIX
 from cdrflow.platform import create_service_app
 from cdrmodel import PayloadKind, RawEnvelope, topics
-from cdrmodel.events import InvalidEvent, parse_event
+from cdrmodel.call_events import InvalidEvent, parse_event
 from tests.e2e.conftest import serving
 from tests.ingest.conftest import IngestFactory
 

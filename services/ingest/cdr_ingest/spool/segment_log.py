@@ -1,31 +1,8 @@
-"""The ingest spool: where accepted envelopes wait, fsync'd on local disk, while the bus is away.
-
-Delivery contract:
-
-* ``Spool.append`` returns only once the record is on disk (``write`` + ``fsync`` of the segment,
-  and of the directory when the segment is new), so a post answered 200 from the spool survives a
-  crash, a SIGKILL or a power cut. Concurrent appends share one fsync (group commit): while one
-  fsync runs, the next appends queue up and the following fsync covers them all.
-* The spool is bounded (``max_bytes``): past it ``append`` raises ``SpoolFull`` (503), so the
-  switch keeps the CDR and retries rather than ingest taking what it cannot keep.
-* The ``Drainer`` ships records to the bus in spool order, in batches, and a segment file is
-  deleted only after every record in it was acknowledged by the bus. A crash after a batch was
-  acknowledged but before the spool noted it sends that batch again on restart, and a post whose
-  bus send timed out may still land on Kafka later although it was spooled too: both are
-  duplicates of the same envelope (same id, same call id), which the parser stores once. The
-  spool gives at-least-once delivery, never at-most-once.
-
-On-disk format: a directory of segment files ``<sequence>.seg`` (20 digits, so names sort in
-order), written append-only and never reopened for writing after a restart. Each record is::
-
-    magic   2 bytes   b"\\xcd\\x5f"
-    length  u32 BE    bytes of the body
-    crc     u32 BE    CRC-32 of the length field and the body
-    body    length    spooled_at_ms (i64 BE), key length (i32 BE, -1: no key), key, value
-
-A record cut short by a crash (the last one of a segment; its append was never acknowledged) fails
-the length or CRC check: it is reported, truncated away and skipped, never read as data.
-"""
+"""The spool's log: append-only segment files ``<sequence>.seg`` (20 digits, so names sort in
+order) in one directory, written with group commit and fsync and never reopened for writing after
+a restart; recovered at open (a torn tail is truncated), read from the head by the drainer, and
+deleted segment by segment once the bus acknowledged every record in them. The delivery contract
+is in the package docstring (``cdr_ingest.spool``)."""
 
 from __future__ import annotations
 
@@ -34,26 +11,26 @@ import contextlib
 import errno
 import logging
 import os
-import struct
 import time
-import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cdr_ingest.metrics import SPOOL_DRAINED, SPOOLED
-from cdrkit.bus import Producer, Record
-from cdrkit.bus.runner import cancel_and_wait
-from cdrmodel.errors import CdrflowError, Transient
+from cdr_ingest.spool.codec import (
+    HEADER,
+    MAX_RECORD_BYTES,
+    SpooledRecord,
+    decode,
+    encode,
+    read_segment,
+)
+from cdrmodel.errors import Transient
+
+__all__ = ["SEGMENT_SUFFIX", "Batch", "Spool", "SpoolFull", "SpoolStatus", "SpoolUnavailable"]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xcd\x5f"
-_HEADER = struct.Struct(">2sII")  # magic, body length, crc32(length + body)
-_LENGTH = struct.Struct(">I")
-_BODY_HEAD = struct.Struct(">qi")  # spooled_at_ms, key length (-1: no key)
-MAX_RECORD_BYTES = 1 << 30  # a length above this is a torn or corrupt header, never a record
 SEGMENT_SUFFIX = ".seg"
 
 
@@ -65,62 +42,6 @@ class SpoolFull(Transient):
 class SpoolUnavailable(Transient):
     code = "spool_unavailable"
     status = 503
-
-
-@dataclass(frozen=True, slots=True)
-class SpooledRecord:
-    value: bytes
-    key: bytes | None
-    spooled_at: float  # Unix time, seconds
-
-
-def encode(record: SpooledRecord) -> bytes:
-    """One framed record, ready to append."""
-    key = record.key
-    body = (
-        _BODY_HEAD.pack(int(record.spooled_at * 1000), -1 if key is None else len(key))
-        + (key or b"")
-        + record.value
-    )
-    length = _LENGTH.pack(len(body))
-    return MAGIC + length + _LENGTH.pack(zlib.crc32(body, zlib.crc32(length))) + body
-
-
-def _decode_body(body: bytes) -> SpooledRecord:
-    spooled_at_ms, key_len = _BODY_HEAD.unpack_from(body)
-    start = _BODY_HEAD.size
-    if key_len < 0:
-        return SpooledRecord(body[start:], None, spooled_at_ms / 1000)
-    return SpooledRecord(
-        body[start + key_len :], body[start : start + key_len], spooled_at_ms / 1000
-    )
-
-
-def decode(data: bytes, offset: int = 0) -> tuple[SpooledRecord, int] | None:
-    """The record at ``offset`` and the offset after it; None if it is torn or corrupt."""
-    end = offset + _HEADER.size
-    if end > len(data):
-        return None
-    magic, length, crc = _HEADER.unpack_from(data, offset)
-    if magic != MAGIC or length > MAX_RECORD_BYTES or end + length > len(data):
-        return None
-    body = data[end : end + length]
-    if zlib.crc32(body, zlib.crc32(_LENGTH.pack(length))) != crc or length < _BODY_HEAD.size:
-        return None
-    return _decode_body(body), end + length
-
-
-def read_segment(data: bytes) -> tuple[list[SpooledRecord], int]:
-    """Every intact record of a segment, and the offset where the intact part ends."""
-    records: list[SpooledRecord] = []
-    offset = 0
-    while offset < len(data):
-        decoded = decode(data, offset)
-        if decoded is None:
-            break
-        record, offset = decoded
-        records.append(record)
-    return records, offset
 
 
 @dataclass
@@ -409,11 +330,11 @@ class Spool:
         with segment.path.open("rb") as f:
             f.seek(start)
             while offset < end and len(records) < max_records:
-                header = f.read(_HEADER.size)
+                header = f.read(HEADER.size)
                 decoded = None
-                if len(header) == _HEADER.size:
-                    length = _HEADER.unpack(header)[1]
-                    if length <= min(MAX_RECORD_BYTES, end - offset - _HEADER.size):
+                if len(header) == HEADER.size:
+                    length = HEADER.unpack(header)[1]
+                    if length <= min(MAX_RECORD_BYTES, end - offset - HEADER.size):
                         decoded = decode(header + f.read(length))
                 if decoded is None:
                     log.error(
@@ -469,120 +390,3 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(segment.path.unlink)
         return True
-
-
-@dataclass
-class Drainer:
-    """Ships the spool to ``topic`` in order; retries with backoff while the bus is away.
-
-    ``probe`` (the bus ping) runs before each retry, so batches are not queued into a producer
-    that cannot reach the broker; ``on_recover`` (e.g. creating topics a broker lost) runs once
-    each time the bus comes back.
-    """
-
-    spool: Spool
-    producer: Producer
-    topic: str
-    probe: Callable[[], Awaitable[None]]
-    send_timeout_s: float = 10.0
-    on_recover: Callable[[], Awaitable[None]] | None = None
-    batch_records: int = 500
-    batch_bytes: int = 4 * 1024 * 1024
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 5.0
-    reject_dir: Path | None = None
-    failing: bool = False
-    last_error: str | None = None
-    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
-
-    @property
-    def draining(self) -> bool:
-        """Records wait and the bus is taking them (not in a retry backoff)."""
-        return not self.spool.empty and not self.failing and self.running
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="spool-drainer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            # Not a plain cancel + await: a cancellation that lands as a timed-out send
-            # completes is swallowed by asyncio.wait_for (Python 3.11) and the drain loop would
-            # go on retrying, so stop() would wait forever.
-            await cancel_and_wait(self._task)
-            self._task = None
-
-    async def _run(self) -> None:
-        delay = self.retry_initial_s
-        while True:
-            await self.spool.wait_nonempty()
-            try:
-                batch = await self.spool.peek(
-                    max_records=self.batch_records, max_bytes=self.batch_bytes
-                )
-            except OSError as exc:
-                # A segment that cannot be read now (EIO, removed by hand) must not end the
-                # drainer for good: report it and try again, as for an unavailable bus.
-                log.error("reading the spool failed (%s); retrying", exc)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(self.retry_max_s)
-                continue
-            if batch is None:
-                await asyncio.sleep(0.01)  # an append is still being written
-                continue
-            try:
-                if self.failing:
-                    await asyncio.wait_for(self.probe(), self.send_timeout_s)
-                    if self.on_recover is not None:
-                        await asyncio.wait_for(self.on_recover(), self.send_timeout_s)
-                await self._send(batch.records)
-            except (Transient, TimeoutError) as exc:
-                if not self.failing:
-                    log.warning(
-                        "spool drain paused, the bus is unavailable (%s); %d records wait",
-                        exc or type(exc).__name__,
-                        self.spool.depth,
-                    )
-                self.failing = True
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            except Exception:
-                log.exception("spool drain failed unexpectedly; retrying")
-                await asyncio.sleep(self.retry_max_s)
-                continue
-            if self.failing:
-                log.info("the bus is back; draining %d spooled records", self.spool.depth)
-            self.failing, self.last_error, delay = False, None, self.retry_initial_s
-            await self.spool.ack(batch)
-
-    async def _send(self, records: Sequence[SpooledRecord]) -> None:
-        batch = [Record(value=r.value, key=r.key) for r in records]
-        try:
-            await asyncio.wait_for(self.producer.send_many(self.topic, batch), self.send_timeout_s)
-        except Transient:
-            raise
-        except CdrflowError:
-            # The bus refused some record for good (e.g. larger than its message limit): send
-            # the batch one by one and keep every refused record aside instead of losing it.
-            for record in batch:
-                try:
-                    await asyncio.wait_for(
-                        self.producer.send(self.topic, record.value, key=record.key),
-                        self.send_timeout_s,
-                    )
-                except Transient:
-                    raise
-                except CdrflowError as exc:
-                    self._reject(record, exc)
-
-    def _reject(self, record: Record, exc: CdrflowError) -> None:
-        directory = self.reject_dir or self.spool.directory / "rejected"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{time.time_ns()}.json"
-        path.write_bytes(record.value)
-        log.error("the bus refused a spooled envelope for good (%s); kept in %s", exc, path)

@@ -1,260 +1,40 @@
-"""Realistic FreeSWITCH mod_xml_cdr documents for the built-in mock feed and the benchmarks.
+"""Rendering a drawn :class:`~cdrflow.mock.draw.Call` as FreeSWITCH's mod_xml_cdr would post it.
 
 The shape follows the real documents in ``tests/fixtures/freeswitch/`` (FreeSWITCH 1.4-1.10):
 ``<cdr core-uuid switchname>`` with ``channel_data``, percent-encoded ``variables``, ``app_log``
 and a ``callflow`` whose caller profile carries ``<originatee>`` (A-leg) or ``<originator>``
-(B-leg). Outcomes, carriers, tenants and numbers are drawn from ``rng`` so a seeded
-``random.Random`` gives the same documents every run.
+(B-leg). The random details (codecs' statistics, SIP ids, app stamps) come from ``rng`` too.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 from urllib.parse import quote
 
-__all__ = ["generate_cdr"]
+from cdrflow.mock.draw import Call, caller_host
 
-
-@dataclass(frozen=True, slots=True)
-class _Carrier:
-    gateway: str  # the sofia gateway name
-    host: str  # its SIP proxy
-
-
-@dataclass(frozen=True, slots=True)
-class _Tenant:
-    domain: str
-    domain_uuid: str
-    area_code: str  # the tenant's DIDs live in this area
-    extensions: tuple[str, ...]
-    fusionpbx: bool  # FusionPBX-hosted tenants get call_direction, domain_uuid, record_path…
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    disposition: str  # what cdrflow should map it to (documentation only)
-    hangup_cause: str
-    q850: int
-    sip_code: int | None
-
-
-_CARRIERS: Final = (
-    _Carrier("vivo-sip", "sip.vivo-trunk.example.net"),
-    _Carrier("embratel-gw1", "200.244.10.17"),
-    _Carrier("algar-sbc", "sbc.algar.example.com"),
-    _Carrier("tim-ip", "189.40.12.9"),
-    _Carrier("voxbone-br", "br.voxbone.example.com"),
-)
-_CARRIER_WEIGHTS: Final = (35, 25, 15, 15, 10)
-
-_TENANTS: Final = (
-    _Tenant(
-        "acme.pbx.example.com",
-        "2b3c1d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d",
-        "11",
-        ("1001", "1002", "1003", "1004", "1010", "1020"),
-        True,
-    ),
-    _Tenant(
-        "pizzaria-roma.pbx.example.com",
-        "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
-        "21",
-        ("2001", "2002", "2003"),
-        True,
-    ),
-    _Tenant(
-        "clinica-sorriso.pbx.example.com",
-        "0a1b2c3d-4e5f-4607-9819-2a3b4c5d6e7f",
-        "31",
-        ("3001", "3002", "3003", "3004"),
-        False,
-    ),
-    _Tenant(
-        "transportes-sul.pbx.example.com",
-        "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
-        "51",
-        ("4001", "4002"),
-        False,
-    ),
-)
-_TENANT_WEIGHTS: Final = (40, 25, 20, 15)
-
-_AREA_CODES: Final = ("11", "21", "31", "41", "47", "51", "61", "71", "81", "85", "91")
-_NAMES: Final = (
-    "João Silva",
-    "Maria Souza",
-    "Ana Paula Lima",
-    "Carlos Pereira",
-    "Fernanda Costa",
-    "Luís Gonçalves",
-    "Recepção",
-    "Suporte Técnico",
-)
-_USER_AGENTS: Final = (
-    "Yealink SIP-T46S 66.86.0.15",
-    "Grandstream GXP2170 1.0.11.23",
-    "Zoiper rv2.10.20.4",
-    "Linphone/5.2.1 (belle-sip/5.2.0)",
-    "Cisco-SIPGateway/IOS-15.x",
-    "MicroSIP/3.21.3",
-)
-_CODECS: Final = (("PCMA", 8000), ("PCMA", 8000), ("PCMU", 8000), ("G729", 8000), ("opus", 48000))
-
-_ANSWERED: Final = _Outcome("answered", "NORMAL_CLEARING", 16, 200)
-# Realistic mix for a small carrier-connected PBX: ASR around 55 %.
-_OUTCOMES: Final[tuple[tuple[_Outcome, int], ...]] = (
-    (_ANSWERED, 550),
-    (_Outcome("no_answer", "NO_ANSWER", 19, 480), 80),
-    (_Outcome("no_answer", "NO_USER_RESPONSE", 18, 408), 30),
-    (_Outcome("no_answer", "NORMAL_CLEARING", 16, None), 20),  # caller hung up while ringing
-    (_Outcome("no_answer", "ALLOTTED_TIMEOUT", 602, None), 10),
-    (_Outcome("busy", "USER_BUSY", 17, 486), 90),
-    (_Outcome("busy", "USER_BUSY", 17, 600), 10),
-    (_Outcome("cancelled", "ORIGINATOR_CANCEL", 487, 487), 100),
-    (_Outcome("failed", "NORMAL_TEMPORARY_FAILURE", 41, 503), 45),
-    (_Outcome("failed", "NETWORK_OUT_OF_ORDER", 38, 502), 15),
-    (_Outcome("failed", "UNALLOCATED_NUMBER", 1, 404), 20),
-    (_Outcome("failed", "CALL_REJECTED", 21, 603), 15),
-    (_Outcome("failed", "INCOMPATIBLE_DESTINATION", 88, 488), 5),
-)
+__all__ = ["render_cdr"]
 
 # The switch's local zone: *_stamp variables are written in it (São Paulo, UTC-3, no DST).
 _SWITCH_TZ: Final = timezone(timedelta(hours=-3))
-_SWITCHES: Final = ("fs-sp-01", "fs-sp-02", "fs-rj-01")
 _LOCAL_IP: Final = "10.20.0.5"
 _PUBLIC_IP: Final = "177.70.12.34"
 
 
-def generate_cdr(
-    rng: random.Random, *, now: datetime | None = None, size_bytes: int | None = None
-) -> tuple[str, str]:
-    """One call leg as FreeSWITCH's mod_xml_cdr would post it: ``(leg uuid, XML text)``.
-
-    Mostly A-legs, about one in seven a B-leg with an ``<originator>`` profile. The call ends
-    within the minute before ``now`` (default: the current time). ``size_bytes`` pads the
-    document with a long ``<app_log>`` (an IVR loop) to about that many UTF-8 bytes. Natural
-    documents are 6-11 KB; for a smaller target the optional parts (SDP, RTP statistics, the
-    dialplan echo in ``<callflow>``) are left out, down to about 5-9 KB.
-    """
-    now = now if now is not None else datetime.now(UTC)
-    call = _Call.draw(rng, now)
+def render_cdr(call: Call, rng: random.Random, size_bytes: int | None = None) -> str:
+    """The mod_xml_cdr document of ``call`` (``size_bytes``: see ``cdrflow.mock.generate_cdr``)."""
     state = rng.getstate()
     xml = _render(call, rng, size_bytes, lean=False)
     if size_bytes is not None and len(xml.encode()) > size_bytes:
         rng.setstate(state)  # the same random details, only fewer of them
         xml = _render(call, rng, size_bytes, lean=True)
-    return call.leg_uuid, xml
+    return xml
 
 
-@dataclass(slots=True)
-class _Call:
-    kind: str  # outbound | inbound | internal
-    b_leg: bool
-    outcome: _Outcome
-    tenant: _Tenant
-    carrier: _Carrier
-    extension: str
-    other_extension: str
-    caller_number: str
-    caller_name: str
-    callee_number: str
-    a_uuid: str
-    b_uuid: str
-    leg_uuid: str
-    switchname: str
-    core_uuid: str
-    sip_call_id: str
-    user_agent: str
-    codec: str
-    rate: int
-    start_us: int
-    progress_us: int  # 0 = never
-    progress_media_us: int
-    answer_us: int
-    end_us: int
-    recorded: bool
-
-    @classmethod
-    def draw(cls, rng: random.Random, now: datetime) -> _Call:
-        tenant = rng.choices(_TENANTS, _TENANT_WEIGHTS)[0]
-        carrier = rng.choices(_CARRIERS, _CARRIER_WEIGHTS)[0]
-        outcome = rng.choices([o for o, _ in _OUTCOMES], [w for _, w in _OUTCOMES])[0]
-        kind = rng.choices(("outbound", "inbound", "internal"), (55, 35, 10))[0]
-        b_leg = rng.random() < 0.15
-        extension, other_extension = rng.sample(tenant.extensions, 2)
-        external = _e164(rng)
-        if kind == "outbound":
-            caller_number, callee_number = extension, external
-        elif kind == "inbound":
-            caller_number = external
-            callee_number = f"55{tenant.area_code}3{rng.randrange(10**7):07d}"  # a DID
-        else:
-            caller_number, callee_number = extension, other_extension
-        codec, rate = rng.choice(_CODECS)
-
-        # Timeline, in microseconds; the CDR is posted seconds after hangup.
-        end = now - timedelta(seconds=rng.uniform(0.5, 60.0))
-        end_us = _to_us(end)
-        pdd_us = int(rng.uniform(0.3, 4.0) * 1e6)
-        disposition = outcome.disposition
-        if disposition == "answered":
-            ring_us = pdd_us + int(rng.uniform(1.0, 20.0) * 1e6)
-            # Call lengths are roughly log-normal: many short calls, a long tail.
-            talk_us = int(min(max(rng.lognormvariate(4.2, 1.1), 1.0), 3600.0) * 1e6)
-        elif disposition == "no_answer":
-            ring_us = rng.choice((30, 45, 60)) * 1_000_000 + rng.randrange(400_000)
-            if outcome.hangup_cause == "NORMAL_CLEARING":
-                ring_us = pdd_us + int(rng.uniform(2.0, 25.0) * 1e6)
-            talk_us = 0
-        elif disposition == "cancelled":
-            ring_us, talk_us = pdd_us + int(rng.uniform(1.0, 25.0) * 1e6), 0
-        elif disposition == "busy":
-            ring_us, talk_us = int(rng.uniform(0.3, 2.5) * 1e6), 0
-        else:
-            ring_us, talk_us = int(rng.uniform(0.05, 3.0) * 1e6), 0
-        start_us = end_us - ring_us - talk_us
-        answered = disposition == "answered"
-        reached_progress = disposition in ("answered", "no_answer", "cancelled")
-        progress_us = start_us + pdd_us if reached_progress else 0
-        early_media = reached_progress and kind != "internal" and rng.random() < 0.6
-        progress_media_us = start_us + pdd_us + rng.randrange(20_000) if early_media else 0
-
-        a_uuid, b_uuid = _uuid(rng), _uuid(rng)
-        return cls(
-            kind=kind,
-            b_leg=b_leg,
-            outcome=outcome,
-            tenant=tenant,
-            carrier=carrier,
-            extension=extension,
-            other_extension=other_extension,
-            caller_number=caller_number,
-            caller_name=rng.choice(_NAMES) if kind != "inbound" else caller_number,
-            callee_number=callee_number,
-            a_uuid=a_uuid,
-            b_uuid=b_uuid,
-            leg_uuid=b_uuid if b_leg else a_uuid,
-            switchname=rng.choice(_SWITCHES),
-            core_uuid=_uuid(rng),
-            sip_call_id=f"{rng.getrandbits(64):016x}@{_caller_host(kind, tenant, carrier)}",
-            user_agent=rng.choice(_USER_AGENTS),
-            codec=codec,
-            rate=rate,
-            start_us=start_us,
-            progress_us=progress_us,
-            progress_media_us=progress_media_us,
-            answer_us=start_us + ring_us if answered else 0,
-            end_us=end_us,
-            recorded=answered and tenant.fusionpbx and rng.random() < 0.5,
-        )
-
-
-def _render(call: _Call, rng: random.Random, size_bytes: int | None, *, lean: bool) -> str:
+def _render(call: Call, rng: random.Random, size_bytes: int | None, *, lean: bool) -> str:
     head = [
         '<?xml version="1.0"?>\n',
         f'<cdr core-uuid="{call.core_uuid}" switchname="{call.switchname}">\n',
@@ -285,7 +65,7 @@ def _render(call: _Call, rng: random.Random, size_bytes: int | None, *, lean: bo
     return "".join((*head, *app_log, tail))
 
 
-def _padding(call: _Call, missing: int) -> list[str]:
+def _padding(call: Call, missing: int) -> list[str]:
     # An IVR that loops (hold music, position announcements) is what makes real CDRs reach
     # megabytes: thousands of app_log entries.
     entries: list[str] = []
@@ -317,12 +97,12 @@ def _app_entry(name: str, data: str, stamp: int) -> str:
     )
 
 
-def _variables(call: _Call, rng: random.Random, lean: bool) -> list[tuple[str, str]]:
+def _variables(call: Call, rng: random.Random, lean: bool) -> list[tuple[str, str]]:
     tenant, carrier = call.tenant, call.carrier
     outcome = call.outcome
     b = call.b_leg
     leg_uuid = call.leg_uuid
-    caller_host = _caller_host(call.kind, tenant, carrier)
+    from_host = caller_host(call.kind, tenant, carrier)
     # Which SIP endpoint this leg talks to, and through which sofia profile.
     leg_to_carrier = (call.kind == "inbound" and not b) or (call.kind == "outbound" and b)
     if leg_to_carrier:
@@ -343,8 +123,8 @@ def _variables(call: _Call, rng: random.Random, lean: bool) -> list[tuple[str, s
         v += [("is_outbound", "true"), ("originator", call.a_uuid)]
     v += [
         ("sip_from_user", call.caller_number),
-        ("sip_from_uri", f"{call.caller_number}@{caller_host}"),
-        ("sip_from_host", caller_host),
+        ("sip_from_uri", f"{call.caller_number}@{from_host}"),
+        ("sip_from_host", from_host),
         ("channel_name", channel_name),
         ("sip_call_id", call.sip_call_id),
         ("sip_local_network_addr", _PUBLIC_IP if leg_to_carrier else _LOCAL_IP),
@@ -374,7 +154,7 @@ def _variables(call: _Call, rng: random.Random, lean: bool) -> list[tuple[str, s
         ("sip_to_user", call.callee_number),
         ("sip_to_uri", f"{call.callee_number}@{tenant.domain}"),
         ("sip_to_host", tenant.domain),
-        ("sip_full_from", f'"{call.caller_name}" <sip:{call.caller_number}@{caller_host}>;tag=a1'),
+        ("sip_full_from", f'"{call.caller_name}" <sip:{call.caller_number}@{from_host}>;tag=a1'),
         ("max_forwards", "69"),
         ("presence_id", f"{call.extension}@{tenant.domain}"),
         ("domain_name", tenant.domain),
@@ -463,7 +243,7 @@ def _variables(call: _Call, rng: random.Random, lean: bool) -> list[tuple[str, s
     return v
 
 
-def _hangup_disposition(call: _Call, rng: random.Random) -> str:
+def _hangup_disposition(call: Call, rng: random.Random) -> str:
     # Which side ended the SIP dialog, and how.
     disposition = call.outcome.disposition
     if disposition == "answered":
@@ -477,7 +257,7 @@ def _hangup_disposition(call: _Call, rng: random.Random) -> str:
     return "recv_refuse" if call.b_leg else "send_refuse"
 
 
-def _time_variables(call: _Call) -> list[tuple[str, str]]:
+def _time_variables(call: Call) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     marks = (
         ("start", call.start_us),
@@ -496,7 +276,7 @@ def _time_variables(call: _Call) -> list[tuple[str, str]]:
     return out
 
 
-def _duration_variables(call: _Call) -> list[tuple[str, str]]:
+def _duration_variables(call: Call) -> list[tuple[str, str]]:
     # FreeSWITCH computes the *sec values from whole epoch seconds, the *msec/*usec from the
     # microsecond stamps.
     start, answer, end = call.start_us, call.answer_us, call.end_us
@@ -523,7 +303,7 @@ def _duration_variables(call: _Call) -> list[tuple[str, str]]:
     return out
 
 
-def _rtp_stats(call: _Call, rng: random.Random) -> list[tuple[str, str]]:
+def _rtp_stats(call: Call, rng: random.Random) -> list[tuple[str, str]]:
     media_s = max((call.end_us - (call.answer_us or call.progress_media_us)) / 1e6, 0.0)
     packets = int(media_s * 50)
     return [
@@ -538,7 +318,7 @@ def _rtp_stats(call: _Call, rng: random.Random) -> list[tuple[str, str]]:
     ]
 
 
-def _sdp(call: _Call, rng: random.Random) -> str:
+def _sdp(call: Call, rng: random.Random) -> str:
     port = rng.randrange(16384, 32768, 2)
     return (
         f"v=0\r\no=- {rng.randrange(10**9)} 1 IN IP4 10.20.30.41\r\ns=-\r\n"
@@ -548,7 +328,7 @@ def _sdp(call: _Call, rng: random.Random) -> str:
     )
 
 
-def _other_channel(call: _Call) -> str:
+def _other_channel(call: Call) -> str:
     # The channel on the other side of the bridge, named as sofia names it.
     if call.b_leg:
         if call.kind == "inbound":
@@ -560,7 +340,7 @@ def _other_channel(call: _Call) -> str:
     return f"sofia/internal/{target}@10.20.30.42"
 
 
-def _bridge_data(call: _Call) -> str:
+def _bridge_data(call: Call) -> str:
     if call.kind == "outbound":
         return (
             f"{{sip_cid_type=pid,origination_caller_id_number=55{call.tenant.area_code}30040000}}"
@@ -570,7 +350,7 @@ def _bridge_data(call: _Call) -> str:
     return f"user/{target}@{call.tenant.domain}"
 
 
-def _app_log(call: _Call) -> list[tuple[str, str]]:
+def _app_log(call: Call) -> list[tuple[str, str]]:
     tenant = call.tenant
     apps: list[tuple[str, str]] = [
         ("set", f"domain_name={tenant.domain}"),
@@ -595,7 +375,7 @@ def _app_log(call: _Call) -> list[tuple[str, str]]:
     return apps
 
 
-def _callflow(call: _Call, apps: Sequence[tuple[str, str]]) -> str:
+def _callflow(call: Call, apps: Sequence[tuple[str, str]]) -> str:
     tenant = call.tenant
     context = "public" if call.kind == "inbound" else tenant.domain
     profile = _profile_fields(
@@ -661,7 +441,7 @@ def _callflow(call: _Call, apps: Sequence[tuple[str, str]]) -> str:
 
 
 def _profile_fields(
-    call: _Call, *, uuid: str, chan_name: str, context: str, indent: str = "      "
+    call: Call, *, uuid: str, chan_name: str, context: str, indent: str = "      "
 ) -> str:
     fields = (
         ("username", call.caller_number),
@@ -681,25 +461,6 @@ def _profile_fields(
         ("chan_name", chan_name),
     )
     return "".join(f"{indent}<{k}>{_xml_text(v)}</{k}>\n" for k, v in fields)
-
-
-def _caller_host(kind: str, tenant: _Tenant, carrier: _Carrier) -> str:
-    return carrier.host if kind == "inbound" else tenant.domain
-
-
-def _e164(rng: random.Random) -> str:
-    area = rng.choice(_AREA_CODES)
-    if rng.random() < 0.7:  # mobile: 9 + 8 digits
-        return f"55{area}9{rng.randrange(10**8):08d}"
-    return f"55{area}{rng.randrange(2, 6)}{rng.randrange(10**7):07d}"
-
-
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _to_us(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _local(us: int) -> datetime:

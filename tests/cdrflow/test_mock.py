@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from cdr_parser.freeswitch import map_xml, parse_xml, xml_call_id
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrmodel import Direction, Disposition, Leg
 
 NOW = datetime(2024, 3, 15, 18, 30, tzinfo=UTC)

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from cdrmodel import CDR, Disposition, Leg, RawEnvelope
-from cdrmodel.events import CallEvent, EventType
+from cdrmodel.call_events import CallEvent, EventType
 
 SOURCE = "call.event"
 

@@ -17,7 +17,7 @@ import httpx
 
 from cdr_ingest.auth import parse_basic_auth, parse_tokens
 from cdr_ingest.settings import IngestSettings
-from cdrflow.mockfeed import generate_cdr
+from cdrflow.mock import generate_cdr
 from cdrkit.app import Runtime, ServiceSpec
 
 log = logging.getLogger(__name__)

@@ -28,14 +28,22 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
+    # postgresql+asyncpg://user:pass@host/db (deployed) or sqlite+aiosqlite:///file; unset: a
+    # SQLite file in the data dir (the embedded default).
     database_url: str | None = Field(default=None, validation_alias=_common("database_url"))
+    # memory:// (one process) or kafka://host:9092[,host:9092]?options (see "Kafka over TLS and
+    # SASL" below and cdrkit/bus/base.py for partitions, compression, timeouts).
     bus_url: str = Field(default="memory://", validation_alias=_common("bus_url"))
     # The SASL password of a kafka:// bus URL with SASL (unless its sasl_password_file is set).
     bus_sasl_password: SecretStr | None = Field(
         default=None, validation_alias=_common("bus_sasl_password")
     )
+    # Local state: ingest's spool, file claim checks, the SQLite file, the recordings root.
     data_dir: Path = Field(default=Path("var"), validation_alias=_common("data_dir"))
+    # Run the service's Alembic migrations at start; false where a one-shot `cdrflow migrate`
+    # owns the schema (compose, Kubernetes), so replicas never race through one upgrade.
     auto_migrate: bool = Field(default=True, validation_alias=_common("auto_migrate"))
+    # Log level, and the format: json lines, text, or auto (json when not on a terminal).
     log_level: str = Field(default="INFO", validation_alias=_common("log_level"))
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", validation_alias=_common("log_format")

@@ -14,6 +14,7 @@ against.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import sys
 import textwrap
@@ -149,12 +150,13 @@ def services() -> dict[str, type[ServiceSettings]]:
     return {name: svc.settings for name, svc in SERVICES.items()}
 
 
-def variables() -> list[Variable]:
+@functools.cache
+def variables() -> tuple[Variable, ...]:
     """Every variable a service reads: the common ones, then each service's own."""
     out = _fields(ServiceSettings, "common", own_only=False)
     for name, cls in services().items():
         out += _fields(cls, name, own_only=True)
-    return out
+    return tuple(out)
 
 
 def names_for(service: str) -> set[str]:

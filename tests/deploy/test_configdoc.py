@@ -1,0 +1,20 @@
+"""docs/configuration.md is generated from the settings classes and committed: stale fails."""
+
+from __future__ import annotations
+
+from cdrflow import configdoc
+
+
+def test_committed_configuration_page_is_current() -> None:
+    committed = configdoc.PAGE.read_text(encoding="utf-8")
+    assert committed == configdoc.render(), "run `python -m cdrflow.configdoc --write`"
+
+
+def test_every_service_variable_is_on_the_page() -> None:
+    page = configdoc.render()
+    names = {v.name for v in configdoc.variables()}
+    assert {"CDRFLOW_DATABASE_URL", "INGEST_TOKENS", "RECORDINGS_LOCAL_DAYS"} <= names
+    assert "INGEST_BEARER_TOKENS" not in names
+    for name in names:
+        assert f"`{name}`" in page
+    assert configdoc.main(["--check"]) == 0

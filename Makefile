@@ -28,15 +28,26 @@ help: ## show this help
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+MANIFESTS := pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+# Developers' set: what running needs plus the test, lint and bench groups (pyproject.toml).
+$(VENV)/.synced: $(UV) $(MANIFESTS)
 	$(UV) sync --locked --python $(PYTHON)
+	@touch $@ $(VENV)/.synced-run
+
+# What running needs, nothing else (--inexact: a developer's test tools stay installed).
+$(VENV)/.synced-run: $(UV) $(MANIFESTS)
+	$(UV) sync --locked --no-dev --inexact --python $(PYTHON)
 	@touch $@
 
 .PHONY: setup
-setup: $(VENV)/.synced ## install the workspace (uv, Python deps) into .venv
+setup: $(VENV)/.synced ## install the workspace with the developer tools (uv, Python deps) into .venv
+
+.PHONY: setup-run
+setup-run: $(VENV)/.synced-run ## install only what running needs into .venv
 
 .PHONY: run
-run: setup ## start the whole platform on its embedded defaults (one process, SQLite, mock feed)
+run: setup-run ## start the whole platform on its embedded defaults (one process, SQLite, mock feed)
 	$(BIN)/cdrflow run --host $(CDRFLOW_HOST) --port $(CDRFLOW_PORT)
 
 .PHONY: services
@@ -92,7 +103,7 @@ bench: setup services ## run the benchmarks (figures and ratios to the physical 
 	$(BIN)/python -m bench
 
 .PHONY: migrate
-migrate: setup ## upgrade the database at CDRFLOW_DATABASE_URL (default: SQLite in the data dir)
+migrate: setup-run ## upgrade the database at CDRFLOW_DATABASE_URL (default: SQLite in the data dir)
 	$(BIN)/cdrflow migrate
 
 .PHONY: clean

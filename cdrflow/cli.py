@@ -1,24 +1,98 @@
-"""The ``cdrflow`` command: run the platform and its operator tasks."""
+"""The ``cdrflow`` command: run the platform and its operator tasks.
+
+Built on click (already in the runtime set through uvicorn). Every option shows its default and the
+environment variable it falls back to; every command that touches a database, a bus or an ingest
+URL says which one in its ``--help`` (resolved from the environment at that moment) and again on
+stderr when it starts.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import json
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
+
+import click
 
 from cdrkit.obs import configure_logging
 
+CONTEXT: dict[str, Any] = {
+    "show_default": True,
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+}
+SERVICE_NAMES = ("ingest", "parser", "billing", "stats", "recordings")
+_USERINFO_PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^:/@?#]*):[^@/?#]*@", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"([?&][^=&#]*(?:password|secret|token|key)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return default
+
+def shown(url: str) -> str:
+    """``url`` safe to print: no password in its user info or secret-looking query parameters."""
+    url = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+    return _SECRET_PARAM.sub(r"\1***", url)
+
+
+def _fail(command: str, message: str, code: int = 2) -> NoReturn:
+    click.echo(f"cdrflow {command}: {message}", err=True)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a command touches
+
+
+def _targets(touches: Sequence[str], *, embedded: bool = False) -> list[tuple[str, str]]:
+    """(what, where) for each of ``touches``, resolved from the environment now."""
+    from cdrkit.settings import ConfigurationError, ServiceSettings, load
+
     try:
-        return float(value)
-    except ValueError:
-        sys.exit(f"invalid configuration: {name}={value!r} is not a number")
+        common = load(ServiceSettings)
+    except ConfigurationError as exc:
+        return [("configuration", str(exc))]
+    bus = common.bus_url
+    if embedded:
+        from cdrflow.platform import embedded_overrides
+
+        bus = str(embedded_overrides().get("bus_url", bus))
+    rows: list[tuple[str, str]] = []
+    for what in touches:
+        if what == "database":
+            where = shown(common.effective_database_url)
+            how = "CDRFLOW_DATABASE_URL" if common.database_url else "SQLite in CDRFLOW_DATA_DIR"
+            rows.append(("database", f"{where}  ({how})"))
+        elif what == "bus":
+            how = "in this process" if bus.startswith("memory://") else "CDRFLOW_BUS_URL"
+            rows.append(("bus", f"{shown(bus)}  ({how})"))
+        elif what == "data dir":
+            rows.append(("data dir", f"{common.data_dir.resolve()}  (CDRFLOW_DATA_DIR)"))
+    return rows
+
+
+class Touching(click.Command):
+    """A command whose help ends with the database/bus it will touch, resolved at help time."""
+
+    def __init__(self, *args: Any, touches: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.touches = tuple(touches)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        if self.touches:
+            embedded = self.name == "run"
+            with formatter.section("Touches (from the environment now)"):
+                formatter.write_dl(_targets(self.touches, embedded=embedded))
+
+
+def _announce(command: str, rows: list[tuple[str, str]]) -> None:
+    for what, where in rows:
+        click.echo(f"cdrflow {command}: {what} {where}", err=True)
 
 
 def _serve(app: object, host: str, port: int) -> None:
@@ -27,32 +101,84 @@ def _serve(app: object, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)  # type: ignore[arg-type]
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+# ---------------------------------------------------------------------------------------------
+# The commands
+
+
+@click.group(
+    context_settings=CONTEXT,
+    help="cdrflow: run the call detail record platform (all in one, or one service) and its "
+    "operator tasks. COMMAND --help shows each option's default and what the command touches.",
+)
+def cli() -> None:
+    configure_logging(
+        os.environ.get("CDRFLOW_LOG_LEVEL", "INFO"), os.environ.get("CDRFLOW_LOG_FORMAT", "auto")
+    )
+
+
+HOST = click.option(
+    "--host", default="127.0.0.1", envvar="CDRFLOW_HOST", show_envvar=True, help="listen address"
+)
+
+
+@cli.command(cls=Touching, touches=("database", "bus", "data dir"))
+@HOST
+@click.option(
+    "--port", type=int, default=8000, envvar="CDRFLOW_PORT", show_envvar=True, help="HTTP port"
+)
+@click.option(
+    "--mock-rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    envvar="CDRFLOW_MOCK_RATE",
+    show_envvar=True,
+    help="mock calls per minute posted to itself (0: no mock feed)",
+)
+def run(host: str, port: int, mock_rate: float) -> None:
+    """All services in one process on the embedded defaults (SQLite file, in-process bus with its
+    log in the data dir, local recordings), optionally fed mock calls."""
     from cdrflow.mock.feed import feed_spec
     from cdrflow.platform import create_allinone_app, embedded_overrides
 
-    rate = args.mock_rate if args.mock_rate is not None else _env_float("CDRFLOW_MOCK_RATE", 0)
     extra = []
-    if rate > 0:
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    if mock_rate > 0:
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         from cdr_ingest.settings import IngestSettings
         from cdrkit.settings import load
 
-        extra.append(feed_spec(f"http://{host}:{args.port}", rate, settings=load(IngestSettings)))
-    _serve(create_allinone_app(extra, **embedded_overrides()), args.host, args.port)
+        extra.append(feed_spec(f"http://{local}:{port}", mock_rate, settings=load(IngestSettings)))
+    _announce("run", [("listening on", f"http://{host}:{port}")])
+    _announce("run", _targets(("database", "bus", "data dir"), embedded=True))
+    if mock_rate > 0:
+        _announce("run", [("mock feed", f"{mock_rate:g} calls/min")])
+    _serve(create_allinone_app(extra, **embedded_overrides()), host, port)
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+@cli.command(cls=Touching, touches=("database", "bus"))
+@click.argument("service", type=click.Choice(SERVICE_NAMES))
+@HOST
+@click.option(
+    "--port", type=int, default=None, help="HTTP port [default: the service's own, 8001-8005]"
+)
+def serve(service: str, host: str, port: int | None) -> None:
+    """Run one service (the deployment form: each service its own process)."""
     from cdrflow.platform import SERVICES, create_service_app
 
-    port = args.port or SERVICES[args.service].port
-    _serve(create_service_app(args.service), args.host, port)
+    port = port or SERVICES[service].port
+    _announce(f"serve {service}", [("listening on", f"http://{host}:{port}")])
+    _announce(f"serve {service}", _targets(("database", "bus")))
+    _serve(create_service_app(service), host, port)
 
 
-def cmd_migrate(_args: argparse.Namespace) -> None:
+@cli.command(cls=Touching, touches=("database",))
+def migrate() -> None:
+    """Upgrade every service's tables to the latest schema."""
     from cdrflow.platform import SERVICES
-    from cdrkit.db import create_engine, migrate
+    from cdrkit.db import create_engine
+    from cdrkit.db import migrate as upgrade
     from cdrkit.settings import ServiceSettings, load
+
+    _announce("migrate", _targets(("database",)))
 
     async def _run() -> None:
         settings = load(ServiceSettings)
@@ -62,149 +188,136 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
             for name, svc in SERVICES.items():
                 spec = svc.spec(load(svc.settings))
                 if spec.migrations:
-                    await migrate(engine, spec.migrations, f"alembic_version_{name}")
-                    print(f"{name}: migrated")
+                    await upgrade(engine, spec.migrations, f"alembic_version_{name}")
+                    click.echo(f"{name}: migrated")
         finally:
             await engine.dispose()
 
     asyncio.run(_run())
 
 
-def _usage(message: str) -> None:
-    print(f"cdrflow replay: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def cmd_replay(args: argparse.Namespace) -> None:
+@cli.command(
+    cls=Touching,
+    touches=("database", "bus"),
+    epilog="PATH mode touches only the ingest URL; --from-store reads the database and "
+    "publishes to the bus below.",
+)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[PATH]...")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    envvar="CDRFLOW_REPLAY_URL",
+    show_envvar=True,
+    help="ingest base URL or its /v1/cdr endpoint",
+)
+@click.option("--token", envvar="CDRFLOW_REPLAY_TOKEN", show_envvar=True, help="bearer token")
+@click.option(
+    "--user",
+    envvar="CDRFLOW_REPLAY_USER",
+    show_envvar=True,
+    help="HTTP Basic name:password, like mod_xml_cdr's cred",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, help="requests in flight")
+@click.option("--retries", type=click.IntRange(min=0), default=5, help="on 503 / connection errors")
+@click.option("--timeout", type=float, default=60.0, help="per request, seconds")
+@click.option(
+    "--report", type=click.Path(path_type=Path), help="write the summary and failed items as JSON"
+)
+@click.option("--from-store", is_flag=True, help="re-publish stored raw payloads to cdr.raw")
+@click.option("--since", help="with --from-store: received at or after (epoch or ISO)")
+@click.option("--until", help="with --from-store: received before (epoch or ISO)")
+def replay(
+    paths: tuple[Path, ...],
+    url: str,
+    token: str | None,
+    user: str | None,
+    concurrency: int,
+    retries: int,
+    timeout: float,
+    report: Path | None,
+    from_store: bool,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Re-send saved [a_]<uuid>.cdr.xml/.cdr.json files (mod_xml_cdr log-dir/err-log-dir,
+    mod_json_cdr) to ingest, or with --from-store re-publish the raw payloads the CDR store
+    retained. Idempotent: the parser stores each call once."""
     from cdrflow.replay import Progress, replay_from_store, replay_paths, write_report
     from cdrkit.query import parse_instant
     from cdrmodel.errors import InvalidInput
 
-    if args.from_store == bool(args.paths):
-        _usage("give either PATH… or --from-store --since T, not both")
-    if args.concurrency < 1 or args.retries < 0:
-        _usage("--concurrency must be at least 1 and --retries not negative")
-    if args.token and args.user:
-        _usage("give --token or --user, not both")
-    if args.from_store:
-        if not args.since:
-            _usage("--from-store needs --since T")
+    if from_store == bool(paths):
+        _fail("replay", "give either PATH… or --from-store --since T, not both")
+    if token and user:
+        _fail("replay", "give --token or --user, not both")
+    if from_store:
+        if not since:
+            _fail("replay", "--from-store needs --since T")
         try:
-            since = parse_instant(args.since, "--since")
-            until = parse_instant(args.until, "--until") if args.until else None
+            start = parse_instant(since, "--since")
+            end = parse_instant(until, "--until") if until else None
         except InvalidInput as exc:
-            _usage(exc.detail)
+            _fail("replay", exc.detail)
+        _announce("replay", _targets(("database", "bus")))
         summary = asyncio.run(
-            replay_from_store(since, until, retries=args.retries, progress=Progress(None))
+            replay_from_store(start, end, retries=retries, progress=Progress(None))
         )
         what, item = "stored payloads", "call_id"
     else:
+        _announce("replay", [("ingest", shown(url))])
         summary = asyncio.run(
             replay_paths(
-                args.paths,
-                url=args.url,
-                token=args.token,
-                user=args.user,
-                concurrency=args.concurrency,
-                retries=args.retries,
-                timeout_s=args.timeout,
+                list(paths),
+                url=url,
+                token=token,
+                user=user,
+                concurrency=concurrency,
+                retries=retries,
+                timeout_s=timeout,
             )
         )
         what, item = "files", "file"
-    print(summary.render(what))
-    if args.report:
-        write_report(args.report, summary, item)
-        print(f"report: {args.report}")
+    click.echo(summary.render(what))
+    if report:
+        write_report(report, summary, item)
+        click.echo(f"report: {report}")
     if summary.failed or summary.stopped:
         sys.exit(1)
 
 
-def cmd_rerate(args: argparse.Namespace) -> None:
-    import json
-
-    from cdr_billing.rerate import rerate
+@cli.command(cls=Touching, touches=("database", "bus"))
+@click.option("--since", required=True, help="calls started at or after (ISO 8601 or epoch)")
+@click.option("--until", required=True, help="calls started before (ISO 8601 or epoch)")
+def rerate(since: str, until: str) -> None:
+    """Price the calls without a charge with today's tariffs and publish their cdr.rated
+    (existing charges never change)."""
+    from cdr_billing.rerate import rerate as rerate_calls
     from cdr_billing.settings import BillingSettings
     from cdrkit.query import parse_instant
     from cdrkit.settings import load
     from cdrmodel.errors import InvalidInput
 
     try:
-        since = parse_instant(args.since, "--since")
-        until = parse_instant(args.until, "--until")
+        start = parse_instant(since, "--since")
+        end = parse_instant(until, "--until")
     except InvalidInput as exc:
-        sys.exit(exc.detail)
-    result = asyncio.run(rerate(load(BillingSettings), since, until))
-    print(json.dumps(result))
+        _fail("rerate", exc.detail)
+    _announce("rerate", _targets(("database", "bus")))
+    result = asyncio.run(rerate_calls(load(BillingSettings), start, end))
+    click.echo(json.dumps(result))
+
+
+def _add_pexip() -> None:
+    from cdrflow.pexip_cli import pexip
+
+    cli.add_command(pexip)
+
+
+_add_pexip()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cdrflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="all services in one process (embedded defaults)")
-    run.add_argument("--host", default=os.environ.get("CDRFLOW_HOST", "127.0.0.1"))
-    run.add_argument("--port", type=int, default=int(os.environ.get("CDRFLOW_PORT", "8000")))
-    run.add_argument(
-        "--mock-rate",
-        type=float,
-        default=None,
-        help="mock calls per minute posted to itself (CDRFLOW_MOCK_RATE)",
-    )
-    run.set_defaults(func=cmd_run)
-
-    serve = sub.add_parser("serve", help="run one service")
-    serve.add_argument("service", choices=["ingest", "parser", "billing", "stats", "recordings"])
-    serve.add_argument("--host", default=os.environ.get("CDRFLOW_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=None)
-    serve.set_defaults(func=cmd_serve)
-
-    mig = sub.add_parser("migrate", help="upgrade every service's tables to the latest schema")
-    mig.set_defaults(func=cmd_migrate)
-
-    rep = sub.add_parser(
-        "replay",
-        help="re-send saved [a_]<uuid>.cdr.xml/.cdr.json files, or re-publish stored payloads",
-        description="Re-send the files a FreeSWITCH saved (mod_xml_cdr log-dir/err-log-dir, "
-        "mod_json_cdr) to ingest, or with --from-store re-publish the raw payloads the CDR "
-        "store retained to cdr.raw (CDRFLOW_DATABASE_URL, CDRFLOW_BUS_URL). Idempotent.",
-    )
-    rep.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
-    rep.add_argument(
-        "--url",
-        default=os.environ.get("CDRFLOW_REPLAY_URL", "http://127.0.0.1:8000"),
-        help="ingest base URL or its /v1/cdr endpoint (CDRFLOW_REPLAY_URL)",
-    )
-    rep.add_argument(
-        "--token",
-        default=os.environ.get("CDRFLOW_REPLAY_TOKEN"),
-        help="bearer token (CDRFLOW_REPLAY_TOKEN)",
-    )
-    rep.add_argument(
-        "--user",
-        default=os.environ.get("CDRFLOW_REPLAY_USER"),
-        help="HTTP Basic name:password, like mod_xml_cdr's cred (CDRFLOW_REPLAY_USER)",
-    )
-    rep.add_argument("--concurrency", type=int, default=16, help="requests in flight (16)")
-    rep.add_argument("--retries", type=int, default=5, help="on 503 / connection errors (5)")
-    rep.add_argument("--timeout", type=float, default=60.0, help="per request, seconds (60)")
-    rep.add_argument("--report", type=Path, help="write the summary and failed items as JSON")
-    rep.add_argument("--from-store", action="store_true", help="re-publish stored raw payloads")
-    rep.add_argument("--since", help="with --from-store: received at or after (epoch or ISO)")
-    rep.add_argument("--until", help="with --from-store: received before (epoch or ISO)")
-    rep.set_defaults(func=cmd_replay)
-
-    rer = sub.add_parser(
-        "rerate", help="price the calls without a charge (existing charges never change)"
-    )
-    rer.add_argument("--since", required=True, help="calls started at or after (ISO 8601 or epoch)")
-    rer.add_argument("--until", required=True, help="calls started before (ISO 8601 or epoch)")
-    rer.set_defaults(func=cmd_rerate)
-
-    args = parser.parse_args(argv)
-    configure_logging(
-        os.environ.get("CDRFLOW_LOG_LEVEL", "INFO"), os.environ.get("CDRFLOW_LOG_FORMAT", "auto")
-    )
-    args.func(args)
+    cli.main(args=argv, prog_name="cdrflow")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ def _default(field: FieldInfo) -> str:
     value = field.default
     if value is None:
         return "unset"
+    if value == "":
+        return "(empty)"
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, bool):

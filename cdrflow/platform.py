@@ -17,6 +17,8 @@ from cdr_recordings.app import spec as recordings_spec
 from cdr_recordings.settings import RecordingsSettings
 from cdr_stats.app import spec as stats_spec
 from cdr_stats.settings import StatsSettings
+from cdrflow.console import ConsoleSettings
+from cdrflow.console import spec as console_spec
 from cdrkit.app import ServiceSpec, create_app
 from cdrkit.settings import ServiceSettings, load
 
@@ -35,6 +37,8 @@ SERVICES: dict[str, Service] = {
     "billing": Service("billing", 8003, BillingSettings, billing_spec),
     "stats": Service("stats", 8004, StatsSettings, stats_spec),
     "recordings": Service("recordings", 8005, RecordingsSettings, recordings_spec),
+    # The operator console's pages alone (the all-in-one serves them at / too).
+    "console": Service("console", 8006, ConsoleSettings, console_spec),
 }
 
 

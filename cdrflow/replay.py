@@ -130,7 +130,8 @@ class Summary:
 
 
 class Progress:
-    """A one-line progress bar on a terminal; silent when the stream is not one."""
+    """A rich progress bar on a terminal (done/total, rate, time left, failures); silent when the
+    stream is not one."""
 
     def __init__(self, total: int | None, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -138,22 +139,49 @@ class Progress:
         self.total = total
         self.done = 0
         self.failed = 0
-        self.started = time.monotonic()
-        self._drawn = 0.0
+        self._bar: Any = None
+        self._task: Any = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                TextColumn("replay"),
+                BarColumn(),
+                MofNCompleteColumn() if total else TextColumn("{task.completed:,}"),
+                TaskProgressColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}/s{task.fields[failed]}"),
+                console=Console(file=self.stream),
+                refresh_per_second=10,
+            )
+            self._task = self._bar.add_task("replay", total=total, rate="0", failed="")
+            self._bar.start()
+            self.started = time.monotonic()
 
     def advance(self, n: int = 1, *, failed: int = 0) -> None:
         self.done += n
         self.failed += failed
-        now = time.monotonic()
-        if self.enabled and now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
+        if self._bar is not None:
+            elapsed = max(time.monotonic() - self.started, 1e-9)
+            self._bar.update(
+                self._task,
+                advance=n,
+                rate=f"{self.done / elapsed:,.0f}",
+                failed=f"  failed {self.failed:,}" if self.failed else "",
+            )
 
     def close(self) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.started, 1e-9)

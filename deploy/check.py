@@ -31,8 +31,8 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib import resources
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,9 @@ SERVICES: dict[str, int] = {
 # service module registers its families in prometheus_client's default registry at import).
 # Histograms are listed by base name; their _bucket, _sum and _count series are allowed.
 def code_metrics() -> dict[str, str]:
-    import cdrflow.platform  # noqa: F401  (imports every service, hence every metric)
     from prometheus_client import REGISTRY
+
+    import cdrflow.platform  # noqa: F401  (imports every service, hence every metric)
 
     found = {"up": "gauge", "scrape_duration_seconds": "gauge"}  # Prometheus' own per target
     for family in REGISTRY.collect():
@@ -595,8 +596,8 @@ def _content_hash(data: dict[str, str]) -> str:
 
 def _dotenv(path: Path) -> dict[str, str]:
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             out[key] = value
@@ -700,7 +701,8 @@ def check_k8s_schemas() -> int:
                     if ref and ref not in names:
                         problem(
                             K8S,
-                            f"{where}: {obj['kind']} {obj['metadata']['name']} reads ConfigMap {ref}, which is not rendered",
+                            f"{where}: {obj['kind']} {obj['metadata']['name']} reads "
+                            f"ConfigMap {ref}, which is not rendered",
                         )
     return count
 

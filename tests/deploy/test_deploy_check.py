@@ -41,3 +41,28 @@ def test_metric_names_come_from_the_code() -> None:
     assert (
         check.metric_type("cdrflow_parser_batch_seconds") is None
     )  # the old hand-written copy had it
+
+
+def test_every_dashboard_query_names_a_metric_the_code_registers() -> None:
+    import json
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import check
+    finally:
+        sys.path.pop(0)
+    dashboards = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    assert {d.stem for d in dashboards} >= {"pipeline", "carriers", "billing"}
+    queries = 0
+    for path in dashboards:
+        for title, expr in check.dashboard_queries(json.loads(path.read_text())):
+            names = list(check.metric_names(expr.replace("$__rate_interval", "5m")))
+            assert names, f"{path.name} {title}: no metric in {expr}"
+            for name in names:
+                assert check.metric_type(name) is not None, f"{path.name} {title}: {name}"
+            queries += 1
+    assert queries >= 15
+    # The same check refuses a name the code does not register.
+    bad = list(check.metric_names("sum(rate(cdrflow_ingest_posts_total[5m]))"))
+    assert bad == ["cdrflow_ingest_posts_total"]
+    assert check.metric_type(bad[0]) is None

@@ -40,9 +40,8 @@ REQUIRED: dict[str, set[str]] = {
     "stats": COMMON_REQUIRED | {"CDRFLOW_API_TOKENS"},
     "recordings": COMMON_REQUIRED | {"CDRFLOW_API_TOKENS", "RECORDINGS_S3_BUCKET"},
 }
-SERVICE_PREFIX = re.compile(
-    r"\b(?:CDRFLOW|INGEST|PARSER|BILLING|STATS|RECORDINGS)_[A-Z][A-Z0-9_]*\b"
-)
+PREFIXES = ["CDRFLOW", *(n.upper() for n in services())]
+SERVICE_PREFIX = re.compile(rf"\b(?:{'|'.join(PREFIXES)})_[A-Z][A-Z0-9_]*\b")
 # Names Kubernetes injects for Services (enableServiceLinks), named in comments as the reason
 # the manifests turn them off.
 SERVICE_LINK = re.compile(r"^(?:INGEST|PARSER|BILLING|STATS|RECORDINGS)_(?:PORT|SERVICE_HOST)")
@@ -65,7 +64,7 @@ def _check(where: str, service: str, names: set[str]) -> list[str]:
     known = (names_for(service) if service != "migrate" else names_for("common")) | AWS
     problems = [f"{where}: {n} is not read by {service}" for n in sorted(names - known)]
     problems += [f"{where}: {n} is retired ({RETIRED[n]})" for n in sorted(names & set(RETIRED))]
-    missing = REQUIRED[service] - names
+    missing = REQUIRED.get(service, COMMON_REQUIRED | {"CDRFLOW_API_TOKENS"}) - names
     problems += [f"{where}: {service} needs {n}" for n in sorted(missing)]
     return problems
 

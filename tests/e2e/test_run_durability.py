@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from cdrflow.mock import generate_cdr
+from cdrkit.testing.processes import spawn, stop
 from tests.e2e.test_run import _free_port
 
 CONNECTIONS = 8
@@ -38,7 +39,7 @@ def _start(tmp_path: Path, port: int, log_name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CDRFLOW_DATA_DIR": str(tmp_path / "data"), "CDRFLOW_MOCK_RATE": "0"}
     for name in ("CDRFLOW_DATABASE_URL", "CDRFLOW_BUS_URL", "INGEST_TOKENS", "INGEST_USERS"):
         env.pop(name, None)
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "cdrflow", "run", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -104,9 +105,7 @@ def test_run_sigkilled_under_load_loses_no_acknowledged_cdr(tmp_path: Path) -> N
         asyncio.run(load_then_kill())
         proc.wait(10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, signal.SIGKILL, timeout_s=10)
     in_flight = sent - acked
 
     proc = _start(tmp_path, port, "run2.log")
@@ -135,8 +134,7 @@ def test_run_sigkilled_under_load_loses_no_acknowledged_cdr(tmp_path: Path) -> N
             'cdrflow_parser_cdrs_total{outcome="duplicate"}',
         )
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc, timeout_s=20)
     print(
         f"acknowledged {len(acked)}, in flight at the kill {len(in_flight)}, stored {len(stored)}"
         f", stats attempts {attempts}, billed {len(billed & stored)}, redelivered to the "

@@ -34,6 +34,7 @@ from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
 from cdrkit.redact import public_error, public_text
 from cdrkit.settings import ServiceSettings
+from cdrkit.storable import RefuseUnstorable
 from cdrmodel.errors import CdrflowError
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,19 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
     uses_database = any(spec.uses_database for spec in specs)
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.cdrflow = state
+    app.add_middleware(RefuseUnstorable)
+    # Outermost (added last): refusals and errors carry the CORS headers too.
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Content-Length", "Accept-Ranges"],
+        )
     install_error_handlers(app)
     registry = ServiceRegistry([p for spec in specs for p in spec.exported_metric_prefixes()])
     app.include_router(

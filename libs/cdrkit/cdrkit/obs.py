@@ -29,6 +29,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class _AlembicChatter(logging.Filter):
+    """Drops alembic's per-run "Context impl …" and "Will assume … DDL" lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure the root logger once per process (idempotent)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -46,3 +53,13 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     # the mock feed and replay post through httpx: one INFO line per request is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # alembic at INFO: its seven "setup plugin" lines and the "Context impl"/"Will assume" pair on
+    # every start are noise; the "Running upgrade" lines (a schema change) stay. DEBUG shows all.
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("alembic.runtime.plugins").setLevel(
+        logging.WARNING if quiet else logging.NOTSET
+    )
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.filters[:] = [f for f in migration.filters if not isinstance(f, _AlembicChatter)]
+    if quiet:
+        migration.addFilter(_AlembicChatter())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from cdr_billing.money import cents
 from cdrmodel.errors import InvalidInput
 
 CENT = Decimal("0.01")
@@ -74,7 +75,9 @@ def format_duration(seconds: int) -> str:
 
 def format_price(amount: Decimal, currency: str) -> str:
     """``R$ 3,96`` (Brazilian grouping for BRL), else ``USD 1,234.50``."""
-    value = amount.quantize(CENT, ROUND_HALF_UP)
+    value = cents(amount)
+    if value is None:
+        return f"{SYMBOLS.get(currency, currency)} {amount}"  # stored before the bounds existed
     sign = "-" if value < 0 else ""
     text = f"{abs(value):,.2f}"
     if currency == "BRL":

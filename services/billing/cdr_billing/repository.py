@@ -3,12 +3,12 @@ updated (the database refuses it too, see the migration)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,6 +48,7 @@ def _tariff_row(t: Tariff, created_at: datetime) -> dict[str, Any]:
         "rounding": t.rounding,
         "bands": [b.as_dict() for b in t.bands],
         "created_at": created_at,
+        "rules": t.rules(),
     }
 
 
@@ -129,6 +130,9 @@ class BillingRepository:
                 rounding=h.rounding,
                 bands=[Band(b["name"], tuple(b["days"]), b["start"], b["end"]) for b in h.bands],
                 destinations=dests[h.id],
+                overnight=(h.rules or {}).get("overnight", "next_day"),
+                extension_ranges=tuple((h.rules or {}).get("extension_ranges", ())),
+                free_prefixes=tuple((h.rules or {}).get("free_prefixes", ())),
             )
             for h in heads
         ]
@@ -195,6 +199,14 @@ class BillingRepository:
             )
             return {s: n for s, n in rows.all()}
 
+    async def get_assignment(self, subscriber: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(tariff_assignments).where(tariff_assignments.c.subscriber == subscriber)
+                )
+            ).first()
+
     async def assign(self, subscriber: str, tariff_name: str, now: datetime) -> None:
         stmt: Any = (postgresql if self.dialect == "postgresql" else sqlite).insert(
             tariff_assignments
@@ -249,6 +261,32 @@ class BillingRepository:
             rows = await session.execute(select(charges).where(charges.c.call_id.in_(ids)))
             return list(rows.all())
 
+    async def list_charges(
+        self,
+        subscriber: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """One subscriber's charges by (end_time, call_id) descending: an index range read of
+        ``ix_charges_subscriber_end_time_call_id``."""
+        conds = [charges.c.subscriber == subscriber]
+        if since is not None:
+            conds.append(charges.c.end_time >= since)
+        if until is not None:
+            conds.append(charges.c.end_time < until)
+        if after is not None:
+            conds.append(tuple_(charges.c.end_time, charges.c.call_id) < tuple_(*after))
+        query = (
+            select(charges)
+            .where(and_(*conds))
+            .order_by(charges.c.end_time.desc(), charges.c.call_id.desc())
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(query)).all())
+
     async def get_charge(self, call_id: str) -> Row[Any] | None:
         async with self.sessions() as session:
             return (
@@ -284,12 +322,32 @@ class BillingRepository:
 
     # -- adjustments and bills -----------------------------------------------------------------
 
-    async def add_adjustment(self, row: dict[str, Any]) -> int:
+    async def add_adjustment(
+        self, row: dict[str, Any], check: Callable[[Decimal, list[Decimal]], None]
+    ) -> int:
+        """Insert an adjustment and call ``check(charge amount, every adjustment amount)`` in the
+        same transaction; what ``check`` raises rolls the insert back. Concurrent adjustments of
+        one charge are serialised, so two cannot pass the check each on its own: PostgreSQL locks
+        the charge row first; SQLite takes its write lock with the insert, before any read."""
         async with self.sessions.begin() as session:
+            if self.dialect == "postgresql":
+                await session.execute(
+                    select(charges.c.call_id)
+                    .where(charges.c.call_id == row["call_id"])
+                    .with_for_update()
+                )
             new_id = await session.scalar(
                 insert(adjustments).values(row).returning(adjustments.c.id)
             )
             assert new_id is not None
+            amount = await session.scalar(
+                select(charges.c.amount).where(charges.c.call_id == row["call_id"])
+            )
+            assert amount is not None
+            amounts = await session.scalars(
+                select(adjustments.c.amount).where(adjustments.c.call_id == row["call_id"])
+            )
+            check(amount, list(amounts))
             return int(new_id)
 
     async def adjustments_for_call(self, call_id: str) -> list[Row[Any]]:

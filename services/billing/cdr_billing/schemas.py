@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cdrkit.storable import StorableBody
 
-class BandIn(BaseModel):
+
+class BandIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=32)
@@ -18,7 +20,7 @@ class BandIn(BaseModel):
     end: str = Field(description="HH:MM[:SS]; not after start means it runs past midnight")
 
 
-class IncrementsIn(BaseModel):
+class IncrementsIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     first_s: int = 60
@@ -26,7 +28,7 @@ class IncrementsIn(BaseModel):
     rounding: Literal["down", "up"] = "down"
 
 
-class DestinationIn(BaseModel):
+class DestinationIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(default="", max_length=32)
@@ -35,7 +37,7 @@ class DestinationIn(BaseModel):
     standing_charge: Decimal | None = None
 
 
-class TariffIn(BaseModel):
+class TariffIn(StorableBody):
     """A new version of a tariff (the version number is assigned by the server)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,19 +52,48 @@ class TariffIn(BaseModel):
     increments: IncrementsIn = IncrementsIn()
     bands: list[BandIn] = Field(min_length=1)
     destinations: list[DestinationIn] = Field(min_length=1)
+    overnight: Literal["same_day", "next_day"] = Field(
+        default="same_day",
+        description=(
+            "a band whose end is not after its start: same_day = on each listed day, start to "
+            "midnight and midnight to end; next_day = start into the next day's end"
+        ),
+    )
+    extension_ranges: list[str] = Field(
+        default=[], max_length=100, description='on-net called numbers, e.g. ["1000-1999"]: free'
+    )
+    free_prefixes: list[str] = Field(
+        default=[], max_length=1000, description='called numbers starting so are free, e.g. "0800"'
+    )
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
     tariff: str = Field(min_length=1, max_length=64)
 
 
-class AdjustmentIn(BaseModel):
+# What numeric(18, 6) can hold; BILLING_MAX_ADJUSTMENT is the operator's own, lower, bound.
+MONEY_LIMIT = Decimal(10) ** 12
+
+
+class AdjustmentIn(StorableBody):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(description="signed: negative is a credit")
+    amount: Decimal = Field(
+        allow_inf_nan=False,
+        gt=-MONEY_LIMIT,
+        lt=MONEY_LIMIT,
+        description="signed, in the charge's currency, at most its minor unit (two decimals for "
+        "BRL) and BILLING_MAX_ADJUSTMENT in size; negative lowers the charge",
+        examples=["-0.51", "2.00"],
+    )
     reason: str = Field(min_length=1, max_length=1000)
+    kind: Literal["correction", "credit"] = Field(
+        default="correction",
+        description="correction: may lower the charge's total to zero, not below; credit: a "
+        "negative amount that may take the total below zero (money owed to the subscriber)",
+    )
 
 
 class RerateResult(BaseModel):

@@ -47,6 +47,7 @@ from cdr_billing.metrics import (
     TARIFF_LOAD_SECONDS,
     UNPRICED,
 )
+from cdr_billing.money import is_exact, minor_exponent, money, total
 from cdr_billing.repository import BillingRepository
 from cdr_billing.schemas import AdjustmentIn, TariffIn
 from cdr_billing.settings import BillingSettings
@@ -58,14 +59,13 @@ from cdr_billing.tariff import (
     Tariff,
     Unpriced,
     default_tariff,
-    money,
     pick_version,
     rate_call,
     validate,
 )
 from cdrkit.bus import Message, Producer, Record
 from cdrmodel import CDR, DeadLetter, topics
-from cdrmodel.errors import CdrflowError, NotFound
+from cdrmodel.errors import CdrflowError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ RERATE_PAGE = 1000
 
 class NotPriced(CdrflowError):
     code = "not_priced"
+    status = 409
+
+
+class InvalidAmount(InvalidInput):
+    code = "invalid_amount"
+
+
+class BelowZero(CdrflowError):
+    code = "below_zero"
     status = 409
 
 
@@ -209,6 +218,9 @@ class BillingService:
                 Destination(d.prefix, d.name, d.prices, d.standing_charge)
                 for d in body.destinations
             ],
+            overnight=body.overnight,
+            extension_ranges=tuple(body.extension_ranges),
+            free_prefixes=tuple(body.free_prefixes),
         )
         validate(t)
         await self.repo.insert_tariff(t, datetime.now(UTC))
@@ -353,7 +365,7 @@ class BillingService:
                 raise NotFound(f"call {call_id} has no charge yet: {call.unpriced_reason}")
             raise NotFound(f"no charge for call {call_id}")
         adjs = await self.repo.adjustments_for_call(call_id)
-        total = row.amount + sum((a.amount for a in adjs), Decimal(0))
+        charge_total = total([row.amount, *(a.amount for a in adjs)])
         return {
             "call_id": row.call_id,
             "subscriber": row.subscriber,
@@ -368,7 +380,7 @@ class BillingService:
             "rated_at": row.rated_at.isoformat(),
             "explanation": row.explanation,
             "adjustments": [adjustment_view(a) for a in adjs],
-            "total": money(total),
+            "total": money(charge_total),
         }
 
     async def add_adjustment(self, call_id: str, body: AdjustmentIn) -> dict[str, Any]:
@@ -382,6 +394,7 @@ class BillingService:
                     "`cdrflow rerate` first"
                 )
             raise NotFound(f"no charge for call {call_id}")
+        self._check_amount(body, row.currency)
         adj = {
             "call_id": call_id,
             "subscriber": row.subscriber,
@@ -391,15 +404,48 @@ class BillingService:
             "reason": body.reason,
             "created_at": datetime.now(UTC),
         }
-        adj["id"] = await self.repo.add_adjustment(adj)
+        view = adjustment_view({**adj, "id": 0})  # built before the insert: it cannot fail after
+
+        def floor(charge: Decimal, amounts: list[Decimal]) -> None:
+            after = total([charge, *amounts])
+            if body.kind == "correction" and body.amount < 0 and after < 0:
+                raise BelowZero(
+                    f"this correction would take call {call_id}'s total to {money(after)} "
+                    f"{row.currency}, below zero; to pay money back to the subscriber send it "
+                    'with "kind": "credit"'
+                )
+
+        view["id"] = await self.repo.add_adjustment(adj, floor)
         ADJUSTMENTS.inc()
-        return adjustment_view(adj)
+        return view
+
+    def _check_amount(self, body: AdjustmentIn, currency: str) -> None:
+        amount, limit = body.amount, self.settings.max_adjustment
+        if not is_exact(amount, currency):
+            raise InvalidAmount(
+                f"amount {amount} has more decimals than {currency}'s minor unit "
+                f"({minor_exponent(currency)})"
+            )
+        if abs(amount) > limit:
+            raise InvalidAmount(
+                f"amount {amount} is larger than BILLING_MAX_ADJUSTMENT ({limit} {currency})"
+            )
+        if amount == 0:
+            raise InvalidAmount("an adjustment of zero changes nothing")
+        if body.kind == "credit" and amount > 0:
+            raise InvalidAmount('a "credit" lowers the charge: its amount must be negative')
 
     async def bill(self, subscriber: str, period: str | None) -> dict[str, Any]:
+        """A closed month's bill, or with ``period=current`` the month in progress so far
+        (``provisional``: calls still arriving, late CDRs and adjustments can change it)."""
         started = time.perf_counter()
         now = datetime.now(UTC)
         zone = self.zone
-        if period:
+        provisional = False
+        if period and period.strip().lower() == "current":
+            local = now.astimezone(zone)
+            year, month, provisional = local.year, local.month, True
+        elif period:
             year, month = parse_period(period)
             check_closed(year, month, now, zone)
         else:
@@ -407,10 +453,8 @@ class BillingService:
         start, end = month_bounds(year, month, zone)
         rows, adjs = await self.repo.bill_rows(subscriber, start, end)
         currency = rows[0].currency if rows else self._default_currency()
-        total = Decimal(0)
         items = []
         for r in rows:
-            total += r.amount
             local = r.start_time.astimezone(zone)
             items.append(
                 {
@@ -424,8 +468,8 @@ class BillingService:
                 }
             )
         adj_items = []
+        bill_total = total([*(r.amount for r in rows), *(a.amount for a in adjs)])
         for a in adjs:
-            total += a.amount
             adj_items.append({**adjustment_view(a), "price": format_price(a.amount, a.currency)})
         BILL_SECONDS.observe(time.perf_counter() - started)
         return {
@@ -433,11 +477,59 @@ class BillingService:
             "period": f"{year:04d}-{month:02d}",
             "timezone": self.settings.timezone,
             "currency": currency,
-            "total": money(total),
-            "total_price": format_price(total, currency),
+            "total": money(bill_total),
+            "total_price": format_price(bill_total, currency),
             "calls": items,
             "adjustments": adj_items,
+            "provisional": provisional,
+            **({"as_of": now.isoformat()} if provisional else {}),
         }
+
+    async def assignment(self, subscriber: str) -> dict[str, Any]:
+        """The tariff a subscriber's calls are priced with: its assignment, else the default."""
+        row = await self.repo.get_assignment(subscriber)
+        if row is None:
+            return {
+                "subscriber": subscriber,
+                "tariff": self.settings.default_tariff,
+                "assigned": False,
+                "assigned_at": None,
+            }
+        return {
+            "subscriber": subscriber,
+            "tariff": row.tariff_name,
+            "assigned": True,
+            "assigned_at": row.assigned_at.isoformat(),
+        }
+
+    async def list_charges(
+        self,
+        subscriber: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
+        """A subscriber's charges, latest end time first, keyset-paged on (end_time, call_id)."""
+        rows = await self.repo.list_charges(subscriber, since, until, after, limit)
+        items = [
+            {
+                "call_id": r.call_id,
+                "subscriber": r.subscriber,
+                "outcome": r.outcome,
+                "destination": r.destination,
+                "start_time": r.start_time.isoformat(),
+                "end_time": r.end_time.isoformat(),
+                "billed_s": r.billed_s,
+                "amount": money(r.amount),
+                "currency": r.currency,
+                "tariff": {"name": r.tariff_name, "version": r.tariff_version},
+                **({"reason": r.explanation.get("reason")} if r.outcome != "priced" else {}),
+            }
+            for r in rows
+        ]
+        last = (rows[-1].end_time, rows[-1].call_id) if len(rows) == limit else None
+        return items, last
 
     def _default_currency(self) -> str:
         versions = self.tariffs.get(self.settings.default_tariff)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -24,6 +25,8 @@ class BillingSettings(ServiceSettings):
     # The tariff of subscribers without an assignment (created at start if missing, as the
     # telephone-bill tariff of ARCHITECTURE §6, when this is "default").
     default_tariff: str = Field(default="default", min_length=1, max_length=64)
+    # The largest amount (either sign) one adjustment may carry, in the charge's currency.
+    max_adjustment: Decimal = Field(default=Decimal(10000), gt=0, lt=Decimal(10) ** 12)
 
     @field_validator("timezone")
     @classmethod

@@ -32,6 +32,7 @@ WEEK_S = 7 * DAY_S
 CENT = Decimal("0.01")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Rounding = Literal["down", "up"]
+Overnight = Literal["same_day", "next_day"]
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 
 
@@ -116,16 +117,24 @@ class Tariff:
     bands: Sequence[Band]
     destinations: Sequence[Destination]
     id: int | None = None
+    # How a band whose end is not after its start reads (see ``week_intervals``).
+    overnight: Overnight = "same_day"
+    # On-net rules: a called number in one of these ranges ("1000-1999") or starting with one of
+    # these prefixes is not charged (outcome "free", the reason in the explanation).
+    extension_ranges: Sequence[str] = ()
+    free_prefixes: Sequence[str] = ()
     _zone: ZoneInfo = field(init=False, repr=False)
     _by_prefix: dict[str, Destination] = field(init=False, repr=False)
     _max_prefix: int = field(init=False, repr=False)
     _schedule: list[list[tuple[int, int, str]]] = field(init=False, repr=False)
+    _ranges: list[tuple[int, int, int, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)
         self._by_prefix = {d.prefix: d for d in self.destinations}
         self._max_prefix = max((len(p) for p in self._by_prefix), default=0)
-        self._schedule = day_schedule(self.bands)
+        self._schedule = day_schedule(self.bands, self.overnight)
+        self._ranges = [parse_range(r) for r in self.extension_ranges]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -139,6 +148,28 @@ class Tariff:
             if dest is not None:
                 return dest
         return None
+
+    def on_net(self, number: str) -> str | None:
+        """Why a call to ``number`` (digits) is free under this tariff's on-net rules, or None."""
+        if not number:
+            return None
+        for text, (lo, hi, min_len, max_len) in zip(
+            self.extension_ranges, self._ranges, strict=True
+        ):
+            if min_len <= len(number) <= max_len and lo <= int(number) <= hi:
+                return f"on-net: {number} is in the extension range {text}"
+        for prefix in self.free_prefixes:
+            if number.startswith(prefix):
+                return f"free: {number} starts with the free prefix {prefix}"
+        return None
+
+    def rules(self) -> dict[str, Any]:
+        """What the tariff row keeps beside its columns."""
+        return {
+            "overnight": self.overnight,
+            "extension_ranges": list(self.extension_ranges),
+            "free_prefixes": list(self.free_prefixes),
+        }
 
     def segments(self, begin: datetime, end: datetime) -> list[Segment]:
         """``[begin, end)`` cut at the band boundaries (wall clock in the tariff's timezone),
@@ -196,6 +227,7 @@ class Tariff:
                 "rounding": self.rounding,
             },
             "bands": [b.as_dict() for b in self.bands],
+            **self.rules(),
             "destination_count": len(self.destinations),
         }
 
@@ -215,9 +247,24 @@ def load_zone(name: str) -> ZoneInfo:
         raise InvalidTariff(f"timezone {name!r} is not an IANA timezone name") from exc
 
 
-def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
-    """Every band as (start, end, name) intervals in seconds of the week (Monday 00:00 = 0);
-    a range whose end is not after its start runs past midnight into the next day."""
+def parse_range(text: str) -> tuple[int, int, int, int]:
+    """``"1000-1999"`` → (low, high, fewest digits, most digits)."""
+    m = re.fullmatch(r"(\d{1,15})-(\d{1,15})", text)
+    if not m or int(m[1]) > int(m[2]):
+        raise InvalidTariff(f"extension range {text!r} is not two numbers low-high like 1000-1999")
+    return int(m[1]), int(m[2]), len(m[1]), len(m[2])
+
+
+def week_intervals(
+    bands: Iterable[Band], overnight: Overnight = "same_day"
+) -> list[tuple[int, int, str]]:
+    """Every band as (start, end, name) intervals in seconds of the week (Monday 00:00 = 0).
+
+    A range whose end is not after its start crosses midnight. ``same_day`` (what an operator
+    means by "Mon-Fri 22:00-06:00"): on each listed day, the clock times from start to midnight
+    and from midnight to end, so the listed days' early hours are in the band and Saturday's are
+    not. ``next_day`` (tariff versions stored before this rule existed): from start on each
+    listed day into the next day's end (Friday 22:00 → Saturday 06:00)."""
     out: list[tuple[int, int, str]] = []
     for i, band in enumerate(bands):
         what = f"band {i + 1} ({band.name!r})"
@@ -229,7 +276,13 @@ def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
         for d in band.days:
             if d not in DAYS:
                 raise InvalidTariff(f"{what}: {d!r} is not a day (use {', '.join(DAYS)})")
-            s = DAYS.index(d) * DAY_S + start
+            day0 = DAYS.index(d) * DAY_S
+            if end <= start and overnight == "same_day":
+                out.append((day0 + start, day0 + DAY_S, band.name))
+                if end > 0:
+                    out.append((day0, day0 + end, band.name))
+                continue
+            s = day0 + start
             e = s + length
             if e <= WEEK_S:
                 out.append((s, e, band.name))
@@ -239,10 +292,10 @@ def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-def check_week_cover(bands: Iterable[Band]) -> None:
+def check_week_cover(bands: Iterable[Band], overnight: Overnight = "same_day") -> None:
     """The bands must cover every second of the week exactly once."""
     at = 0
-    for s, e, name in week_intervals(bands):
+    for s, e, name in week_intervals(bands, overnight):
         if s < at:
             raise InvalidTariff(
                 f"band {name!r} overlaps another band at {_week_time(s)}: "
@@ -266,10 +319,12 @@ def _week_time(secs: int) -> str:
     return f"{DAYS[day % 7]} {fmt_clock(rem)}"
 
 
-def day_schedule(bands: Iterable[Band]) -> list[list[tuple[int, int, str]]]:
+def day_schedule(
+    bands: Iterable[Band], overnight: Overnight = "same_day"
+) -> list[list[tuple[int, int, str]]]:
     """Per weekday, the (start, end, band) pieces of that day in seconds after midnight."""
     days: list[list[tuple[int, int, str]]] = [[] for _ in DAYS]
-    for start, e, name in week_intervals(bands):
+    for start, e, name in week_intervals(bands, overnight):
         s = start
         while s < e:
             d = s // DAY_S
@@ -283,7 +338,10 @@ def day_schedule(bands: Iterable[Band]) -> list[list[tuple[int, int, str]]]:
 
 def validate(t: Tariff) -> None:
     """Reject a tariff version that cannot price calls correctly, with the reason."""
-    check_week_cover(t.bands)
+    check_week_cover(t.bands, t.overnight)
+    for prefix in t.free_prefixes:
+        if not re.fullmatch(r"\d{1,32}", prefix):
+            raise InvalidTariff(f"free prefix {prefix!r} is not a string of digits")
     if not re.fullmatch(r"[A-Z]{3}", t.currency):
         raise InvalidTariff(f"currency {t.currency!r} is not an ISO 4217 code like BRL")
     if t.unit_s <= 0 or t.first_increment_s <= 0 or t.next_increment_s <= 0:
@@ -318,7 +376,8 @@ def validate(t: Tariff) -> None:
 
 def default_tariff(timezone: str) -> Tariff:
     """The telephone-bill tariff of ARCHITECTURE §6 (BRL): standard time 06:00 ≤ t < 22:00,
-    0.36 standing + 0.09 per completed 60-s cycle; reduced time 22:00 ≤ t < 06:00, 0.36 only."""
+    0.36 standing + 0.09 per completed 60-s cycle; reduced time 22:00 ≤ t < 06:00, 0.36 only.
+    Calls to a 4-digit extension (1000-9999, FusionPBX's numbering) are on-net: free."""
     return Tariff(
         name="default",
         version=1,
@@ -338,6 +397,7 @@ def default_tariff(timezone: str) -> Tariff:
         destinations=[
             Destination("", "any", {"standard": Decimal("0.09"), "reduced": Decimal("0")})
         ],
+        extension_ranges=("1000-9999",),
     )
 
 
@@ -366,7 +426,7 @@ class CallFacts:
 class Rated:
     """A priced call: the charge row's content."""
 
-    outcome: Literal["priced", "not_answered"]
+    outcome: Literal["priced", "not_answered", "free"]
     amount: Decimal
     currency: str
     tariff_name: str
@@ -429,10 +489,6 @@ def pick_version(versions: Sequence[Tariff], at: datetime) -> Tariff | None:
     return chosen
 
 
-def money(value: Decimal) -> str:
-    return str(value.quantize(CENT, ROUND_HALF_UP))
-
-
 def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
     """Price one call with one tariff version (see the module doc). ``Unpriced`` if it cannot."""
     head: dict[str, Any] = {
@@ -463,6 +519,29 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
         )
     begin, end = interval
     number = digits(call.callee_number)
+    free = tariff.on_net(number)
+    if free is not None:
+        head.update(
+            outcome="free",
+            reason=f"{free}: no charge",
+            interval={
+                "begin": begin.isoformat(),
+                "end": end.isoformat(),
+                "seconds": int((end - begin).total_seconds()),
+            },
+            amount="0.00",
+        )
+        return Rated(
+            "free",
+            zero,
+            tariff.currency,
+            tariff.name,
+            tariff.version,
+            begin,
+            end,
+            int((end - begin).total_seconds()),
+            head,
+        )
     dest = tariff.lookup(number)
     if dest is None:
         raise Unpriced(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from cdr_ingest.api import router
 from cdr_ingest.auth import log_access_mode
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
+from cdr_ingest.pexip.api import router as pexip_router
 from cdr_ingest.request_metrics import install as install_request_metrics
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
@@ -110,11 +111,11 @@ def spec(settings: IngestSettings) -> ServiceSpec:
     return ServiceSpec(
         "ingest",
         start,
-        [router],
+        [router, pexip_router],
         uses_database=False,
         bus_required=False,
         metric_prefixes=("cdrflow_ingest_",),
-        install=install_request_metrics,
+        install=lambda app: install_request_metrics(app, [router, pexip_router]),
     )
 
 

@@ -85,7 +85,7 @@ class RequestMetrics:
             REQUEST_SECONDS.observe(time.perf_counter() - started)
 
 
-def install(app: FastAPI) -> None:
-    from cdr_ingest.api import router
-
-    app.add_middleware(RequestMetrics, paths=post_paths(router))
+def install(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Count the posts to ``routers``' POST routes (ingest's own)."""
+    paths = tuple(sorted({p for router in routers for p in post_paths(router)}))
+    app.add_middleware(RequestMetrics, paths=paths)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_parser.api import router
+from cdr_parser.conferences_api import router as conferences_router
 from cdr_parser.repository import CdrRepository
 from cdr_parser.retention import RetentionJob
 from cdr_parser.service import ParserService
@@ -49,7 +50,7 @@ def spec(settings: ParserSettings) -> ServiceSpec:
             ):
                 yield ParserComponent(service, loop, retention)
 
-    return ServiceSpec("parser", start, [router], "cdr_parser.migrations")
+    return ServiceSpec("parser", start, [router, conferences_router], "cdr_parser.migrations")
 
 
 def create_app(settings: ParserSettings | None = None) -> FastAPI:

@@ -27,7 +27,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.models import call_event_halves, cdr_keys, cdrs, dead_letters, raw_payloads
+from cdr_parser.models import (
+    call_event_halves,
+    cdr_keys,
+    cdrs,
+    dead_letters,
+    pexip_conferences,
+    pexip_participant_links,
+    raw_payloads,
+)
 from cdr_parser.pairing import EventWork, Half, Rows, resolve
 from cdrkit.db import insert_ignore
 
@@ -43,6 +51,18 @@ class CdrFilter:
     carrier: str | None = None
     tenant: str | None = None
     direction: str | None = None
+    conference: str | None = None  # a Pexip conference id: its participants' CDRs
+
+
+@dataclass
+class PexipRows:
+    """Pexip conference rows and participant → conference links stored with a batch."""
+
+    conferences: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.conferences or self.links)
 
 
 @dataclass
@@ -86,6 +106,8 @@ class CdrRepository:
         self._insert_raw = insert_ignore(raw_payloads, dialect, ["call_id"])
         self._insert_dead = _dead_letter_upsert(dialect)
         self._insert_halves = insert_ignore(call_event_halves, dialect, ["call_id", "type"])
+        self._insert_conferences = insert_ignore(pexip_conferences, dialect, ["conference_id"])
+        self._insert_links = insert_ignore(pexip_participant_links, dialect, ["call_id"])
 
     async def store_batch(
         self,
@@ -94,12 +116,14 @@ class CdrRepository:
         dead_rows: Sequence[dict[str, Any]],
         *,
         events: EventWork | None = None,
+        pexip: PexipRows | None = None,
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
 
         ``events``: call start/end halves of the batch, paired (``cdr_parser.pairing``) against
         the stored halves in this same transaction; the CDRs, raw payloads and dead letters the
-        pairing yields are stored with the rest of the batch.
+        pairing yields are stored with the rest of the batch. ``pexip``: conference rows and
+        participant links, inserted idempotently (the first version of a conference wins).
 
         Idempotent: a CDR or raw payload whose call id is stored already is left as it is (the
         first version of a call wins; CDRs are immutable). A dead letter whose dedup key is
@@ -133,6 +157,11 @@ class CdrRepository:
                     r["dedup_key"]: {**r, "last_failed_at": r["created_at"]} for r in dead_rows
                 }
                 await session.execute(self._insert_dead, list(by_key.values()))
+            if pexip is not None and pexip.conferences:
+                await session.execute(self._insert_conferences, pexip.conferences)
+            if pexip is not None and pexip.links:
+                links = {r["call_id"]: r for r in pexip.links}  # one per call id per statement
+                await session.execute(self._insert_links, list(links.values()))
         return inserted
 
     async def _pair_events(self, session: AsyncSession, work: EventWork) -> tuple[Rows, Rows, Rows]:
@@ -229,6 +258,14 @@ class CdrRepository:
             value = getattr(flt, column)
             if value is not None:
                 conds.append(cdrs.c[column] == value)
+        if flt.conference is not None:
+            conds.append(
+                cdrs.c.call_id.in_(
+                    select(pexip_participant_links.c.call_id).where(
+                        pexip_participant_links.c.conference_id == flt.conference
+                    )
+                )
+            )
         if after is not None:
             conds.append(tuple_(cdrs.c.start_time, cdrs.c.call_id) < tuple_(*after))
             # Implied by the row comparison, but only this form prunes newer partitions.
@@ -356,3 +393,47 @@ class CdrRepository:
             if len(page) < page_size:
                 return
             after = (page[-1].received_at, page[-1].call_id)
+
+
+class ConferenceRepository:
+    """Pexip conferences (read side of ``pexip_conferences``)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def get(self, conference_id: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            query = select(pexip_conferences).where(
+                pexip_conferences.c.conference_id == conference_id
+            )
+            return (await session.execute(query)).first()
+
+    async def list(
+        self,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        name: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> Sequence[Row[Any]]:
+        """Newest end time first, keyset-paged on (end_time, conference_id)."""
+        conds: list[ColumnElement[bool]] = [pexip_conferences.c.end_time.is_not(None)]
+        if since is not None:
+            conds.append(pexip_conferences.c.end_time >= since)
+        if until is not None:
+            conds.append(pexip_conferences.c.end_time < until)
+        if name is not None:
+            conds.append(pexip_conferences.c.name == name)
+        if after is not None:
+            key = tuple_(pexip_conferences.c.end_time, pexip_conferences.c.conference_id)
+            conds.append(key < tuple_(*after))
+        query = (
+            select(pexip_conferences)
+            .where(and_(*conds))
+            .order_by(pexip_conferences.c.end_time.desc(), pexip_conferences.c.conference_id.desc())
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+            return rows

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Table
 
+from cdr_parser import pexip
 from cdr_parser.dispatch import map_envelope
 from cdr_parser.metrics import (
     CDRS,
@@ -40,9 +41,9 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, raw_payloads
+from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
-from cdr_parser.repository import CdrRepository
+from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming
@@ -92,6 +93,7 @@ def _text_limits(table: Table) -> list[tuple[str, int | None]]:
 
 _CDR_TEXT = _text_limits(cdrs)
 _RAW_TEXT = _text_limits(raw_payloads)
+_CONFERENCE_TEXT = _text_limits(pexip_conferences)
 
 
 def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
@@ -153,6 +155,36 @@ def _parse_event(env: RawEnvelope, payload: str | None) -> _Event | _Failure:
     return _Event(event, text)
 
 
+@dataclass(frozen=True, slots=True)
+class _Conference:
+    """A Pexip conference record: stored in ``pexip_conferences``, not a CDR."""
+
+    row: dict[str, Any]
+
+
+def _parse_conference(
+    env: RawEnvelope, payload: str | None, now: datetime
+) -> _Conference | _Failure:
+    text = env.payload if env.payload is not None else payload
+    if text is None:
+        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
+    try:
+        row = pexip.conference_row(text, env.call_id, now)
+    except InvalidInput as exc:
+        return _Failure("map", exc.code, exc.detail)
+    problem = unstorable(row, _CONFERENCE_TEXT)
+    if problem is not None:
+        return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
+    return _Conference(row)
+
+
+def _link(cdr: CDR) -> dict[str, Any] | None:
+    conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
+    if isinstance(conference_id, str) and 0 < len(conference_id) <= 128:
+        return {"call_id": cdr.call_id, "conference_id": conference_id}
+    return None
+
+
 class PayloadChecksumMismatch(InvalidInput):
     code = "payload_checksum"
 
@@ -171,6 +203,7 @@ class ParserService:
     ) -> None:
         self.settings = settings
         self.repo = repo
+        self.conferences = ConferenceRepository(repo.sessions)
         self.producer = producer
         self.store = store
         self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
@@ -194,6 +227,7 @@ class ParserService:
         normalized: list[Record] = []
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
         envelopes: list[RawEnvelope | None] = []
+        side = PexipRows()
         for msg in batch:
             try:
                 decoded = RawEnvelope.from_json(msg.value)
@@ -234,6 +268,15 @@ class ParserService:
             if isinstance(outcome, _Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
                 continue
+            if isinstance(outcome, _Conference):
+                self._recent.append(False)
+                side.conferences.append(outcome.row)
+                conference_id = outcome.row["conference_id"]
+                side.links.extend(
+                    {"call_id": c, "conference_id": conference_id}
+                    for c in outcome.row["participant_ids"]
+                )
+                continue
             cdr = outcome
             if cdr.call_id in cdr_rows:
                 self._recent.append(False)
@@ -247,11 +290,13 @@ class ParserService:
             self._recent.append(False)
             cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
+            if (link := _link(cdr)) is not None:
+                side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
         if incoming:
             await self._store_with_events(
-                batch, now, incoming, cdr_rows, raw_rows, normalized, dead
+                batch, now, incoming, cdr_rows, raw_rows, normalized, dead, side
             )
             self._check_flood()
             return
@@ -264,13 +309,14 @@ class ParserService:
                 list(cdr_rows.values()),
                 list(raw_rows.values()),
                 [row for row, _ in dead.values()],
+                pexip=side,
             ),
             self._publish(topics.NORMALIZED, normalized),
             self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
         )
         inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted))
+        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted) - len(side.conferences))
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
@@ -283,6 +329,7 @@ class ParserService:
         raw_rows: dict[str, dict[str, Any]],
         normalized: list[Record],
         dead: dict[str, tuple[dict[str, Any], DeadLetter]],
+        side: PexipRows,
     ) -> None:
         """A batch with call start/end halves: they are paired inside the store transaction
         (``cdr_parser.pairing``), so the CDRs they complete are known, and published, only once
@@ -310,6 +357,7 @@ class ParserService:
             list(raw_rows.values()),
             [row for row, _ in dead.values()],
             events=work,
+            pexip=side,
         )
         res = work.resolution
         assert res is not None
@@ -323,14 +371,16 @@ class ParserService:
         EVENT_HALVES.labels("paired").inc(2 * len(res.new_calls))
         EVENT_HALVES.labels("duplicate").inc(res.duplicates)
         EVENT_HALVES.labels("rejected").inc(len(res.rejections))
-        mapped = len(batch) - len(dead) - len(incoming)
+        mapped = len(batch) - len(dead) - len(incoming) - len(side.conferences)
         CDRS.labels("stored").inc(len(inserted))
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Failure:
+    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Conference | _Failure:
         if env.kind is PayloadKind.CALL_EVENT:
             return _parse_event(env, payload)
+        if env.kind is PayloadKind.PEXIP_CONFERENCE:
+            return _parse_conference(env, payload, datetime.now(UTC))
         started = time.perf_counter()
         try:
             cdr = map_envelope(env, payload)
@@ -344,7 +394,7 @@ class ParserService:
 
     async def _map_claimed(
         self, envs: dict[int, RawEnvelope]
-    ) -> dict[int, CDR | _Event | _Failure]:
+    ) -> dict[int, CDR | _Event | _Conference | _Failure]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -357,7 +407,7 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Failure:
+    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Conference | _Failure:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from sqlalchemy import Row
@@ -33,6 +34,7 @@ from cdr_recordings.models import REFUSED as REFUSED_STATE
 from cdr_recordings.paths import (
     RecordingRefused,
     audio_format,
+    content_type,
     local_file,
     relative_path,
 )
@@ -157,6 +159,28 @@ class RecordingsService:
             log.warning("call %s: refused recording requested: %s", row.call_id, row.error)
             raise RecordingRefused(f"the recording of call {row.call_id} is refused: {row.error}")
         return row
+
+    async def describe(self, call_id: str) -> dict[str, Any]:
+        """Where a call's recording is (local or s3), its size, format, age and archive state."""
+        now = datetime.now(UTC)
+        found = await self.locate(call_id, now)
+        row = found.row
+        return {
+            "call_id": row.call_id,
+            "location": found.location,
+            "fallback": found.fallback,
+            "size": found.size,
+            "format": row.format,
+            "content_type": content_type(row.format),
+            "tenant": row.tenant,
+            "start_time": row.start_time.isoformat(),
+            "age_s": int(self.age(row, now).total_seconds()),
+            "state": row.state,
+            "recording_path": row.recording_path,
+            "s3_key": found.key,
+            "archived_at": row.archived_at.isoformat() if row.archived_at else None,
+            "audio_url": f"/v1/recordings/{quote(row.call_id, safe='')}/audio",
+        }
 
     async def locate(self, call_id: str, now: datetime | None = None) -> Located:
         row = await self.row(call_id)

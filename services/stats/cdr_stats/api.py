@@ -85,7 +85,7 @@ async def delete_alerts(
 ) -> dict[str, int]:
     """Delete alerts created before ``before`` (every alert without it)."""
     cut: datetime | None = parse_instant(before, "before") if before else None
-    return {"deleted": await stats.repo.delete_alerts(cut)}
+    return {"deleted": await stats.delete_alerts(cut)}
 
 
 @router.get("/v1/live", dependencies=[READ_OR_QUERY])
@@ -112,8 +112,8 @@ async def reload_plugins(stats: StatsDep) -> dict[str, Any]:
     return stats.reload_plugins().describe()
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard() -> HTMLResponse:
-    """The live dashboard (one HTML file, no build step)."""
+    """The live dashboard (one HTML file, no build step); the console's Stats page shows it."""
     page = resources.files("cdr_stats").joinpath("dashboard.html").read_text()
     return HTMLResponse(page, headers={"Cache-Control": "no-cache"})

@@ -351,6 +351,10 @@ class StatsService:
     ) -> list[AlertRow]:
         return await self.repo.list_alerts(since=since, kind=kind, limit=limit)
 
+    async def delete_alerts(self, before: datetime | None) -> int:
+        """Delete alerts created before ``before`` (all of them without it); how many went."""
+        return await self.repo.delete_alerts(before)
+
     def reload_plugins(self) -> PluginSet:
         """Find the plugins again (built-ins, entry points). The buckets are untouched: they
         live in the database, and the consumer picks the new set up at its next batch."""

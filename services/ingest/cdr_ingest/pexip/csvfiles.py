@@ -1,0 +1,194 @@
+"""The CSV files operators expect from pex_data_collector, made right.
+
+Per pull, ``<YYYY-MM-DDTHH-MM-SSZ>_pexHistoryConf.csv`` and ``…_pexHistoryPart.csv`` hold that
+pull's records; the aggregates ``pexHistoryConf.csv`` and ``pexHistoryPart.csv`` hold every record
+once (keyed by id: a re-pull of the same window appends nothing twice). RFC 4180 (``\\r\\n``,
+quoting where needed), UTF-8, a header row, the fixed column set of ``records.FIELDS`` plus a
+trailing ``extra`` column holding, as JSON, the fields a newer Pexip adds; nested values as JSON.
+
+Every file is written to a temporary name, fsync'd, then renamed into place (and the directory
+fsync'd), so a crash leaves either the old file or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from cdr_ingest.pexip.records import FIELDS, RecordType
+
+log = logging.getLogger(__name__)
+
+AGGREGATE = {
+    RecordType.CONFERENCE: "pexHistoryConf.csv",
+    RecordType.PARTICIPANT: "pexHistoryPart.csv",
+}
+TMP_SUFFIX = ".tmp"
+
+
+def header(rtype: RecordType) -> list[str]:
+    return [*FIELDS[rtype], "extra"]
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def row(rtype: RecordType, obj: dict[str, Any]) -> list[str]:
+    fields = FIELDS[rtype]
+    known = set(fields)
+    extra = {k: v for k, v in obj.items() if k not in known}
+    return [*(cell(obj.get(f)) for f in fields), cell(extra) if extra else ""]
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H-%M-%SZ")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _writer(stream: IO[str]) -> Any:
+    return csv.writer(stream, lineterminator="\r\n")
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def _close_synced(stream: IO[str]) -> None:
+    stream.flush()
+    os.fsync(stream.fileno())
+    stream.close()
+
+
+class PullFiles:
+    """This pull's two CSV files, written as records arrive and published by ``commit``."""
+
+    def __init__(self, directory: Path, started: datetime) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.stamp = stamp(started)
+        self.final: dict[RecordType, Path] = {}
+        self._tmp: dict[RecordType, Path] = {}
+        self._streams: dict[RecordType, IO[str]] = {}
+        self._writers: dict[RecordType, Any] = {}
+        self.rows: dict[RecordType, int] = dict.fromkeys(RecordType, 0)
+        suffix = {RecordType.CONFERENCE: "pexHistoryConf", RecordType.PARTICIPANT: "pexHistoryPart"}
+        for rtype in RecordType:
+            final = directory / f"{self.stamp}_{suffix[rtype]}.csv"
+            n = 1
+            while final.exists():  # two pulls in one second: never overwrite the first's file
+                final = directory / f"{self.stamp}-{n}_{suffix[rtype]}.csv"
+                n += 1
+            tmp = final.with_name(final.name + TMP_SUFFIX)
+            stream = tmp.open("w", encoding="utf-8", newline="")
+            writer = _writer(stream)
+            writer.writerow(header(rtype))
+            self.final[rtype], self._tmp[rtype] = final, tmp
+            self._streams[rtype], self._writers[rtype] = stream, writer
+
+    def write(self, rtype: RecordType, obj: dict[str, Any]) -> None:
+        self._writers[rtype].writerow(row(rtype, obj))
+        self.rows[rtype] += 1
+
+    def commit(self) -> dict[RecordType, int]:
+        """Publish this pull's files, then add their new records to the aggregates.
+
+        Returns the number of rows each aggregate gained."""
+        for rtype in RecordType:
+            _close_synced(self._streams[rtype])
+            _publish(self._tmp[rtype], self.final[rtype])
+        return {
+            rtype: merge_aggregate(self.directory, rtype, self.final[rtype]) for rtype in RecordType
+        }
+
+    def abort(self) -> None:
+        for rtype in RecordType:
+            self._streams[rtype].close()
+            self._tmp[rtype].unlink(missing_ok=True)
+
+
+def _rows(path: Path) -> Iterator[list[str]]:
+    with path.open(encoding="utf-8", newline="") as stream:
+        yield from csv.reader(stream)
+
+
+def merge_aggregate(directory: Path, rtype: RecordType, pulled: Path) -> int:
+    """Rewrite the aggregate (temp + rename) with the rows of ``pulled`` whose id it lacks."""
+    aggregate = directory / AGGREGATE[rtype]
+    expected = header(rtype)
+    ids: set[str] = set()
+    tmp = aggregate.with_name(aggregate.name + TMP_SUFFIX)
+    added = 0
+    with tmp.open("w", encoding="utf-8", newline="") as out:
+        writer = _writer(out)
+        writer.writerow(expected)
+        if aggregate.exists():
+            existing = _rows(aggregate)
+            first = next(existing, None)
+            if first is not None and first != expected:
+                # Not ours (pex_data_collector's, or edited by hand): kept aside, never changed.
+                existing = iter(())
+                aside = aggregate.with_name(f"{aggregate.stem}.{stamp_now()}.foreign.csv")
+                os.replace(aggregate, aside)
+                log.warning(
+                    "%s has another header (not written by cdrflow); moved it to %s and started a "
+                    "new aggregate",
+                    aggregate,
+                    aside.name,
+                )
+            for line in existing:
+                if line:
+                    ids.add(line[0])
+                    writer.writerow(line)
+        rows = _rows(pulled)
+        next(rows, None)
+        for line in rows:
+            if line and line[0] not in ids:
+                ids.add(line[0])
+                writer.writerow(line)
+                added += 1
+        out.flush()
+        os.fsync(out.fileno())
+    _publish(tmp, aggregate)
+    return added
+
+
+def stamp_now() -> str:
+    from datetime import UTC
+
+    return stamp(datetime.now(UTC))
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Temporary files a crashed pull left behind (never published, safe to drop)."""
+    if directory.is_dir():
+        for path in directory.glob(f"*{TMP_SUFFIX}"):
+            path.unlink(missing_ok=True)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """A published file as dictionaries (tests, tools)."""
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))

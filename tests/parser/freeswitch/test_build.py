@@ -1,0 +1,85 @@
+"""The shared mapping: which leg a document is, its call id, hints, and the small ``extra``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cdr_parser.freeswitch import (
+    map_json,
+    map_xml,
+    parse_xml,
+)
+from cdrmodel import Leg
+from cdrmodel.errors import UnmappableRecord
+from tests.parser.freeswitch.documents import (
+    CGRATES_JSON,
+    ERROR_CALL,
+    INCOMING_B,
+    TINY_2009,
+    edited,
+    map_file,
+    utc,
+)
+
+
+def test_extra_is_a_small_selection_never_the_whole_variable_set() -> None:
+    for cdr in (map_file(TINY_2009), map_file(ERROR_CALL), map_file(INCOMING_B)):
+        assert 0 < len(cdr.extra) <= 16
+        assert "switch_r_sdp" not in cdr.extra
+        assert all(isinstance(v, str | bool) for v in cdr.extra.values())
+
+
+def test_hints_and_received_at_are_used() -> None:
+    received = utc(2024, 1, 2, 3, 4, 5)
+    cdr = map_xml(parse_xml(ERROR_CALL.read_bytes()), received_at=received, origin_host="10.0.0.9")
+    assert cdr.received_at == received
+    # no hostname variable and no switchname: the sender
+    assert cdr.origin_host == "10.0.0.9"
+    # the document's own switchname wins over the sender
+    cdr = map_xml(parse_xml(INCOMING_B.read_bytes()), origin_host="10.0.0.9")
+    assert cdr.origin_host == "vagrant-ubuntu-trusty-32"
+
+
+def test_a_leg_hint_forces_the_a_leg() -> None:
+    root = parse_xml(INCOMING_B.read_bytes())
+    assert map_xml(root, a_leg_hint=True).leg is Leg.A
+    # no "a_" prefix is no evidence (prefix-a-leg may be off): the document decides
+    assert map_xml(root, a_leg_hint=False).leg is Leg.B
+    assert map_xml(root, call_id_hint="a_26444af2-5f94-40b5-9578-824ce7c75ab8").leg is Leg.A
+
+
+def test_b_leg_detected_by_originating_leg_uuid_alone() -> None:
+    # the real B-leg without its <originator> profile and originator variable
+    root = edited(INCOMING_B, drop=("originator",))
+    caller_profile = root.find("callflow/caller_profile")
+    assert caller_profile is not None
+    originator = caller_profile.find("originator")
+    assert originator is not None
+    caller_profile.remove(originator)
+    cdr = map_xml(root)
+    # variables/originating_leg_uuid
+    assert cdr.leg is Leg.B
+    assert cdr.other_leg_id == "7c1088a5-ce12-4417-9b57-9d649ae984ec"
+
+
+def test_originating_leg_uuid_equal_to_the_own_uuid_is_no_b_leg() -> None:
+    # some billing scripts set originating_leg_uuid to the A-leg's own uuid
+    root = edited(ERROR_CALL, originating_leg_uuid="0006a2fa-b032-43e8-9d70-708f363fe3b7")
+    cdr = map_xml(root)
+    assert cdr.leg is Leg.A
+    assert cdr.other_leg_id is None
+
+
+def test_b_leg_without_a_uuid_of_its_own_is_unmappable() -> None:
+    root = edited(INCOMING_B, drop=("uuid",), profile={"uuid": None})
+    # even with the query parameter: a B-leg full of its A-leg's uuids needs its own
+    for hint in (None, "26444af2-5f94-40b5-9578-824ce7c75ab8"):
+        with pytest.raises(UnmappableRecord, match=r"B-leg .* no uuid of its own"):
+            map_xml(root, call_id_hint=hint)
+    doc = json.loads(CGRATES_JSON.read_text())
+    del doc["variables"]["uuid"], doc["callflow"][0]["caller_profile"]["uuid"]
+    doc["variables"]["originator"] = "f52c26f1-b018-4963-bf6d-a3111d1a0320"
+    with pytest.raises(UnmappableRecord, match="B-leg"):
+        map_json(doc, call_id_hint="3da8bf84-c133-4959-9e24-e72875cb33a1")

@@ -9,6 +9,7 @@ from bench import (
     bench_ingest,
     bench_large,
     bench_parser,
+    bench_pexip,
     bench_recordings,
     bench_replay,
     bench_spool,
@@ -27,6 +28,7 @@ BENCHES = {
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
     "events": bench_events.main,
+    "pexip": bench_pexip.main,
 }
 
 if __name__ == "__main__":

@@ -144,9 +144,17 @@ def run(host: str, port: int, mock_rate: float) -> None:
     if mock_rate > 0:
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         from cdr_ingest.settings import IngestSettings
+        from cdr_recordings.settings import RecordingsSettings
         from cdrkit.settings import load
 
-        extra.append(feed_spec(f"http://{local}:{port}", mock_rate, settings=load(IngestSettings)))
+        extra.append(
+            feed_spec(
+                f"http://{local}:{port}",
+                mock_rate,
+                settings=load(IngestSettings),
+                recordings=load(RecordingsSettings),
+            )
+        )
     _announce("run", [("listening on", f"http://{host}:{port}")])
     _announce("run", _targets(("database", "bus", "data dir"), embedded=True))
     if mock_rate > 0:

@@ -17,7 +17,9 @@ import httpx
 
 from cdr_ingest.auth import parse_basic_auth, parse_tokens
 from cdr_ingest.settings import IngestSettings
+from cdr_recordings.settings import RecordingsSettings
 from cdrflow.mock import generate_cdr
+from cdrflow.mock.audio import AudioWriter, recording_of
 from cdrkit.app import Runtime, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class MockFeed:
     rate_per_min: float
     seed: int | None = None
     auth_headers: dict[str, str] = field(default_factory=dict)  # when ingest requires auth
+    audio: AudioWriter | None = None  # writes the recordings the CDRs name
     posted: int = 0
     failed: int = 0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -47,6 +50,12 @@ class MockFeed:
                 uuid, xml = generate_cdr(rng)
                 # As mod_xml_cdr with prefix-a-leg: "a_" marks A-legs; B-legs carry an originator.
                 param = uuid if "<originator>" in xml else f"a_{uuid}"
+                recording = recording_of(xml) if self.audio is not None else None
+                if recording is not None and self.audio is not None:
+                    try:
+                        await asyncio.to_thread(self.audio.write, recording, uuid)
+                    except OSError as exc:
+                        log.warning("mock feed could not write %s: %s", recording, exc)
                 # Alternate the two encodings FusionPBX-era switches use most.
                 if rng.random() < 0.5:
                     req = client.post(
@@ -99,12 +108,20 @@ def feed_spec(
     rate_per_min: float,
     seed: int | None = None,
     settings: IngestSettings | None = None,
+    recordings: RecordingsSettings | None = None,
 ) -> ServiceSpec:
+    """``recordings``: write a few seconds of tone where each recorded call's CDR says its
+    recording is (the recordings service's local root), so the demo's calls play."""
     headers = auth_headers(settings) if settings is not None else {}
+    audio = (
+        AudioWriter(recordings.effective_local_root, recordings.switch_root)
+        if recordings is not None
+        else None
+    )
 
     @asynccontextmanager
     async def start(_runtime: Runtime) -> AsyncIterator[MockFeed]:
-        feed = MockFeed(base_url, rate_per_min, seed, headers)
+        feed = MockFeed(base_url, rate_per_min, seed, headers, audio)
         task = asyncio.create_task(feed.run(), name="mock-feed")
         try:
             yield feed

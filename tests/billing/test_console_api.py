@@ -129,6 +129,9 @@ async def test_extension_call_is_free_with_its_reason_and_off_the_bill(billing: 
 async def test_tariff_examples_are_accepted_as_written(billing: Billing) -> None:
     examples = sorted((ROOT / "examples/tariffs").glob("*.json"))
     assert len(examples) >= 2
+    docs = (ROOT / "docs/billing.md").read_text()
+    for path in examples:  # the docs show the tested files, not a copy that drifts
+        assert f"```json\n{path.read_text().rstrip()}\n```" in docs, path.name
     for path in examples:
         body = json.loads(path.read_text())
         r = await billing.client.post("/v1/tariffs", json=body)

@@ -69,6 +69,7 @@ def test_history_participant_2020() -> None:
 
 def test_outbound_swaps_caller_and_callee() -> None:
     record = {**history_participant(), "call_direction": "out", "has_media": False}
+    record["media_streams"] = []
     cdr = pexip.map_participant(json.dumps(record))
     assert cdr.direction is Direction.OUTBOUND
     assert (cdr.caller_number, cdr.callee_number) == ("meetup", "Test")
@@ -110,7 +111,14 @@ def test_event_sink_participant_disconnected_2019() -> None:
     assert cdr.direction is Direction.INBOUND
     assert cdr.carrier == "Oslo"
     assert cdr.codec == "opus,VP8"
-    assert cdr.billsec_s == 0  # has_media false in this push
+    # has_media is false in this push, but its streams carried thousands of packets: answered.
+    assert cdr.billsec_s == 999
+    assert cdr.disposition is Disposition.ANSWERED
+    no_media = copy.deepcopy(message)
+    del no_media["data"]["media_streams"]
+    unanswered = pexip.map_participant(json.dumps(no_media))
+    assert unanswered.billsec_s == 0
+    assert unanswered.disposition is None
     assert cdr.extra["conference_name"] == "meet.webapp"
     assert cdr.extra["feed"] == "event_sink"
     assert cdr.extra["node"] == "10.47.2.21"

@@ -144,3 +144,27 @@ def test_pull_command_exit_status_and_files(
 
     assert pull_command("yesterday", None) == 2
     assert "neither epoch seconds nor an ISO 8601" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_conferences_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
+    confs, parts = make_history(6, per_conference=3, seed="pg")
+    app = create_allinone_app(
+        data_dir=tmp_path, database_url=fresh_pg_url, bus_url=f"memory://{uuidlib.uuid4().hex}"
+    )
+    async with serving(app) as client:
+        resp = await client.post(
+            "/v1/pexip/history", json={"conferences": confs, "participants": parts}
+        )
+        assert resp.status_code == 202, resp.text
+
+        async def stored() -> bool:
+            return len(await pexip_cdrs(client)) == 6
+
+        await wait_for(stored, what="6 CDRs on PostgreSQL")
+        linked = await pexip_cdrs(client, conference=confs[1]["id"])
+        assert sorted(c["call_id"] for c in linked) == sorted(p["id"] for p in parts[3:])
+        page = (await client.get("/v1/conferences", params={"limit": "1"})).json()
+        assert [c["conference_id"] for c in page["items"]] == [confs[1]["id"]]  # newest end
+        rest = await client.get("/v1/conferences", params={"cursor": page["next_cursor"]})
+        assert [c["conference_id"] for c in rest.json()["items"]] == [confs[0]["id"]]

@@ -131,11 +131,21 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
 
 
 @router.post(
-    "/v1/dead-letters/{letter_id}/retry", response_model=DeadLetterOut, dependencies=[OPERATE]
+    "/v1/dead-letters/{letter_id}/retry",
+    response_model=DeadLetterOut,
+    dependencies=[OPERATE],
+    responses={
+        404: {"description": "no such dead letter"},
+        409: {"description": "a retry is pending (retry_pending) or nothing to re-publish"},
+        429: {"description": "too many retries (rate_limited); see Retry-After"},
+    },
 )
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
-    dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
+    dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at).
+    Idempotent while pending: a second retry before the first was processed (or within
+    PARSER_RETRY_PENDING_S) is a 409 and re-publishes nothing; rate-limited (429). Retries
+    never count towards the dead-letter flood stop."""
     return await queries.retry_dead_letter(parser, letter_id)
 
 

@@ -105,6 +105,19 @@ def media_summary(streams: object) -> dict[str, Any] | None:
     return {"codecs": codecs, "max_packet_loss": worst, "streams": out}
 
 
+def media_flowed(streams: object) -> bool:
+    """Whether any media stream carried packets."""
+    if not isinstance(streams, list):
+        return False
+    for stream in streams:
+        if isinstance(stream, dict):
+            for key in ("rx_packets_received", "tx_packets_sent"):
+                value = stream.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    return True
+    return False
+
+
 def _codec(media: dict[str, Any] | None) -> str | None:
     if not media or not media["codecs"]:
         return None
@@ -160,6 +173,10 @@ def _finish(
     if duration is None and end is not None:
         duration = max(int((end - start).total_seconds()), 0)
     has_media = record.get("has_media")
+    if has_media is not True and media_flowed(record.get("media_streams")):
+        # The event sink sends has_media as it is at disconnect, when the media has already been
+        # torn down (false in its own example, next to streams of thousands of packets).
+        has_media = True
     answered = has_media is True
     direction = record.get("call_direction")
     caller, callee = _numbers(str(direction) if direction else None, remote, local)
@@ -295,7 +312,8 @@ def conference_row(text: str, record_id: str | None, stored_at: datetime) -> dic
         if not sink
         else (int((end - start).total_seconds()) if start and end else None),
         "participant_count": _int(record.get("participant_count")),
-        "participant_ids": [i for i in ids if i and len(i) <= 128],
+        # Ids the store can hold as a link's key (no NUL: PostgreSQL text refuses it).
+        "participant_ids": [i for i in ids if i and len(i) <= 128 and "\x00" not in i],
         "feed": "event_sink" if sink else "history",
         "stored_at": stored_at,
     }

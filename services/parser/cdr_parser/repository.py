@@ -173,7 +173,7 @@ class CdrRepository:
         stored = {
             (h.call_id, h.type): h for h in map(Half.from_row, (await session.execute(query)).all())
         }
-        res = resolve(work.incoming, stored, work.now)
+        res = resolve(work.incoming, stored, work.now, work.max_duration_s)
         work.resolution = res
         if res.inserts:
             await session.execute(self._insert_halves, [h.to_row(work.now) for h in res.inserts])
@@ -307,13 +307,21 @@ class CdrRepository:
             )
             return result.first()
 
-    async def mark_retried(self, letter_id: int, at: datetime) -> None:
+    async def mark_retried(self, letter_id: int, at: datetime, *, pending_since: datetime) -> bool:
+        """Mark a retry unless one is pending: retried after ``pending_since`` and not failed
+        again since. Atomic, so of two retries at once only one goes out. False if pending."""
+        settled = or_(
+            dead_letters.c.retried_at.is_(None),
+            dead_letters.c.retried_at < pending_since,
+            dead_letters.c.last_failed_at >= dead_letters.c.retried_at,
+        )
         async with self.sessions.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(dead_letters)
-                .where(dead_letters.c.id == letter_id)
+                .where(dead_letters.c.id == letter_id, settled)
                 .values(retried_at=at, retry_count=dead_letters.c.retry_count + 1)
             )
+            return bool(getattr(result, "rowcount", 0))
 
     async def purge_raw(self, older_than: datetime, *, chunk_rows: int = 5000) -> RawPurge:
         """Delete raw payloads received before ``older_than``; the CDRs stay.

@@ -20,16 +20,17 @@ the CDRs they complete known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table
 
 from cdr_parser import pexip
 from cdr_parser.dispatch import map_envelope
@@ -41,12 +42,21 @@ from cdr_parser.metrics import (
     FETCHED_BYTES,
     MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
 from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
+from cdr_parser.rows import (
+    CDR_TEXT,
+    CONFERENCE_TEXT,
+    RAW_TEXT,
+    call_too_long,
+    cdr_row,
+    fit_text,
+    raw_row,
+    unstorable,
+)
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
-from cdrkit.bus.runner import StopConsuming
+from cdrkit.bus.runner import StopConsuming, poison_reason
 from cdrkit.objects import ObjectNotFound, ObjectStore
 from cdrmodel import CDR, DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
 from cdrmodel.call_events import CallEvent, parse_event_json
@@ -57,70 +67,53 @@ log = logging.getLogger(__name__)
 FETCH_CONCURRENCY = 8
 
 
+RETRY_HEADER = "cdrflow-retry"  # on a dead letter re-published by an operator: its letter id
+
+
+def is_retry(msg: Message) -> bool:
+    return any(name == RETRY_HEADER for name, _ in msg.headers)
+
+
+class RetryPending(InvalidInput):
+    """A retry of this dead letter is already on its way (idempotent while pending)."""
+
+    code = "retry_pending"
+    status = 409
+
+
+class RetryRateLimited(InvalidInput):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a token was taken, else the seconds until one is there."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
 class NothingToRetry(InvalidInput):
     """A dead letter that was never a decodable envelope (only its raw bytes are kept)."""
 
     code = "nothing_to_retry"
     status = 409
-
-
-def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
-    row = cdr.model_dump()
-    for key in ("leg", "direction", "disposition"):
-        if row[key] is not None:
-            row[key] = str(row[key].value)
-    row["stored_at"] = stored_at
-    return row
-
-
-def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, Any]:
-    return {
-        "call_id": call_id,
-        "envelope_id": env.id,
-        "kind": env.kind.value,
-        "content_type": env.content_type,
-        "sha256": env.sha256,
-        "payload": env.payload,
-        "payload_ref": env.payload_ref,
-        "received_at": env.received_at,
-        "stored_at": stored_at,
-    }
-
-
-def _text_limits(table: Table) -> list[tuple[str, int | None]]:
-    return [(c.name, getattr(c.type, "length", None)) for c in table.c if c.type.python_type is str]
-
-
-_CDR_TEXT = _text_limits(cdrs)
-_RAW_TEXT = _text_limits(raw_payloads)
-_CONFERENCE_TEXT = _text_limits(pexip_conferences)
-
-
-def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
-    """Why the store cannot take ``row`` as it is, or None: a text longer than its column
-    (PostgreSQL enforces the lengths) or holding a NUL character (PostgreSQL text refuses it).
-    Checked before the insert, so one such record is a dead letter instead of a batch that fails
-    on every redelivery and stops the consumer."""
-    for name, length in limits:
-        value = row.get(name)
-        if not isinstance(value, str):
-            continue
-        if length is not None and len(value) > length:
-            return f"{name} is {len(value)} characters long; the store holds at most {length}"
-        if "\x00" in value:
-            return f"{name} holds a NUL character, which the store cannot hold"
-    return None
-
-
-def _fit(value: str | None, length: int | None = None) -> str | None:
-    """A dead letter's value made storable: cut to its column, NUL characters replaced."""
-    return None if value is None else value[:length].replace("\x00", "\ufffd")
-
-
-def row_to_cdr(row: Any) -> CDR:
-    data = dict(row._mapping)
-    data.pop("stored_at", None)
-    return CDR.model_validate(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +165,7 @@ def _parse_conference(
         row = pexip.conference_row(text, env.call_id, now)
     except InvalidInput as exc:
         return _Failure("map", exc.code, exc.detail)
-    problem = unstorable(row, _CONFERENCE_TEXT)
+    problem = unstorable(row, CONFERENCE_TEXT)
     if problem is not None:
         return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
     return _Conference(row)
@@ -180,7 +173,11 @@ def _parse_conference(
 
 def _link(cdr: CDR) -> dict[str, Any] | None:
     conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
-    if isinstance(conference_id, str) and 0 < len(conference_id) <= 128:
+    if (
+        isinstance(conference_id, str)
+        and 0 < len(conference_id) <= 128
+        and "\x00" not in conference_id
+    ):
         return {"call_id": cdr.call_id, "conference_id": conference_id}
     return None
 
@@ -206,7 +203,11 @@ class ParserService:
         self.conferences = ConferenceRepository(repo.sessions)
         self.producer = producer
         self.store = store
-        self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
+        # The flood window: True = dead letter, for the messages read from the topic that were
+        # not an operator's retry (retries never count: retrying one letter 450 times must not
+        # stop the parser).
+        self._recent: deque[bool] = deque(maxlen=settings.flood_window)
+        self._retries = TokenBucket(settings.retry_rate_per_s, settings.retry_burst)
         # Claim-checked payloads fetched at once: bounds the memory a batch of 5 MB CDRs holds.
         self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
@@ -244,7 +245,7 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
+            problem = unstorable(raw_row(decoded, "", now), RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
@@ -279,15 +280,15 @@ class ParserService:
                 continue
             cdr = outcome
             if cdr.call_id in cdr_rows:
-                self._recent.append(False)
+                self._count(msg, False)
                 continue  # the same call twice in one batch: the first wins, as in the store
             row = cdr_row(cdr, now)
-            problem = unstorable(row, _CDR_TEXT)
+            problem = unstorable(row, CDR_TEXT)
             if problem is not None:
                 reason = f"the CDR cannot be stored: {problem}"
                 self._dead_letter(dead, msg, env, "map", "unstorable", reason, now)
                 continue
-            self._recent.append(False)
+            self._count(msg, False)
             cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
             if (link := _link(cdr)) is not None:
@@ -344,14 +345,17 @@ class ParserService:
                 self._dead_letter(
                     pair_dead, batch[item.index], item.env, "pair", rej.error, rej.reason, now
                 )
-            self._recent.extend([False] * (len(incoming) - len(res.rejections)))
+            rejected = {id(rej.incoming) for rej in res.rejections}
+            for item in incoming:
+                if id(item) not in rejected:
+                    self._count(batch[item.index], False)
             return (
                 [cdr_row(res.cdrs[c], now) for c in res.new_calls],
                 [{**res.raw[c], "stored_at": now} for c in res.new_calls],
                 [row for row, _ in pair_dead.values()],
             )
 
-        work = EventWork(incoming, now, settle)
+        work = EventWork(incoming, now, settle, max_duration_s=self.settings.max_call_duration_s)
         inserted = await self.repo.store_batch(
             list(cdr_rows.values()),
             list(raw_rows.values()),
@@ -390,6 +394,9 @@ class ParserService:
             log.exception("mapping envelope %s failed unexpectedly", env.id)
             return _Failure("map", "mapper_error", f"{type(exc).__name__}: {exc}")
         MAP_SECONDS.observe(time.perf_counter() - started)
+        too_long = call_too_long(cdr, self.settings.max_call_duration_s)
+        if too_long is not None:
+            return _Failure("map", "call_too_long", too_long)
         return cdr
 
     async def _map_claimed(
@@ -463,11 +470,11 @@ class ParserService:
         reason: str,
         now: datetime,
     ) -> None:
-        self._recent.append(True)
+        self._count(msg, True)
         DEAD_LETTERS.labels(error).inc()
         log.warning("dead letter %s: %s: %s", msg, error, reason)
         raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
-        raw_value, reason = _fit(raw_value), _fit(reason) or ""
+        raw_value, reason = fit_text(raw_value), fit_text(reason) or ""
         letter = DeadLetter(
             stage=stage,
             error=error,
@@ -484,8 +491,8 @@ class ParserService:
             key = f"{stage}:sha256:{sha256_hex(key)}"
         row = {
             "dedup_key": key,
-            "envelope_id": _fit(env.id, 64) if env else None,
-            "call_id": _fit(env.call_id, 128) if env else None,
+            "envelope_id": fit_text(env.id, 64) if env else None,
+            "call_id": fit_text(env.call_id, 128) if env else None,
             "stage": stage,
             "error": error,
             "reason": reason,
@@ -497,6 +504,28 @@ class ParserService:
             "created_at": now,
         }
         dead[key] = (row, letter)
+
+    async def dead_letter_poison(self, msg: Message, exc: Exception) -> None:
+        """``on_poison`` of the consume loop: ``msg`` failed on its own, every time, somewhere
+        the checks above did not foresee (a value the database refuses, a mapper or pairing
+        bug). It becomes a dead letter with the error, so the rest of the topic goes on."""
+        now = datetime.now(UTC)
+        env: RawEnvelope | None = None
+        with contextlib.suppress(ValidationError):
+            env = RawEnvelope.from_json(msg.value)
+        dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
+        reason = f"the message failed on its own, every time: {poison_reason(exc)}"
+        self._dead_letter(dead, msg, env, "store", "poison", reason, now)
+        await asyncio.gather(
+            self.repo.store_batch([], [], [row for row, _ in dead.values()]),
+            self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
+        )
+        CDRS.labels("dead_letter").inc()
+        self._check_flood()
+
+    def _count(self, msg: Message, dead: bool) -> None:
+        if not is_retry(msg):
+            self._recent.append(dead)
 
     def _check_flood(self) -> None:
         window = self._recent
@@ -528,12 +557,30 @@ class ParserService:
             raise NothingToRetry(
                 f"dead letter {letter_id} holds no valid raw envelope: {exc.errors()[0]['msg']}"
             ) from exc
+        wait_s = self._retries.take()
+        if wait_s:
+            raise RetryRateLimited(
+                f"more than {self.settings.retry_burst} dead-letter retries at once "
+                f"(PARSER_RETRY_RATE_PER_S={self.settings.retry_rate_per_s:g}); try again in "
+                f"{wait_s:.1f} s",
+                wait_s,
+            )
         # Marked before the publish, so a failure of the retry is always later than retried_at
         # (retried_at and retry_count count attempts, even one the bus did not acknowledge).
-        await self.repo.mark_retried(letter_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        pending_since = now - timedelta(seconds=self.settings.retry_pending_s)
+        if not await self.repo.mark_retried(letter_id, now, pending_since=pending_since):
+            raise RetryPending(
+                f"a retry of dead letter {letter_id} is pending since {row.retried_at}: it "
+                "settles when the parser has processed it (last_failed_at moves past "
+                "retried_at if it fails again) or after PARSER_RETRY_PENDING_S "
+                f"({self.settings.retry_pending_s:g} s); nothing was re-published"
+            )
         key = env.call_id.encode() if env.call_id else None  # the key ingest uses
+        headers = ((RETRY_HEADER, str(letter_id).encode()),)
         try:
-            await asyncio.wait_for(self.producer.send(topics.RAW, env.to_json(), key=key), 10)
+            send = self.producer.send(topics.RAW, env.to_json(), key=key, headers=headers)
+            await asyncio.wait_for(send, 10)
         except TimeoutError as exc:
             raise Transient(
                 "the message bus did not acknowledge the retry in 10 s; try again later"

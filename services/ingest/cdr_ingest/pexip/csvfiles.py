@@ -37,23 +37,31 @@ def header(rtype: RecordType) -> list[str]:
     return [*FIELDS[rtype], "extra"]
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if kind is int:
+        return str(value)
+    return _encode(value)
+
+
+_KNOWN = {rtype: frozenset(fields) for rtype, fields in FIELDS.items()}
 
 
 def row(rtype: RecordType, obj: dict[str, Any]) -> list[str]:
-    fields = FIELDS[rtype]
-    known = set(fields)
+    known = _KNOWN[rtype]
+    out = [cell(obj.get(f)) for f in FIELDS[rtype]]
     extra = {k: v for k, v in obj.items() if k not in known}
-    return [*(cell(obj.get(f)) for f in fields), cell(extra) if extra else ""]
+    out.append(_encode(extra) if extra else "")
+    return out
 
 
 def stamp(when: datetime) -> str:

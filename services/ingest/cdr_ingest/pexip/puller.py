@@ -294,38 +294,46 @@ class Puller:
         seen: set[str] = set()
         highest: datetime | None = None
         batch: list[dict[str, Any]] = []
-        page = first
         paths: set[str] = set()
-        while True:
-            for obj in page.objects:
-                try:
-                    rid = record_id(obj)
-                    end = parse_pexip_time(obj.get("end_time"), "end_time")
-                except BadRecord as exc:
-                    PEXIP_RECORDS.labels(rtype.value, "rejected").inc()
-                    log.warning("skipped a %s history record: %s", rtype.value, exc)
-                    continue
-                if rid in seen:
-                    PEXIP_RECORDS.labels(rtype.value, "duplicate").inc()
-                    continue
-                seen.add(rid)
-                PEXIP_RECORDS.labels(rtype.value, "new").inc()
-                if end is not None and (highest is None or end > highest):
-                    highest = end
-                files.write(rtype, obj)
-                result.records[rtype] += 1
-                if sink is not None:
-                    batch.append(obj)
-                    if len(batch) >= self.settings.ingest_batch:
-                        await sink.post(rtype, batch)
-                        batch = []
-            if page.next is None:
-                break
-            path = client.next_path(page.next)
-            if path in paths:  # a node answering the same meta.next forever
-                raise PullFailed(f"the node's meta.next repeats {path}; stopped paging")
-            paths.add(path)
-            page = await client.get_page(path, rtype)
+        page: Page | None = first
+        # The next page is fetched while this one is written and posted (one request ahead per
+        # record type: with the other type's, still at most 2 in flight).
+        ahead: asyncio.Task[Page] | None = None
+        try:
+            while page is not None:
+                if page.next is not None:
+                    path = client.next_path(page.next)
+                    if path in paths:  # a node answering the same meta.next forever
+                        raise PullFailed(f"the node's meta.next repeats {path}; stopped paging")
+                    paths.add(path)
+                    ahead = asyncio.create_task(client.get_page(path, rtype))
+                for obj in page.objects:
+                    try:
+                        rid = record_id(obj)
+                        end = parse_pexip_time(obj.get("end_time"), "end_time")
+                    except BadRecord as exc:
+                        PEXIP_RECORDS.labels(rtype.value, "rejected").inc()
+                        log.warning("skipped a %s history record: %s", rtype.value, exc)
+                        continue
+                    if rid in seen:
+                        PEXIP_RECORDS.labels(rtype.value, "duplicate").inc()
+                        continue
+                    seen.add(rid)
+                    if end is not None and (highest is None or end > highest):
+                        highest = end
+                    files.write(rtype, obj)
+                    if sink is not None:
+                        batch.append(obj)
+                        if len(batch) >= self.settings.ingest_batch:
+                            await sink.post(rtype, batch)
+                            batch = []
+                PEXIP_RECORDS.labels(rtype.value, "new").inc(len(seen) - result.records[rtype])
+                result.records[rtype] = len(seen)
+                page, ahead = (await ahead if ahead is not None else None), None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
         if sink is not None and batch:
             await sink.post(rtype, batch)
         return highest

@@ -5,6 +5,7 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_edge,
     bench_events,
     bench_ingest,
     bench_large,
@@ -28,6 +29,7 @@ BENCHES = {
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
     "events": bench_events.main,
+    "edge": bench_edge.main,
     "pexip": bench_pexip.main,
 }
 

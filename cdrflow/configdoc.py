@@ -35,6 +35,7 @@ RUNNER_VARIABLES: dict[str, tuple[str, str]] = {
     "CDRFLOW_HOST": ("127.0.0.1", "address `cdrflow run` / `cdrflow serve` bind to"),
     "CDRFLOW_PORT": ("8000", "port of `cdrflow run` (a service's own port is its contract port)"),
     "CDRFLOW_MOCK_RATE": ("0", "mock calls per minute `cdrflow run` posts to itself"),
+    "CDRFLOW_MOCK_EDGE": ("0", "mock HiPath calls per minute through a real edge agent in `run`"),
     "CDRFLOW_REPLAY_URL": ("http://127.0.0.1:8000", "where `cdrflow replay` posts"),
     "CDRFLOW_REPLAY_TOKEN": ("", "bearer token `cdrflow replay` sends"),
     "CDRFLOW_REPLAY_USER": ("", "user:pass `cdrflow replay` sends (HTTP Basic)"),

@@ -58,7 +58,7 @@ def embedded_overrides() -> dict[str, object]:
     """What ``cdrflow run`` changes in the environment's settings: a ``memory://`` bus keeps its
     log in the data dir (``<data dir>/bus``), so a message acknowledged to a switch survives a
     crash of the one process, as on Kafka (docs/reliability.md)."""
-    from cdrkit.bus.memory import durable_url
+    from cdrkit.bus.memory_broker import durable_url
 
     common = load(ServiceSettings)
     url = durable_url(common.bus_url, common.data_dir / "bus")

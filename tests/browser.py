@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from cdrkit.testing.processes import spawn, stop
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -90,7 +92,8 @@ async def chromium_page(
     from websockets.asyncio.client import connect
 
     profile = tmp / "chromium-profile"
-    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block; it is waited for below)
+    # Its own process group, stopped by the watchdog if pytest dies (chromium forks helpers).
+    proc = spawn(
         [
             binary,
             "--headless",
@@ -126,9 +129,4 @@ async def chromium_page(
         async with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
             yield Cdp(ws)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=10)

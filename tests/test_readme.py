@@ -123,3 +123,29 @@ def test_quick_start_commands_answer_as_the_readme_says(tmp_path: Path) -> None:
                 time.sleep(0.3)
     finally:
         stop(proc, timeout_s=20)
+
+
+def test_the_picture_draws_only_what_exists(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cdrflow.cli import cli
+    from cdrflow.platform import SERVICES
+    from cdrmodel import topics
+    from tests.docs.test_architecture_endpoints import served
+
+    text = README.read_text()
+    picture = re.search(r"```mermaid\n(.*?)```", text, re.S)
+    assert picture, "no mermaid picture in the README"
+    drawn = picture.group(1)
+    for topic in re.findall(r"\bcdr\.[a-z]+\b", drawn):
+        assert topic in topics.ALL, f"the picture draws a topic that does not exist: {topic}"
+    routes = served(tmp_path)
+    for method, path in re.findall(r"\b(GET|POST|PUT|DELETE) (/[\w/.{}-]+)", drawn):
+        assert (method, path) in routes, f"the picture draws an endpoint no service serves: {path}"
+    for command in re.findall(r"cdrflow ([a-z]+(?: [a-z]+)?)", drawn):
+        words = command.split()
+        result = CliRunner().invoke(cli, [*words, "--help"])
+        assert result.exit_code == 0, f"the picture names a command that does not exist: {command}"
+    for name, service in SERVICES.items():
+        assert re.search(rf"\b{name}\b", drawn), f"service {name} is missing from the picture"
+        assert f"| {name} | {service.port} |" in text, f"service {name} missing from the table"

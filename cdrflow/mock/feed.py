@@ -11,11 +11,13 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
 from cdr_ingest.auth import parse_basic_auth, parse_tokens
+from cdr_ingest.edge.agent import Agent
 from cdr_ingest.settings import IngestSettings
 from cdr_recordings.settings import RecordingsSettings
 from cdrflow.mock import generate_cdr
@@ -131,3 +133,50 @@ def feed_spec(
                 await task
 
     return ServiceSpec("mockfeed", start, uses_database=False)
+
+
+@dataclass
+class MockEdge:
+    agent: Agent
+
+    def ready(self) -> None:
+        return None  # a demo aid, like the mock feed: never makes the platform unready
+
+
+def mock_edge_spec(
+    base_url: str, rate_per_min: float, data_dir: Path, settings: IngestSettings | None = None
+) -> ServiceSpec:
+    """A ``cdrflow edge`` agent with the mock HiPath source, inside the all-in-one process
+    (``CDRFLOW_MOCK_EDGE`` calls per minute): serial calls flow through the real agent, queue,
+    ingest route and mapping, next to the mock FreeSWITCH feed."""
+    from cdr_ingest.edge.settings import EdgeSettings
+
+    token = None
+    if settings is not None and settings.tokens is not None:
+        token = parse_tokens(settings.tokens.get_secret_value())[0].decode()
+
+    @asynccontextmanager
+    async def start(_runtime: Runtime) -> AsyncIterator[MockEdge]:
+        agent = Agent(
+            EdgeSettings(
+                source="mock",
+                data_dir=data_dir / "edge-mock",
+                ingest_url=base_url,
+                token=token,
+                device_id="mock-hipath",
+                pbx_timezone="Europe/Berlin",
+                mock_rate=rate_per_min,
+                timeout_s=0.5,
+                max_timeout_s=10,
+            )
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop), name="mock-edge")
+        try:
+            yield MockEdge(agent)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+    return ServiceSpec("mockedge", start, uses_database=False)

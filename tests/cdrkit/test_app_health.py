@@ -30,9 +30,8 @@ async def test_each_service_exports_its_own_metric_families_only(tmp_path: Path)
     assert all(f.startswith("cdrflow_ingest_") for f in families["ingest"]), families["ingest"]
     assert any(f.startswith("cdrflow_parser_") for f in families["parser"])
     assert "cdrflow_bus_consumer_lag_messages" in families["parser"]
-    assert all(f.startswith(("cdrflow_parser_", "cdrflow_bus_")) for f in families["parser"]), (
-        families["parser"]
-    )
+    own = ("cdrflow_parser_", "cdrflow_bus_", "cdrflow_edge_device_")
+    assert all(f.startswith(own) for f in families["parser"]), families["parser"]
 
 
 async def test_read_api_stays_ready_while_kafka_is_down(

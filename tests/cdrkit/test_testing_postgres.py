@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cdrkit.testing.postgres import SETUP_EXIT_CODE, admin_dsn
+from tests.inner_pytest import inner_pytest_command
 
 TWO_DATABASE_TESTS = """
 def test_first(fresh_pg_url):
@@ -56,21 +56,7 @@ def _run_pytest(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     clean.pop("CDRFLOW_TEST_PG_ADMIN", None)
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "cdrkit.testing.plugin",
-            "-c",
-            os.devnull,
-            "--rootdir",
-            str(tmp_path),
-            str(tmp_path / "test_two.py"),
-        ],
+        inner_pytest_command(tmp_path / "test_two.py"),
         env={**clean, **env},
         capture_output=True,
         text=True,

@@ -18,3 +18,12 @@ def test_every_service_variable_is_on_the_page() -> None:
     for name in names:
         assert f"`{name}`" in page
     assert configdoc.main(["--check"]) == 0
+
+
+def test_runner_variables_are_the_ones_the_cli_reads() -> None:
+    import re
+    from pathlib import Path
+
+    cli = (Path(configdoc.__file__).parent / "cli.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'envvar="(CDRFLOW_[A-Z_]+)"', cli))
+    assert read == set(configdoc.RUNNER_VARIABLES)

@@ -52,7 +52,7 @@ def test_every_dashboard_query_names_a_metric_the_code_registers() -> None:
     finally:
         sys.path.pop(0)
     dashboards = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
-    assert {d.stem for d in dashboards} >= {"pipeline", "carriers", "billing"}
+    assert {d.stem for d in dashboards} >= {"pipeline", "carriers", "billing", "edge"}
     queries = 0
     for path in dashboards:
         for title, expr in check.dashboard_queries(json.loads(path.read_text())):

@@ -58,6 +58,16 @@ def test_aggregate_keeps_each_id_once_and_its_header(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "pexHistoryPart.csv")
     assert [r["id"] for r in rows] == ["a", "b", "c"]
     assert list(rows[0]) == header(RecordType.PARTICIPANT)
+    # The id index is checked against the aggregate: a stale one (a crash between the rename of
+    # the aggregate and of its index) is rebuilt from the aggregate, and nothing is added twice.
+    index = tmp_path / ".pexHistoryPart.csv.ids"
+    assert sorted(index.read_text().split("\n")[1:-1]) == ["a", "b", "c"]
+    index.write_text("size=1\n")
+    files = PullFiles(tmp_path, STARTED + dt.timedelta(seconds=5))
+    for rid in ("c", "d"):
+        files.write(RecordType.PARTICIPANT, {"id": rid})
+    assert files.commit()[RecordType.PARTICIPANT] == 1
+    assert [r["id"] for r in read_csv(tmp_path / "pexHistoryPart.csv")] == ["a", "b", "c", "d"]
 
 
 def test_a_foreign_aggregate_is_moved_aside_not_changed(tmp_path: Path) -> None:

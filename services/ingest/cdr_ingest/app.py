@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from cdr_ingest.api import router
 from cdr_ingest.auth import log_access_mode
+from cdr_ingest.edge_api import router as edge_router
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from cdr_ingest.pexip.api import router as pexip_router
 from cdr_ingest.request_metrics import install as install_request_metrics
@@ -111,12 +112,12 @@ def spec(settings: IngestSettings) -> ServiceSpec:
     return ServiceSpec(
         "ingest",
         start,
-        [router, pexip_router],
+        [router, pexip_router, edge_router],
         uses_database=False,
         bus_required=False,
         metric_prefixes=("cdrflow_ingest_",),
         # Pexip routes count their own answers (cdr_ingest.pexip.api).
-        install=lambda app: install_request_metrics(app, [router]),
+        install=lambda app: install_request_metrics(app, [router, edge_router]),
     )
 
 

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 
 from cdr_parser.api import router
 from cdr_parser.conferences_api import router as conferences_router
+from cdr_parser.devices import refresh_forever
+from cdr_parser.edge_api import router as edge_router
 from cdr_parser.repository import CdrRepository
 from cdr_parser.retention import RetentionJob
 from cdr_parser.service import ParserService
@@ -48,10 +50,18 @@ def spec(settings: ParserSettings) -> ServiceSpec:
                     on_poison=service.dead_letter_poison,
                 ) as loop,
                 background(retention.run_forever(), "parser:retention"),
+                background(refresh_forever(repo), "parser:edge-gauges"),
             ):
                 yield ParserComponent(service, loop, retention)
 
-    return ServiceSpec("parser", start, [router, conferences_router], "cdr_parser.migrations")
+    return ServiceSpec(
+        "parser",
+        start,
+        [router, conferences_router, edge_router],
+        "cdr_parser.migrations",
+        # The edge device gauges are the parser's (cdr_parser.devices).
+        metric_prefixes=("cdrflow_parser_", "cdrflow_bus_", "cdrflow_edge_device_"),
+    )
 
 
 def create_app(settings: ParserSettings | None = None) -> FastAPI:

@@ -9,7 +9,9 @@ partition to read. SQLite keeps the plain table with ``call_id`` as its key and 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -171,4 +173,26 @@ pexip_participant_links = Table(
     Column("call_id", String(128), primary_key=True),
     Column("conference_id", String(128), nullable=False),
     Index("ix_pexip_participant_links_conference", "conference_id", "call_id"),
+)
+
+# Edge agents' check-ins (migration 0006): one row per device, the newest check-in wins.
+edge_devices = Table(
+    "edge_devices",
+    metadata,
+    Column("device", String(64), primary_key=True),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("version", String(64)),
+    Column("source", String(32)),
+    Column("source_state", String(16)),
+    Column("source_error", String(500)),
+    Column("last_line_at", UtcDateTime),
+    Column("pbx_timezone", String(64)),
+    Column("queue_depth", BigInteger),
+    Column("queue_full", Boolean),
+    Column("oldest_age_s", Float),
+    Column("rejected", BigInteger),
+    Column("uptime_s", Float),
+    Column("checkin_interval_s", Float),
+    Column("remote_addr", String(64)),
 )

@@ -32,6 +32,7 @@ from cdr_parser.models import (
     cdr_keys,
     cdrs,
     dead_letters,
+    edge_devices,
     pexip_conferences,
     pexip_participant_links,
     raw_payloads,
@@ -292,6 +293,31 @@ class CdrRepository:
                 select(both).order_by(both.c.start_time.desc(), both.c.call_id.desc()).limit(limit)
             )
         return query
+
+    async def upsert_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store check-ins: a device's row takes a check-in only if it is not older than the
+        one it holds (first_seen is kept), so redelivery or reordering never rolls it back."""
+        if not rows:
+            return
+        newest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            held = newest.get(row["device"])
+            if held is None or row["last_seen"] >= held["last_seen"]:
+                newest[row["device"]] = row
+        stmt: Any = (postgresql if self.dialect == "postgresql" else sqlite).insert(edge_devices)
+        fresh = [c.name for c in edge_devices.c if c.name not in ("device", "first_seen")]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["device"],
+            set_={c: stmt.excluded[c] for c in fresh},
+            where=edge_devices.c.last_seen <= stmt.excluded.last_seen,
+        )
+        async with self.sessions.begin() as session:
+            await session.execute(stmt, list(newest.values()))
+
+    async def list_devices(self) -> Sequence[Row[Any]]:
+        async with self.sessions() as session:
+            result = await session.execute(select(edge_devices).order_by(edge_devices.c.device))
+            return result.all()
 
     async def list_dead_letters(self, *, before_id: int | None, limit: int) -> Sequence[Row[Any]]:
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)

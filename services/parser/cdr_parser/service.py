@@ -33,7 +33,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from cdr_parser import pexip
+from cdr_parser.devices import checkin_row
 from cdr_parser.dispatch import map_envelope
+from cdr_parser.hipath import RingNotice
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
@@ -124,6 +126,20 @@ class _Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class _RawOnly:
+    """Kept as a raw payload, but no call: a HiPath ring notice (``hipath.RingNotice``)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkin:
+    """An edge agent's check-in: a row of the device registry (``cdr_parser.devices``)."""
+
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class _Event:
     """A consumed call start/end half, to be paired (not mapped alone)."""
 
@@ -169,6 +185,9 @@ def _parse_conference(
     if problem is not None:
         return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
     return _Conference(row)
+
+
+_Outcome = CDR | _Event | _Conference | _RawOnly | _Checkin | _Failure
 
 
 def _link(cdr: CDR) -> dict[str, Any] | None:
@@ -259,12 +278,22 @@ class ParserService:
             {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
         )
         incoming: list[Incoming] = []
+        checkins: list[dict[str, Any]] = []
+        not_calls = 0  # ring notices and check-ins: neither stored CDRs nor duplicates
         for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
             if env is None:
                 continue
             outcome = claimed[i] if i in claimed else self._map(env, None)
             if isinstance(outcome, _Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
+                continue
+            if isinstance(outcome, _RawOnly | _Checkin):
+                self._recent.append(False)
+                not_calls += 1
+                if isinstance(outcome, _Checkin):
+                    checkins.append(outcome.row)
+                else:
+                    raw_rows.setdefault(outcome.call_id, raw_row(env, outcome.call_id, now))
                 continue
             if isinstance(outcome, _Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
@@ -295,6 +324,8 @@ class ParserService:
                 side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
+        # Check-ins first, in their own (repeat-safe) transaction: a failure retries the batch.
+        await self.repo.upsert_devices(checkins)
         if incoming:
             await self._store_with_events(
                 batch, now, incoming, cdr_rows, raw_rows, normalized, dead, side
@@ -317,7 +348,9 @@ class ParserService:
         )
         inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted) - len(side.conferences))
+        CDRS.labels("duplicate").inc(
+            len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
+        )
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
@@ -380,14 +413,18 @@ class ParserService:
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Conference | _Failure:
+    def _map(self, env: RawEnvelope, payload: str | None) -> _Outcome:
         if env.kind is PayloadKind.CALL_EVENT:
             return _parse_event(env, payload)
         if env.kind is PayloadKind.PEXIP_CONFERENCE:
             return _parse_conference(env, payload, datetime.now(UTC))
         started = time.perf_counter()
         try:
+            if env.kind is PayloadKind.EDGE_CHECKIN:
+                return _Checkin(checkin_row(env, env.payload or payload or ""))
             cdr = map_envelope(env, payload)
+        except RingNotice as notice:
+            return _RawOnly(notice.call_id or env.call_id or env.id)
         except InvalidInput as exc:
             return _Failure("map", exc.code, exc.detail)
         except Exception as exc:  # a mapper bug on hostile input must not stop the topic
@@ -399,9 +436,7 @@ class ParserService:
             return _Failure("map", "call_too_long", too_long)
         return cdr
 
-    async def _map_claimed(
-        self, envs: dict[int, RawEnvelope]
-    ) -> dict[int, CDR | _Event | _Conference | _Failure]:
+    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, _Outcome]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -414,7 +449,7 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Conference | _Failure:
+    async def _fetch_and_map(self, env: RawEnvelope) -> _Outcome:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:

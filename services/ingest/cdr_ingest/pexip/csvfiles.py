@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -143,34 +144,74 @@ def _rows(path: Path) -> Iterator[list[str]]:
         yield from csv.reader(stream)
 
 
+def _index_path(aggregate: Path) -> Path:
+    return aggregate.with_name(f".{aggregate.name}.ids")
+
+
+def _aggregate_ids(aggregate: Path) -> set[str]:
+    """The ids in the aggregate: from its index file (``.<name>.ids``: the aggregate's size, then
+    one id a line) when that matches the file, else read from the aggregate itself (one pass)."""
+    index = _index_path(aggregate)
+    size = aggregate.stat().st_size
+    try:
+        with index.open(encoding="utf-8") as stream:
+            if stream.readline().strip() == f"size={size}":
+                return {line.rstrip("\n") for line in stream}
+    except OSError:
+        pass
+    rows = _rows(aggregate)
+    next(rows, None)
+    return {line[0] for line in rows if line}
+
+
+def _write_index(aggregate: Path, ids: set[str]) -> None:
+    index = _index_path(aggregate)
+    tmp = index.with_name(index.name + TMP_SUFFIX)
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(f"size={aggregate.stat().st_size}\n")
+        out.writelines(f"{i}\n" for i in ids)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, index)
+
+
+def _adopt(aggregate: Path, expected: list[str]) -> bool:
+    """Whether the aggregate exists and is ours; one with another header (pex_data_collector's,
+    or edited by hand) is moved aside, never changed."""
+    if not aggregate.exists():
+        return False
+    first = next(_rows(aggregate), None)
+    if first == expected:
+        return True
+    aside = aggregate.with_name(f"{aggregate.stem}.{stamp_now()}.foreign.csv")
+    os.replace(aggregate, aside)
+    log.warning(
+        "%s has another header (not written by cdrflow); moved it to %s and started a new one",
+        aggregate,
+        aside.name,
+    )
+    return False
+
+
 def merge_aggregate(directory: Path, rtype: RecordType, pulled: Path) -> int:
-    """Rewrite the aggregate (temp + rename) with the rows of ``pulled`` whose id it lacks."""
+    """Rewrite the aggregate (temp + rename) with the rows of ``pulled`` whose id it lacks.
+
+    The existing rows are copied as bytes (no CSV parsing); the ids come from the index file, so a
+    pull costs one copy of the aggregate, not a parse of it."""
     aggregate = directory / AGGREGATE[rtype]
     expected = header(rtype)
-    ids: set[str] = set()
+    ours = _adopt(aggregate, expected)
+    ids = _aggregate_ids(aggregate) if ours else set()
     tmp = aggregate.with_name(aggregate.name + TMP_SUFFIX)
     added = 0
     with tmp.open("w", encoding="utf-8", newline="") as out:
         writer = _writer(out)
-        writer.writerow(expected)
-        if aggregate.exists():
-            existing = _rows(aggregate)
-            first = next(existing, None)
-            if first is not None and first != expected:
-                # Not ours (pex_data_collector's, or edited by hand): kept aside, never changed.
-                existing = iter(())
-                aside = aggregate.with_name(f"{aggregate.stem}.{stamp_now()}.foreign.csv")
-                os.replace(aggregate, aside)
-                log.warning(
-                    "%s has another header (not written by cdrflow); moved it to %s and started a "
-                    "new aggregate",
-                    aggregate,
-                    aside.name,
-                )
-            for line in existing:
-                if line:
-                    ids.add(line[0])
-                    writer.writerow(line)
+        if ours:
+            with aggregate.open("rb") as old:
+                out.flush()
+                shutil.copyfileobj(old, out.buffer, 1 << 20)
+        else:
+            writer.writerow(expected)
         rows = _rows(pulled)
         next(rows, None)
         for line in rows:
@@ -181,6 +222,7 @@ def merge_aggregate(directory: Path, rtype: RecordType, pulled: Path) -> int:
         out.flush()
         os.fsync(out.fileno())
     _publish(tmp, aggregate)
+    _write_index(aggregate, ids)
     return added
 
 

@@ -141,6 +141,8 @@ def record_id(obj: dict[str, Any]) -> str:
         raise BadRecord("the record has no id")
     if len(text) > 128:
         raise BadRecord(f"the record's id is {len(text)} characters long; at most 128")
+    if any(ord(c) < 32 for c in text):
+        raise BadRecord("the record's id holds a control character")
     return text
 
 

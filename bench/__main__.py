@@ -5,6 +5,7 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_console,
     bench_edge,
     bench_events,
     bench_ingest,
@@ -26,6 +27,7 @@ BENCHES = {
     "store": bench_store.main,
     "replay": bench_replay.main,
     "billing": bench_billing.main,
+    "console": bench_console.main,
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
     "events": bench_events.main,

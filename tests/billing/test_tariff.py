@@ -10,16 +10,13 @@ from itertools import pairwise
 
 import pytest
 
+from cdr_billing.rating import CallFacts, Unpriced, pick_version, rate_call
 from cdr_billing.tariff import (
     Band,
-    CallFacts,
     Destination,
     InvalidTariff,
     Tariff,
-    Unpriced,
     default_tariff,
-    pick_version,
-    rate_call,
     validate,
 )
 

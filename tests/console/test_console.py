@@ -112,6 +112,18 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
             headers={"Content-Type": "text/xml"},
         )
         assert r.status_code == 200, r.text
+        r = await client.post(
+            "/v1/edge/checkin",
+            json={
+                "device": "hipath-pabx-1",
+                "version": "0.1.0",
+                "source": "serial",
+                "source_state": "open",
+                "queue_depth": 7,
+                "checkin_interval_s": 30,
+            },
+        )
+        assert r.status_code == 200, r.text
         cid = quote(call_id, safe="")
         await wait_for_json(client, f"/v1/cdrs/{cid}", "the CDR", headers=read)
         await wait_for_json(client, f"/v1/charges/{cid}", "the charge", headers=read)
@@ -157,6 +169,17 @@ async def test_find_a_call_hear_it_see_its_charge_and_bill(
         link = f"a.call-link[href='/calls/{quote(cdr.call_id, safe='')}']"
         await page.until(f"!!document.querySelector({link!r})", "the posted call in the results")
         assert await page.js("location.search") == f"?number={quote(number, safe='')}"
+        # ... and by the start of its callee's number (either side, a prefix)
+        prefix = (cdr.callee_number or "")[:4]
+        await page.js("document.getElementById('calls-table').dataset.old = '1'")
+        await page.js(f"document.getElementById('f-number').value = {prefix + '*'!r}")
+        await page.js("document.getElementById('find').click()")
+        await page.until(
+            f"location.search === '?number_prefix={prefix}'"
+            " && !document.querySelector('#calls-table[data-old]')"
+            f" && !!document.querySelector({link!r})",
+            "the call found by a prefix of its callee",
+        )
         await page.screenshot("console-calls.png")
 
         # Open it: every normalised field, the raw document, the charge explained.
@@ -259,6 +282,19 @@ async def test_read_only_token_sees_no_retry_and_a_write_shows_the_403(
         )
         assert text.startswith("403 forbidden")
         assert "operate role" in text
+
+        # The edge device that checked in: its queue, and not stale.
+        await page.call("Page.navigate", url=console.base + "/devices")
+        row = await page.until(
+            "[...document.querySelectorAll('main tbody tr')].map(r => r.innerText).join('|')",
+            "the edge device",
+        )
+        assert "hipath-pabx-1" in row
+        assert "\t7\t" in row  # queue depth
+        assert row.rstrip().endswith("ok")
+        # No Pexip pull status in this deployment: said so, not an error.
+        await page.call("Page.navigate", url=console.base + "/pexip")
+        await page.until("!!document.getElementById('not-available')", "Pexip 'not available'")
 
 
 async def test_accessibility_smoke_and_phone_width(console: Console, tmp_path: Path) -> None:

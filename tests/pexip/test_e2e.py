@@ -6,6 +6,11 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from cdr_ingest.pexip.puller import Puller
 from cdr_ingest.pexip.records import RecordType
 from cdrflow.pexip_cli import pull_command
 from cdrflow.platform import create_allinone_app
+from cdrkit.testing.processes import spawn, stop
 from tests.e2e.conftest import serving, wait_for
 from tests.pexip.conftest import settings_for
 from tests.pexip.fakenode import FIXTURES, Certs, FakeNode, make_history
@@ -106,6 +112,13 @@ async def test_event_sink_then_pull_gives_one_cdr_per_participant(
         assert {c["conference_id"] for c in listed} == {c["id"] for c in node.conferences}
         assert (await client.get("/v1/conferences/nope")).status_code == 404
 
+        # Each completed pull reported itself to ingest (the console's Pexip page).
+        (report,) = (await client.get("/v1/pexip/pulls")).json()["items"]
+        assert report["node"] == node.url.removeprefix("https://")
+        assert report["participants"] == 20
+        assert report["since"].startswith("2024-01-01")  # the second pull's window
+        assert report["stale"] is False
+
     assert first.records[RecordType.PARTICIPANT] == 20
 
 
@@ -168,3 +181,78 @@ async def test_conferences_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> N
         assert [c["conference_id"] for c in page["items"]] == [confs[1]["id"]]  # newest end
         rest = await client.get("/v1/conferences", params={"cursor": page["next_cursor"]})
         assert [c["conference_id"] for c in rest.json()["items"]] == [confs[0]["id"]]
+
+
+def test_done_when_pull_command_into_a_running_platform(
+    node: FakeNode, certs: Certs, tmp_path: Path
+) -> None:
+    """The issue's "done when": `cdrflow pexip pull` against a paging node writes the four CSV
+    files, and GET /v1/cdrs?source=pexip on a running `cdrflow run` lists one CDR per
+    participant (real processes, real HTTP between them)."""
+    node.conferences, node.participants = make_history(230, per_conference=10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDRFLOW_", "PEXIP_"))}
+    platform_env = {
+        **env,
+        "CDRFLOW_DATA_DIR": str(tmp_path / "platform"),
+        "CDRFLOW_MOCK_RATE": "0",
+        "INGEST_TOKENS": "pexip-token",
+    }
+    log = (tmp_path / "run.log").open("wb")
+    proc = spawn(
+        [sys.executable, "-m", "cdrflow", "run", "--port", str(port)],
+        env=platform_env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "cdrflow run did not get ready"
+            time.sleep(0.2)
+        data = tmp_path / "pexip"
+        pull_env = {
+            **env,
+            "PEXIP_URL": node.url,
+            "PEXIP_PASSWORD": node.password,
+            "PEXIP_CA_FILE": str(certs.ca_file),
+            "PEXIP_DATA_DIR": str(data),
+            "PEXIP_PAGE_SIZE": "50",
+            "PEXIP_INGEST_URL": base,
+            "PEXIP_INGEST_TOKEN": "pexip-token",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "cdrflow", "pexip", "pull"],
+            env=pull_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "pulled 23 conferences and 230 participants" in done.stdout
+        csvs = sorted(p.name for p in data.glob("*.csv"))
+        assert len(csvs) == 4, csvs
+        assert len(node.paths("participant")) == 5  # 230 in pages of 50
+
+        deadline = time.monotonic() + 60
+        items: list[dict[str, Any]] = []
+        while len(items) < 230 and time.monotonic() < deadline:
+            resp = httpx.get(
+                f"{base}/v1/cdrs", params={"source": "pexip", "limit": 1000}, timeout=5
+            )
+            items = resp.json()["items"]
+            time.sleep(0.2)
+        assert sorted(c["call_id"] for c in items) == sorted(p["id"] for p in node.participants)
+    finally:
+        stop(proc)
+        log.close()

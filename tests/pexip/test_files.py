@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from cdr_ingest.pexip.csvfiles import PullFiles, header, merge_aggregate, read_csv
+from cdr_ingest.pexip.pulls import PullReport, is_stale
 from cdr_ingest.pexip.records import CONFERENCE_FIELDS, RecordType
 from cdr_ingest.pexip.settings import PexipSettings
 from cdrflow.pexip_cli import run_schedule
@@ -156,3 +157,22 @@ async def test_run_pulls_at_start_then_waits_for_the_schedule(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert len(node.requests) == requests == 2
+
+
+def test_a_node_is_stale_after_two_missed_scheduled_pulls() -> None:
+    finished = dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=dt.UTC)
+    report = PullReport(
+        node="mgr",
+        finished=finished,
+        until=finished,
+        conferences=0,
+        participants=0,
+        posted=0,
+        cron="*/15 * * * *",
+    )
+    # runs due 12:15 and 12:30; stale after 12:30 + 5 min grace
+    assert not is_stale(report, dt.datetime(2024, 3, 1, 12, 34, tzinfo=dt.UTC))
+    assert is_stale(report, dt.datetime(2024, 3, 1, 12, 36, tzinfo=dt.UTC))
+    daily = report.model_copy(update={"cron": None})
+    assert not is_stale(daily, finished + dt.timedelta(hours=23))
+    assert is_stale(daily, finished + dt.timedelta(hours=25))

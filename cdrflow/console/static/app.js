@@ -217,7 +217,7 @@ window.addEventListener("popstate", route);
 
 // -- Calls ------------------------------------------------------------------------------------
 
-const CALL_FILTERS = ["number", "account", "tenant", "carrier", "direction", "disposition", "source"];
+const CALL_FILTERS = ["number", "number_prefix", "account", "tenant", "carrier", "direction", "disposition", "source", "conference"];
 const DISPOSITIONS = ["", "answered", "no_answer", "busy", "cancelled", "failed"];
 const DIRECTIONS = ["", "inbound", "outbound", "internal"];
 
@@ -243,7 +243,8 @@ async function callsPage(params) {
   const form = h("form", { class: "filters", role: "search", "aria-label": "Find calls" },
     field("From", h("input", { type: "datetime-local", name: "since", value: localInput(params.get("since")) })),
     field("To", h("input", { type: "datetime-local", name: "until", value: localInput(params.get("until")) })),
-    field("Number (caller or callee)", h("input", { name: "number", id: "f-number", value: params.get("number") || "", inputmode: "tel" })),
+    field("Number (caller or callee; 5511* for a prefix)", h("input", { name: "number", id: "f-number",
+      value: params.get("number") || (params.get("number_prefix") ? params.get("number_prefix") + "*" : ""), inputmode: "tel" })),
     field("Account", h("input", { name: "account", value: params.get("account") || "" })),
     field("Tenant", h("input", { name: "tenant", value: params.get("tenant") || "" })),
     field("Carrier", h("input", { name: "carrier", value: params.get("carrier") || "" })),
@@ -259,9 +260,13 @@ async function callsPage(params) {
     const data = new FormData(form);
     const q = new URLSearchParams();
     for (const [k, v] of data) {
-      if (!v) continue;
-      q.set(k, k === "since" || k === "until" ? new Date(v).toISOString() : String(v).trim());
+      const text = String(v).trim();
+      if (!text) continue;
+      if (k === "number" && text.endsWith("*")) q.set("number_prefix", text.slice(0, -1));
+      else q.set(k, k === "since" || k === "until" ? new Date(text).toISOString() : text);
     }
+    const conference = new URLSearchParams(location.search).get("conference");
+    if (conference) q.set("conference", conference);
     if (document.getElementById("live").checked) q.set("live", "1");
     go(`/calls?${q}`);
   });
@@ -357,8 +362,11 @@ async function callPage(callId) {
   const c = cdr.value;
   const links = [h("a", { href: `/calls?number=${encodeURIComponent(c.caller_number || c.callee_number || "")}` }, "Calls of this number")];
   if (c.other_leg_id) links.push(h("a", { href: `/calls/${encodeURIComponent(c.other_leg_id)}`, id: "other-leg" }, "Other leg"));
-  const conference = c.extra && (c.extra.conference || c.extra.conference_name);
-  if (conference) links.push(h("a", { href: `/calls?${new URLSearchParams({ source: c.source, number: String(conference) })}`, id: "conference" }, `Conference ${conference}`));
+  const conference = c.extra && c.extra.conference_id;
+  if (conference) {
+    const label = c.extra.conference_name || conference;
+    links.push(h("a", { href: `/calls?${new URLSearchParams({ conference: String(conference) })}`, id: "conference" }, `Conference ${label} (all participants)`));
+  }
   main.append(h("p", { class: "links" }, links.flatMap((l, i) => (i ? [" · ", l] : [l]))));
   main.append(h("div", { class: "grid2" },
     h("section", { "aria-labelledby": "h-charge" }, h("h2", { id: "h-charge" }, "Charge"), chargeView(charge)),
@@ -572,7 +580,7 @@ function ageSeconds(iso) {
   return isNaN(t) ? null : Math.round((Date.now() - t) / 1000);
 }
 
-async function listPage(title, service, path, intro, missing) {
+async function listPage(title, service, path, intro, missing, chosen) {
   const out = h("div", {}, h("p", { class: "dim" }, "Loading…"));
   const heading = page(title, h("p", { class: "dim" }, intro), out);
   let body;
@@ -588,12 +596,13 @@ async function listPage(title, service, path, intro, missing) {
     out.replaceChildren(h("p", { class: "notice" }, "Nothing reported yet."));
     return heading;
   }
-  const keys = [...new Set(items.flatMap(i => Object.keys(i)))].filter(k => typeof items[0][k] !== "object" || items[0][k] === null);
+  const keys = chosen || [...new Set(items.flatMap(i => Object.keys(i)))].filter(k => k !== "stale" && (typeof items[0][k] !== "object" || items[0][k] === null));
   const seenKey = keys.find(k => /last_(seen|checkin|pull|success)|_at$/.test(k));
   const columns = keys.map(k => ({ label: k.replace(/_/g, " "), cell: i => (i[k] === null || i[k] === undefined ? "" : String(i[k])) }));
   columns.push({ label: "State", cell: i => {
     const age = seenKey ? ageSeconds(i[seenKey]) : null;
-    const stale = i.stale === true || (age !== null && age > STALE_S);
+    // The service's own verdict when it gives one (it knows each device's check-in interval).
+    const stale = typeof i.stale === "boolean" ? i.stale : age !== null && age > STALE_S;
     return h("span", { class: `badge ${stale ? "bad" : "ok"}` }, stale ? `stale${age !== null ? ` (${fmtSeconds(age)} ago)` : ""}` : "ok");
   } });
   out.replaceChildren(table(columns, items, { "aria-label": title }));
@@ -601,9 +610,11 @@ async function listPage(title, service, path, intro, missing) {
 }
 
 function devicesPage() {
-  return listPage("Edge devices", "ingest", "/v1/edge/devices",
-    "Edge agents reading serial PBXs: when each last checked in, its queue, and a warning when it went quiet.",
-    "No edge device registry in this deployment (GET /v1/edge/devices is not available).");
+  return listPage("Edge devices", "parser", "/v1/edge/devices",
+    "Edge agents reading serial PBXs: when each last checked in, its queue, and a warning once it missed two check-ins.",
+    "No edge device registry in this deployment (GET /v1/edge/devices is not available).",
+    ["device", "last_seen", "version", "source", "source_state", "source_error", "queue_depth", "queue_full",
+      "oldest_age_s", "rejected", "last_line_at", "remote_addr"]);
 }
 
 function pexipPage() {

@@ -48,19 +48,15 @@ from cdr_billing.metrics import (
     UNPRICED,
 )
 from cdr_billing.money import is_exact, minor_exponent, money, total
+from cdr_billing.rating import CallFacts, Rated, Unpriced, pick_version, rate_call
 from cdr_billing.repository import BillingRepository
 from cdr_billing.schemas import AdjustmentIn, TariffIn
 from cdr_billing.settings import BillingSettings
 from cdr_billing.tariff import (
     Band,
-    CallFacts,
     Destination,
-    Rated,
     Tariff,
-    Unpriced,
     default_tariff,
-    pick_version,
-    rate_call,
     validate,
 )
 from cdrkit.bus import Message, Producer, Record

@@ -38,6 +38,14 @@ def cdr_filter(
     until: Until = None,
     account: str | None = None,
     number: Annotated[str | None, Query(description="caller or callee number")] = None,
+    number_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=2,
+            max_length=64,
+            description="caller or callee number starting with this (narrow it with since/until)",
+        ),
+    ] = None,
     disposition: Disposition | None = None,
     source: Annotated[
         str | None, Query(description="the system it came from: freeswitch, hipath, ...")
@@ -53,6 +61,7 @@ def cdr_filter(
     for name, value in (
         ("account", account),
         ("number", number),
+        ("number_prefix", number_prefix),
         ("source", source),
         ("carrier", carrier),
         ("tenant", tenant),
@@ -70,6 +79,7 @@ def cdr_filter(
         tenant=tenant,
         direction=direction.value if direction else None,
         conference=conference,
+        number_prefix=number_prefix,
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    not_,
     or_,
     select,
     text,
@@ -53,6 +54,7 @@ class CdrFilter:
     tenant: str | None = None
     direction: str | None = None
     conference: str | None = None  # a Pexip conference id: its participants' CDRs
+    number_prefix: str | None = None  # caller or callee number starting with this
 
 
 @dataclass
@@ -279,14 +281,33 @@ class CdrRepository:
             return query.order_by(cdrs.c.start_time.desc(), cdrs.c.call_id.desc()).limit(limit)
 
         query: Select[Any]
-        if flt.number is None:
+        if flt.number is None and flt.number_prefix is None:
             query = page()
         else:
-            num = flt.number
-            as_caller = page(cdrs.c.caller_number == num).subquery()
+            if flt.number is not None:
+                num = flt.number
+                caller, callee = cdrs.c.caller_number == num, cdrs.c.callee_number == num
+            else:
+                # A range on the number indexes: the rows of every number with the prefix are
+                # read and the newest kept (a top-N sort), so a short prefix over a long time
+                # range costs more than an exact number; the time window bounds it.
+                low = flt.number_prefix or ""
+                high = low + "\U0010ffff"
+                # The range lets the index be used; LIKE keeps the exact meaning whatever the
+                # collation does with a "+" or a space.
+                caller = and_(
+                    cdrs.c.caller_number >= low,
+                    cdrs.c.caller_number < high,
+                    cdrs.c.caller_number.startswith(low, autoescape=True),
+                )
+                callee = and_(
+                    cdrs.c.callee_number >= low,
+                    cdrs.c.callee_number < high,
+                    cdrs.c.callee_number.startswith(low, autoescape=True),
+                )
+            as_caller = page(caller).subquery()
             as_callee_only = page(
-                cdrs.c.callee_number == num,
-                or_(cdrs.c.caller_number != num, cdrs.c.caller_number.is_(None)),
+                callee, or_(not_(caller), cdrs.c.caller_number.is_(None))
             ).subquery()
             both = union_all(select(as_caller), select(as_callee_only)).subquery()
             query = (

@@ -26,31 +26,33 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from cdr_parser import pexip
-from cdr_parser.devices import checkin_row
-from cdr_parser.dispatch import map_envelope
-from cdr_parser.hipath import RingNotice
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
     DEAD_LETTERS,
     EVENT_HALVES,
     FETCHED_BYTES,
-    MAP_SECONDS,
+)
+from cdr_parser.outcomes import (
+    Checkin,
+    Conference,
+    Event,
+    Failure,
+    Outcome,
+    RawOnly,
+    conference_link,
+    outcome_of,
 )
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
 from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
 from cdr_parser.rows import (
     CDR_TEXT,
-    CONFERENCE_TEXT,
     RAW_TEXT,
-    call_too_long,
     cdr_row,
     fit_text,
     raw_row,
@@ -60,8 +62,7 @@ from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming, poison_reason
 from cdrkit.objects import ObjectNotFound, ObjectStore
-from cdrmodel import CDR, DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
-from cdrmodel.call_events import CallEvent, parse_event_json
+from cdrmodel import DeadLetter, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
 
 log = logging.getLogger(__name__)
@@ -116,89 +117,6 @@ class NothingToRetry(InvalidInput):
 
     code = "nothing_to_retry"
     status = 409
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    stage: str
-    error: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _RawOnly:
-    """Kept as a raw payload, but no call: a HiPath ring notice (``hipath.RingNotice``)."""
-
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Checkin:
-    """An edge agent's check-in: a row of the device registry (``cdr_parser.devices``)."""
-
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    """A consumed call start/end half, to be paired (not mapped alone)."""
-
-    event: CallEvent
-    payload: str
-
-
-def _parse_event(env: RawEnvelope, payload: str | None) -> _Event | _Failure:
-    text = env.payload if env.payload is not None else payload
-    if text is None:
-        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
-    try:
-        event = parse_event_json(text)
-    except InvalidInput as exc:
-        return _Failure("map", exc.code, exc.detail)
-    if env.call_id is not None and env.call_id != event.call_id:
-        return _Failure(
-            "map",
-            "call_id_mismatch",
-            f"the envelope's call id {env.call_id!r} is not the record's {event.call_id!r}",
-        )
-    return _Event(event, text)
-
-
-@dataclass(frozen=True, slots=True)
-class _Conference:
-    """A Pexip conference record: stored in ``pexip_conferences``, not a CDR."""
-
-    row: dict[str, Any]
-
-
-def _parse_conference(
-    env: RawEnvelope, payload: str | None, now: datetime
-) -> _Conference | _Failure:
-    text = env.payload if env.payload is not None else payload
-    if text is None:
-        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
-    try:
-        row = pexip.conference_row(text, env.call_id, now)
-    except InvalidInput as exc:
-        return _Failure("map", exc.code, exc.detail)
-    problem = unstorable(row, CONFERENCE_TEXT)
-    if problem is not None:
-        return _Failure("map", "unstorable", f"the conference cannot be stored: {problem}")
-    return _Conference(row)
-
-
-_Outcome = CDR | _Event | _Conference | _RawOnly | _Checkin | _Failure
-
-
-def _link(cdr: CDR) -> dict[str, Any] | None:
-    conference_id = cdr.extra.get("conference_id") if cdr.source == pexip.SOURCE else None
-    if (
-        isinstance(conference_id, str)
-        and 0 < len(conference_id) <= 128
-        and "\x00" not in conference_id
-    ):
-        return {"call_id": cdr.call_id, "conference_id": conference_id}
-    return None
 
 
 class PayloadChecksumMismatch(InvalidInput):
@@ -284,21 +202,21 @@ class ParserService:
             if env is None:
                 continue
             outcome = claimed[i] if i in claimed else self._map(env, None)
-            if isinstance(outcome, _Failure):
+            if isinstance(outcome, Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
                 continue
-            if isinstance(outcome, _RawOnly | _Checkin):
+            if isinstance(outcome, RawOnly | Checkin):
                 self._recent.append(False)
                 not_calls += 1
-                if isinstance(outcome, _Checkin):
+                if isinstance(outcome, Checkin):
                     checkins.append(outcome.row)
                 else:
                     raw_rows.setdefault(outcome.call_id, raw_row(env, outcome.call_id, now))
                 continue
-            if isinstance(outcome, _Event):
+            if isinstance(outcome, Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
                 continue
-            if isinstance(outcome, _Conference):
+            if isinstance(outcome, Conference):
                 self._recent.append(False)
                 side.conferences.append(outcome.row)
                 conference_id = outcome.row["conference_id"]
@@ -320,7 +238,7 @@ class ParserService:
             self._count(msg, False)
             cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
-            if (link := _link(cdr)) is not None:
+            if (link := conference_link(cdr)) is not None:
                 side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
@@ -413,30 +331,10 @@ class ParserService:
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> _Outcome:
-        if env.kind is PayloadKind.CALL_EVENT:
-            return _parse_event(env, payload)
-        if env.kind is PayloadKind.PEXIP_CONFERENCE:
-            return _parse_conference(env, payload, datetime.now(UTC))
-        started = time.perf_counter()
-        try:
-            if env.kind is PayloadKind.EDGE_CHECKIN:
-                return _Checkin(checkin_row(env, env.payload or payload or ""))
-            cdr = map_envelope(env, payload)
-        except RingNotice as notice:
-            return _RawOnly(notice.call_id or env.call_id or env.id)
-        except InvalidInput as exc:
-            return _Failure("map", exc.code, exc.detail)
-        except Exception as exc:  # a mapper bug on hostile input must not stop the topic
-            log.exception("mapping envelope %s failed unexpectedly", env.id)
-            return _Failure("map", "mapper_error", f"{type(exc).__name__}: {exc}")
-        MAP_SECONDS.observe(time.perf_counter() - started)
-        too_long = call_too_long(cdr, self.settings.max_call_duration_s)
-        if too_long is not None:
-            return _Failure("map", "call_too_long", too_long)
-        return cdr
+    def _map(self, env: RawEnvelope, payload: str | None) -> Outcome:
+        return outcome_of(env, payload, self.settings.max_call_duration_s)
 
-    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, _Outcome]:
+    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, Outcome]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -449,14 +347,14 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> _Outcome:
+    async def _fetch_and_map(self, env: RawEnvelope) -> Outcome:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:
             try:
                 payload = await self.fetch_payload(env)
             except InvalidInput as exc:
-                return _Failure("fetch", exc.code, exc.detail)
+                return Failure("fetch", exc.code, exc.detail)
             return self._map(env, payload)
 
     async def fetch_payload(self, env: RawEnvelope) -> str:

@@ -11,6 +11,8 @@ from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.metrics import REQUESTS
 from cdr_ingest.pexip.intake import Intake, decode_events, decode_history
 from cdr_ingest.pexip.metrics import HISTORY_RECORDS, SINK_EVENTS
+from cdr_ingest.pexip.pulls import PullReport, reports_at
+from cdrkit.auth import READ
 from cdrmodel import Origin, PayloadKind
 from cdrmodel.errors import CdrflowError
 
@@ -84,3 +86,20 @@ async def post_events(request: Request, ingest: IngestDep, user: PosterDep) -> J
     answer = _answer(intake, "events")
     REQUESTS.labels(str(answer.status_code), "pexip.event").inc()
     return answer
+
+
+PULLS_FILE = "pexip-pulls.json"
+
+
+@router.post("/v1/pexip/pulls", responses={400: {}, 401: {}, 422: {}})
+async def post_pull(report: PullReport, ingest: IngestDep, user: PosterDep) -> dict[str, str]:
+    """A puller's report of a completed pull (``cdrflow pexip pull`` sends it)."""
+    reports_at(ingest.settings.data_dir / PULLS_FILE).record(report)
+    return {"status": "recorded"}
+
+
+@router.get("/v1/pexip/pulls", dependencies=[READ])
+async def get_pulls(ingest: IngestDep) -> dict[str, object]:
+    """The last completed pull of each Management Node; ``stale`` once two scheduled pulls were
+    missed (Pexip keeps only its latest ~10,000 conferences)."""
+    return {"items": reports_at(ingest.settings.data_dir / PULLS_FILE).items()}

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -97,6 +98,29 @@ class IngestSink:
     async def close(self) -> None:
         if self._own:
             await self._http.aclose()
+
+    async def report(self, result: PullResult) -> None:
+        """Tell ingest the pull completed (GET /v1/pexip/pulls, the console); best effort."""
+        url = self.url.removesuffix("/history") + "/pulls"
+        body = {
+            "node": urlsplit(self.settings.url or "").netloc or "pexip",
+            "finished": datetime.now(UTC).isoformat(),
+            "since": result.since.isoformat() if result.since else None,
+            "until": result.until.isoformat(),
+            "checkpoint": result.checkpoint.isoformat() if result.checkpoint else None,
+            "conferences": result.records[RecordType.CONFERENCE],
+            "participants": result.records[RecordType.PARTICIPANT],
+            "posted": result.posted,
+            "cron": self.settings.cron,
+            "warnings": [w[:500] for w in result.warnings[:20]],
+        }
+        try:
+            resp = await self._http.post(url, json=body, headers=self._headers)
+        except httpx.TransportError as exc:
+            log.warning("could not report the pull to ingest: %s", exc)
+            return
+        if resp.status_code != 200:
+            log.warning("ingest answered %d to the pull report", resp.status_code)
 
     async def post(self, rtype: RecordType, records: list[dict[str, Any]]) -> None:
         body = {BATCH_KEY[rtype]: records}
@@ -226,53 +250,58 @@ class Puller:
         highest: datetime | None = state.checkpoint
         files: PullFiles | None = None
         try:
-            async with HistoryClient(
-                settings, transport=self.node_transport, backoff_s=self.backoff_s
-            ) as client:
-                # Nothing is written before the node has accepted the credentials: a wrong
-                # password leaves no file behind.
-                first = {
-                    rtype: await client.get_page(client.first_path(rtype, since, until), rtype)
-                    for rtype in RecordType
-                }
-                files = PullFiles(settings.data_dir, now)
-                total = first[RecordType.CONFERENCE].total_count
-                if total is not None and total >= RETENTION_CONFERENCES and since is not None:
-                    self._warn(
-                        result,
-                        f"the window holds {total} conferences, as many as Pexip keeps: the "
-                        "oldest of them may have been purged already; pull more often",
-                    )
-                ends = await asyncio.gather(
-                    *(
-                        self._stream(client, rtype, first[rtype], since, until, files, sink, result)
+            try:
+                async with HistoryClient(
+                    settings, transport=self.node_transport, backoff_s=self.backoff_s
+                ) as client:
+                    # Nothing is written before the node has accepted the credentials: a wrong
+                    # password leaves no file behind.
+                    first = {
+                        rtype: await client.get_page(client.first_path(rtype, since, until), rtype)
                         for rtype in RecordType
+                    }
+                    files = PullFiles(settings.data_dir, now)
+                    total = first[RecordType.CONFERENCE].total_count
+                    if total is not None and total >= RETENTION_CONFERENCES and since is not None:
+                        self._warn(
+                            result,
+                            f"the window holds {total} conferences, as many as Pexip keeps: the "
+                            "oldest of them may have been purged already; pull more often",
+                        )
+                    ends = await asyncio.gather(
+                        *(
+                            self._stream(
+                                client, rtype, first[rtype], since, until, files, sink, result
+                            )
+                            for rtype in RecordType
+                        )
                     )
-                )
-                self.max_in_flight = client.max_in_flight
-            for end in ends:
-                if end is not None and (highest is None or end > highest):
-                    highest = end
-            result.aggregate_added = files.commit()
-            result.files = [str(p) for p in files.final.values()]
-        except BaseException:
-            if files is not None:
-                files.abort()
-            raise
+                    self.max_in_flight = client.max_in_flight
+                for end in ends:
+                    if end is not None and (highest is None or end > highest):
+                        highest = end
+                result.aggregate_added = files.commit()
+                result.files = [str(p) for p in files.final.values()]
+            except BaseException:
+                if files is not None:
+                    files.abort()
+                raise
+            if sink is not None:
+                result.posted, result.rejected_by_ingest = sink.posted, sink.rejected
+            state.checkpoint = highest
+            state.last_success = now
+            state.save(settings.data_dir)
+            if highest is not None:
+                PEXIP_CHECKPOINT.set(highest.timestamp())
+            PEXIP_LAST_SUCCESS.set(now.timestamp())
+            result.checkpoint = highest
+            result.seconds = time.perf_counter() - started
+            log.info("%s", result.summary())
+            if sink is not None:
+                await sink.report(result)
         finally:
             if sink is not None:
                 await sink.close()
-        if sink is not None:
-            result.posted, result.rejected_by_ingest = sink.posted, sink.rejected
-        state.checkpoint = highest
-        state.last_success = now
-        state.save(settings.data_dir)
-        if highest is not None:
-            PEXIP_CHECKPOINT.set(highest.timestamp())
-        PEXIP_LAST_SUCCESS.set(now.timestamp())
-        result.checkpoint = highest
-        result.seconds = time.perf_counter() - started
-        log.info("%s", result.summary())
         return result
 
     def _warn(self, result: PullResult, warning: str) -> None:

@@ -589,7 +589,7 @@ async def test_dead_letter_detail_and_retry(db_url: str) -> None:
         )
 
 
-async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_readyz_red(
+async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_consumer_readiness_red(
     tmp_path: Path,
 ) -> None:
     app = await _app_and_repo(
@@ -605,12 +605,14 @@ async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_readyz_red(
         await runtime.bus.producer.send_many(topics.RAW, records)
 
         async def red() -> bool:
-            return (await client.get("/readyz")).status_code == 503
+            return (await client.get("/readyz/consumers")).status_code == 503
 
-        await wait_for(red, what="/readyz turning red", timeout=15)
-        body = (await client.get("/readyz")).json()
-        assert body["status"] == "not_ready"
+        await wait_for(red, what="/readyz/consumers turning red", timeout=15)
+        body = (await client.get("/readyz/consumers")).json()
+        assert body["status"] == "not_consuming"
         assert any("dead letters" in p for p in body["problems"]), body
+        # The read API stays in service: /readyz is about answering requests.
+        assert (await client.get("/readyz")).json() == {"status": "ready"}
         await asyncio.sleep(0.5)
         engine = runtime.engine
         async with engine.connect() as conn:

@@ -104,7 +104,13 @@ class TansuBroker:
         binary: str | None = None,
         start_timeout_s: float = 20.0,
         stop_timeout_s: float = 5.0,
+        advertised_port: int | None = None,
+        authentication: bool = False,
     ) -> None:
+        # advertised_port: the port clients are told to use (a TLS proxy in front, for example).
+        # authentication: Tansu's --authentication (SASL SCRAM required of every client).
+        self._advertised_port = advertised_port
+        self._authentication = authentication
         self._port = port
         self._binary = binary
         self._start_timeout_s = start_timeout_s
@@ -160,6 +166,7 @@ class TansuBroker:
             self._workdir = Path(tempfile.mkdtemp(prefix="cdrkit-tansu-"))
         self._log_path = self._workdir / f"tansu-{int(time.time() * 1000)}.log"
         listener = f"tcp://{_HOST}:{self._port}"
+        advertised = f"tcp://{_HOST}:{self._advertised_port or self._port}"
         command = [
             binary,
             "broker",
@@ -168,10 +175,12 @@ class TansuBroker:
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self._authentication:
+            command.append("--authentication")
         logger.info("starting Tansu on %s (log %s)", listener, self._log_path)
         with self._log_path.open("wb") as log_file:
             # The log goes to a file rather than a pipe: nobody drains a pipe, and a full pipe
@@ -205,13 +214,22 @@ class TansuBroker:
                     f"Tansu exited with code {self._process.returncode} before it was ready "
                     f"on port {self._port}; its output ends with:\n{self.log_tail()}"
                 )
+            if self._authentication:
+                # An unauthenticated metadata request is refused: wait for the listener only.
+                try:
+                    socket.create_connection((_HOST, self.port), timeout=1.0).close()
+                except OSError as exc:
+                    last_error = exc
+                    time.sleep(0.05)
+                    continue
+                return
             try:
                 brokers = _metadata_brokers(self.port, timeout_s=1.0)
             except (OSError, struct.error) as exc:
                 last_error = exc
                 time.sleep(0.05)
                 continue
-            if (_HOST, self.port) in brokers:
+            if (_HOST, self._advertised_port or self.port) in brokers:
                 logger.info("Tansu ready on %s", self.bootstrap_servers)
                 return
             last_error = ConnectionError(f"metadata advertises {brokers}")

@@ -253,6 +253,7 @@ class TansuBroker:
         forget_group(process.pid)
         if process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused broker cannot act on SIGINT
         # SIGINT rather than SIGTERM: on SIGTERM Tansu drains open client connections for about
         # 5 s, on SIGINT it exits at once, and its in-memory storage has nothing to flush.
         process.send_signal(signal.SIGINT)
@@ -267,6 +268,16 @@ class TansuBroker:
         """Stop the broker (SIGINT, then SIGKILL after ``stop_timeout_s``). Keeps the port."""
         self._terminate()
         logger.info("Tansu on port %s stopped", self._port)
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung broker. Connections stay open, nothing answers, nothing is lost."""
+        assert self._process is not None, "the broker is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``: the broker answers what waited, in order."""
+        assert self._process is not None, "the broker is not running"
+        self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port. In-memory storage: every topic is gone."""

@@ -175,3 +175,28 @@ async def test_the_agent_http_client_reads_chunked_answers_and_reconnects() -> N
         await server.wait_closed()
     with pytest.raises(HttpError):
         await HttpClient(f"http://127.0.0.1:{port}").post_json("/v1/x", {}, timeout=5)
+
+
+def test_a_hand_built_line_envelope_is_what_the_model_would_write() -> None:
+    from datetime import UTC, datetime
+
+    from cdr_ingest.edge_service import line_envelope
+    from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex
+
+    line = SerialLine("pbx-9", 42, "Europe/Berlin", "tcp", 1.5e9, b'\x80 line\t"quoted"')
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    origin = Origin(remote_addr="10.0.0.9", node="pbx-9")
+    built = line_envelope(line, "2026-01-02T03:04:05.678901Z", origin.model_dump(exclude_none=True))
+    model = RawEnvelope(
+        id=line.call_id.replace("-", ""),
+        kind=PayloadKind.PBX_SERIAL,
+        received_at=now,
+        source=origin,
+        content_type="application/json",
+        call_id=line.call_id,
+        payload=line.to_json(),
+        sha256=sha256_hex(line.to_json()),
+    )
+    assert RawEnvelope.from_json(built) == model
+    assert built == model.to_json()  # byte for byte: the same envelope whichever way it is built
+    assert SerialLine.from_json(RawEnvelope.from_json(built).payload or "") == line

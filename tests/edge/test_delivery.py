@@ -64,8 +64,12 @@ async def test_tcp_source_takes_two_pbx_connections_at_once(
         a.write(b"\x10\x02" + outgoing(99))  # the last line of A ends when A hangs up
         await a.drain()
         a.close()
-        b.close()
         await until(lambda: run.agent.delivery.delivered == 41, "41 lines delivered")
+        # B stays connected, as a PBX does: stopping the agent must not wait for it.
+        started = asyncio.get_running_loop().time()
+        await run.halt()
+        assert asyncio.get_running_loop().time() - started < 5
+        b.close()
     cdrs = await platform.wait_cdrs(settings.device_id or "", 41)
     numbers = sorted(c["callee_number"] for c in cdrs)
     expected = sorted([f"{i:07d}" for i in range(1, 21)] + [f"{100 + i:07d}" for i in range(1, 21)])

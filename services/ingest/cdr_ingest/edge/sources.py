@@ -169,6 +169,7 @@ class Tcp(Source):
         super().__init__(settings, sink)
         self.connections = 0
         self.port: int | None = None  # the bound port (EDGE_TCP_LISTEN may ask for 0)
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def describe(self) -> str:
         return f"{self.name} {self.settings.tcp_listen}"
@@ -179,11 +180,20 @@ class Tcp(Source):
         self.port = server.sockets[0].getsockname()[1]
         self.state = "open"
         log.info("listening for PBX lines on %s (port %d)", self.settings.tcp_listen, self.port)
-        async with server:
+        try:
             await server.serve_forever()
+        finally:
+            # Not `async with server`: its wait_closed() waits for every connection to end, and a
+            # PBX keeps its connection open for good, so a stop would hang. Every committed line
+            # is in the queue; a partial line is the PBX's to resend on its next connection.
+            server.close()
+            for writer in list(self._writers):
+                writer.close()
+            self.state = "closed"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        self._writers.add(writer)
         self.connections += 1
         log.info("PBX connected from %s", peer)
         splitter = LineSplitter()
@@ -200,6 +210,7 @@ class Tcp(Source):
             log.warning("PBX connection from %s failed: %s", peer, exc)
         finally:
             self.connections -= 1
+            self._writers.discard(writer)
             writer.close()
             log.info("PBX at %s disconnected", peer)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -89,3 +89,113 @@ class RerateResult(BaseModel):
     still_unpriced: int
     since: datetime
     until: datetime
+
+
+# -- answers ------------------------------------------------------------------------------------
+# Amounts are decimal strings ("0.54"), times ISO 8601 strings.
+
+
+class BandOut(BaseModel):
+    name: str
+    days: list[str]
+    start: str
+    end: str
+
+
+class IncrementsOut(BaseModel):
+    first_s: int
+    next_s: int
+    rounding: str
+
+
+class DestinationOut(BaseModel):
+    prefix: str
+    name: str
+    prices: dict[str, str]
+    standing_charge: str | None = None
+
+
+class TariffVersionOut(BaseModel):
+    name: str
+    version: int
+    effective_from: str
+    currency: str
+    timezone: str
+    standing_charge: str
+    minimum_charge: str
+    unit_s: int
+    increments: IncrementsOut
+    bands: list[BandOut]
+    destination_count: int
+    destinations: list[DestinationOut] | None = None
+
+
+class TariffOut(BaseModel):
+    name: str
+    versions: list[TariffVersionOut]
+
+
+class TariffList(BaseModel):
+    default: str
+    items: list[TariffOut]
+
+
+class AssignmentOut(BaseModel):
+    subscriber: str
+    tariff: str
+
+
+class AdjustmentOut(BaseModel):
+    id: int
+    call_id: str
+    amount: str
+    currency: str
+    reason: str
+    created_at: str
+
+
+class TariffRef(BaseModel):
+    name: str
+    version: int
+
+
+class ChargeOut(BaseModel):
+    call_id: str
+    subscriber: str
+    outcome: str
+    destination: str | None
+    start_time: str
+    end_time: str
+    billed_s: int
+    amount: str
+    currency: str
+    tariff: TariffRef
+    rated_at: str
+    explanation: dict[str, Any]
+    adjustments: list[AdjustmentOut]
+    total: str
+
+
+class BillCall(BaseModel):
+    call_id: str
+    destination: str | None
+    start_date: str
+    start_time: str
+    duration: str
+    price: str
+    amount: str
+
+
+class BillAdjustment(AdjustmentOut):
+    price: str
+
+
+class BillOut(BaseModel):
+    subscriber: str
+    period: str
+    timezone: str
+    currency: str
+    total: str
+    total_price: str
+    calls: list[BillCall]
+    adjustments: list[BillAdjustment]

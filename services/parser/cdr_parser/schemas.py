@@ -34,3 +34,19 @@ class DeadLetterOut(BaseModel):
 class DeadLetterPage(BaseModel):
     items: list[DeadLetterOut]
     next_cursor: str | None
+
+
+class PendingHalf(BaseModel):
+    call_id: str
+    type: str
+    id: str | None
+    timestamp: str
+    source: str | None
+    destination: str | None
+    received_at: str
+    waiting_s: float
+
+
+class PendingPage(BaseModel):
+    total: int
+    items: list[PendingHalf]

@@ -5,10 +5,13 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_console,
+    bench_edge,
     bench_events,
     bench_ingest,
     bench_large,
     bench_parser,
+    bench_pexip,
     bench_recordings,
     bench_replay,
     bench_spool,
@@ -24,9 +27,12 @@ BENCHES = {
     "store": bench_store.main,
     "replay": bench_replay.main,
     "billing": bench_billing.main,
+    "console": bench_console.main,
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,
     "events": bench_events.main,
+    "edge": bench_edge.main,
+    "pexip": bench_pexip.main,
 }
 
 if __name__ == "__main__":

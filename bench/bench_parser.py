@@ -23,7 +23,7 @@ from cdr_ingest.settings import IngestSettings
 from cdr_parser.freeswitch import map_xml, parse_xml
 from cdr_parser.models import cdrs
 from cdr_parser.repository import CdrRepository
-from cdr_parser.service import cdr_row, raw_row
+from cdr_parser.rows import cdr_row, raw_row
 from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
 from cdrkit.bus import Record, open_bus

@@ -1,3 +1,3 @@
-from cdrflow.cli import main
+from cdrflow.entry import main
 
 main()

@@ -134,7 +134,15 @@ HOST = click.option(
     show_envvar=True,
     help="mock calls per minute posted to itself (0: no mock feed)",
 )
-def run(host: str, port: int, mock_rate: float) -> None:
+@click.option(
+    "--mock-edge",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    envvar="CDRFLOW_MOCK_EDGE",
+    show_envvar=True,
+    help="mock HiPath calls per minute through an in-process edge agent (0: none; docs/edge.md)",
+)
+def run(host: str, port: int, mock_rate: float, mock_edge: float) -> None:
     """All services in one process on the embedded defaults (SQLite file, in-process bus with its
     log in the data dir, local recordings), optionally fed mock calls."""
     from cdrflow.mock.feed import feed_spec
@@ -144,13 +152,33 @@ def run(host: str, port: int, mock_rate: float) -> None:
     if mock_rate > 0:
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         from cdr_ingest.settings import IngestSettings
+        from cdr_recordings.settings import RecordingsSettings
         from cdrkit.settings import load
 
-        extra.append(feed_spec(f"http://{local}:{port}", mock_rate, settings=load(IngestSettings)))
+        extra.append(
+            feed_spec(
+                f"http://{local}:{port}",
+                mock_rate,
+                settings=load(IngestSettings),
+                recordings=load(RecordingsSettings),
+            )
+        )
+    if mock_edge > 0:
+        from cdr_ingest.settings import IngestSettings
+        from cdrflow.mock.feed import mock_edge_spec
+        from cdrkit.settings import load
+
+        ingest = load(IngestSettings)
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        extra.append(
+            mock_edge_spec(f"http://{local}:{port}", mock_edge, ingest.data_dir, settings=ingest)
+        )
     _announce("run", [("listening on", f"http://{host}:{port}")])
     _announce("run", _targets(("database", "bus", "data dir"), embedded=True))
     if mock_rate > 0:
         _announce("run", [("mock feed", f"{mock_rate:g} calls/min")])
+    if mock_edge > 0:
+        _announce("run", [("mock HiPath edge", f"{mock_edge:g} calls/min")])
     _serve(create_allinone_app(extra, **embedded_overrides()), host, port)
 
 
@@ -305,6 +333,24 @@ def rerate(since: str, until: str) -> None:
     _announce("rerate", _targets(("database", "bus")))
     result = asyncio.run(rerate_calls(load(BillingSettings), start, end))
     click.echo(json.dumps(result))
+
+
+def _add_pexip() -> None:
+    from cdrflow.pexip_cli import pexip
+
+    cli.add_command(pexip)
+
+
+_add_pexip()
+
+
+def _add_edge() -> None:
+    from cdrflow.edge_commands import edge
+
+    cli.add_command(edge)
+
+
+_add_edge()
 
 
 def main(argv: list[str] | None = None) -> None:

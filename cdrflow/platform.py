@@ -17,6 +17,8 @@ from cdr_recordings.app import spec as recordings_spec
 from cdr_recordings.settings import RecordingsSettings
 from cdr_stats.app import spec as stats_spec
 from cdr_stats.settings import StatsSettings
+from cdrflow.console import ConsoleSettings
+from cdrflow.console import spec as console_spec
 from cdrkit.app import ServiceSpec, create_app
 from cdrkit.settings import ServiceSettings, load
 
@@ -35,6 +37,8 @@ SERVICES: dict[str, Service] = {
     "billing": Service("billing", 8003, BillingSettings, billing_spec),
     "stats": Service("stats", 8004, StatsSettings, stats_spec),
     "recordings": Service("recordings", 8005, RecordingsSettings, recordings_spec),
+    # The operator console's pages alone (the all-in-one serves them at / too).
+    "console": Service("console", 8006, ConsoleSettings, console_spec),
 }
 
 
@@ -54,7 +58,7 @@ def embedded_overrides() -> dict[str, object]:
     """What ``cdrflow run`` changes in the environment's settings: a ``memory://`` bus keeps its
     log in the data dir (``<data dir>/bus``), so a message acknowledged to a switch survives a
     crash of the one process, as on Kafka (docs/reliability.md)."""
-    from cdrkit.bus.memory import durable_url
+    from cdrkit.bus.memory_broker import durable_url
 
     common = load(ServiceSettings)
     url = durable_url(common.bus_url, common.data_dir / "bus")

@@ -55,6 +55,10 @@ KNOWN_METRICS: dict[str, str] = {
     "cdrflow_parser_dead_letters_total": "counter",  # {reason}
     "cdrflow_parser_batch_seconds": "histogram",
     "cdrflow_parser_map_seconds": "histogram",
+    # edge device registry (parser, docs/edge.md), {device}
+    "cdrflow_edge_device_queue_depth": "gauge",
+    "cdrflow_edge_device_oldest_age_seconds": "gauge",
+    "cdrflow_edge_device_stale": "gauge",
     # bus consume loops (cdrkit), every consuming service
     "cdrflow_bus_consumer_lag_messages": "gauge",  # {group, topic}
     "cdrflow_bus_consumer_stopped": "gauge",  # {group}

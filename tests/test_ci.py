@@ -8,8 +8,9 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.inner_pytest import inner_pytest_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +31,7 @@ def _pytest(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
     if ci is not None:
         env["CI"] = ci
     return subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
-            *("-p", "cdrkit.testing.plugin", "-c", os.devnull, "--rootdir", str(tmp_path)),
-            str(tmp_path / "test_skipping.py"),
-        ],
+        inner_pytest_command(tmp_path / "test_skipping.py"),
         env=env,
         capture_output=True,
         text=True,

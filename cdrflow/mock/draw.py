@@ -100,21 +100,22 @@ _USER_AGENTS: Final = (
 _CODECS: Final = (("PCMA", 8000), ("PCMA", 8000), ("PCMU", 8000), ("G729", 8000), ("opus", 48000))
 
 _ANSWERED: Final = Outcome("answered", "NORMAL_CLEARING", 16, 200)
-# Realistic mix for a small carrier-connected PBX: ASR around 55 %.
+# A small carrier-connected PBX on a good day: ASR around 55 %, failures that are everyday
+# (busy, no answer, cancelled, unallocated number: SIP codes the stats service expects), and a
+# rare carrier trouble (5xx, 603, 480...) so the demo raises a handful of alerts an hour, not one
+# per carrier and bucket (tests/cdrflow/test_mock_demo.py).
 _OUTCOMES: Final[tuple[tuple[Outcome, int], ...]] = (
     (_ANSWERED, 550),
-    (Outcome("no_answer", "NO_ANSWER", 19, 480), 80),
-    (Outcome("no_answer", "NO_USER_RESPONSE", 18, 408), 30),
+    (Outcome("no_answer", "NO_ANSWER", 19, None), 110),  # rang out: we cancelled
     (Outcome("no_answer", "NORMAL_CLEARING", 16, None), 20),  # caller hung up while ringing
     (Outcome("no_answer", "ALLOTTED_TIMEOUT", 602, None), 10),
-    (Outcome("busy", "USER_BUSY", 17, 486), 90),
-    (Outcome("busy", "USER_BUSY", 17, 600), 10),
+    (Outcome("busy", "USER_BUSY", 17, 486), 100),
     (Outcome("cancelled", "ORIGINATOR_CANCEL", 487, 487), 100),
-    (Outcome("failed", "NORMAL_TEMPORARY_FAILURE", 41, 503), 45),
-    (Outcome("failed", "NETWORK_OUT_OF_ORDER", 38, 502), 15),
-    (Outcome("failed", "UNALLOCATED_NUMBER", 1, 404), 20),
-    (Outcome("failed", "CALL_REJECTED", 21, 603), 15),
-    (Outcome("failed", "INCOMPATIBLE_DESTINATION", 88, 488), 5),
+    (Outcome("failed", "UNALLOCATED_NUMBER", 1, 404), 35),
+    # Carrier trouble: about 3 calls in 1000.
+    (Outcome("failed", "NORMAL_TEMPORARY_FAILURE", 41, 503), 1),
+    (Outcome("failed", "NETWORK_OUT_OF_ORDER", 38, 502), 1),
+    (Outcome("no_answer", "NO_USER_RESPONSE", 18, 408), 1),
 )
 
 # The switch's local zone: *_stamp variables are written in it (São Paulo, UTC-3, no DST).

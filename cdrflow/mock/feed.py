@@ -11,13 +11,17 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
 from cdr_ingest.auth import parse_basic_auth, parse_tokens
+from cdr_ingest.edge.agent import Agent
 from cdr_ingest.settings import IngestSettings
+from cdr_recordings.settings import RecordingsSettings
 from cdrflow.mock import generate_cdr
+from cdrflow.mock.audio import AudioWriter, recording_of
 from cdrkit.app import Runtime, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ class MockFeed:
     rate_per_min: float
     seed: int | None = None
     auth_headers: dict[str, str] = field(default_factory=dict)  # when ingest requires auth
+    audio: AudioWriter | None = None  # writes the recordings the CDRs name
     posted: int = 0
     failed: int = 0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -47,6 +52,12 @@ class MockFeed:
                 uuid, xml = generate_cdr(rng)
                 # As mod_xml_cdr with prefix-a-leg: "a_" marks A-legs; B-legs carry an originator.
                 param = uuid if "<originator>" in xml else f"a_{uuid}"
+                recording = recording_of(xml) if self.audio is not None else None
+                if recording is not None and self.audio is not None:
+                    try:
+                        await asyncio.to_thread(self.audio.write, recording, uuid)
+                    except OSError as exc:
+                        log.warning("mock feed could not write %s: %s", recording, exc)
                 # Alternate the two encodings FusionPBX-era switches use most.
                 if rng.random() < 0.5:
                     req = client.post(
@@ -99,12 +110,20 @@ def feed_spec(
     rate_per_min: float,
     seed: int | None = None,
     settings: IngestSettings | None = None,
+    recordings: RecordingsSettings | None = None,
 ) -> ServiceSpec:
+    """``recordings``: write a few seconds of tone where each recorded call's CDR says its
+    recording is (the recordings service's local root), so the demo's calls play."""
     headers = auth_headers(settings) if settings is not None else {}
+    audio = (
+        AudioWriter(recordings.effective_local_root, recordings.switch_root)
+        if recordings is not None
+        else None
+    )
 
     @asynccontextmanager
     async def start(_runtime: Runtime) -> AsyncIterator[MockFeed]:
-        feed = MockFeed(base_url, rate_per_min, seed, headers)
+        feed = MockFeed(base_url, rate_per_min, seed, headers, audio)
         task = asyncio.create_task(feed.run(), name="mock-feed")
         try:
             yield feed
@@ -114,3 +133,50 @@ def feed_spec(
                 await task
 
     return ServiceSpec("mockfeed", start, uses_database=False)
+
+
+@dataclass
+class MockEdge:
+    agent: Agent
+
+    def ready(self) -> None:
+        return None  # a demo aid, like the mock feed: never makes the platform unready
+
+
+def mock_edge_spec(
+    base_url: str, rate_per_min: float, data_dir: Path, settings: IngestSettings | None = None
+) -> ServiceSpec:
+    """A ``cdrflow edge`` agent with the mock HiPath source, inside the all-in-one process
+    (``CDRFLOW_MOCK_EDGE`` calls per minute): serial calls flow through the real agent, queue,
+    ingest route and mapping, next to the mock FreeSWITCH feed."""
+    from cdr_ingest.edge.settings import EdgeSettings
+
+    token = None
+    if settings is not None and settings.tokens is not None:
+        token = parse_tokens(settings.tokens.get_secret_value())[0].decode()
+
+    @asynccontextmanager
+    async def start(_runtime: Runtime) -> AsyncIterator[MockEdge]:
+        agent = Agent(
+            EdgeSettings(
+                source="mock",
+                data_dir=data_dir / "edge-mock",
+                ingest_url=base_url,
+                token=token,
+                device_id="mock-hipath",
+                pbx_timezone="Europe/Berlin",
+                mock_rate=rate_per_min,
+                timeout_s=0.5,
+                max_timeout_s=10,
+            )
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop), name="mock-edge")
+        try:
+            yield MockEdge(agent)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+    return ServiceSpec("mockedge", start, uses_database=False)

@@ -10,16 +10,13 @@ from itertools import pairwise
 
 import pytest
 
+from cdr_billing.rating import CallFacts, Unpriced, pick_version, rate_call
 from cdr_billing.tariff import (
     Band,
-    CallFacts,
     Destination,
     InvalidTariff,
     Tariff,
-    Unpriced,
     default_tariff,
-    pick_version,
-    rate_call,
     validate,
 )
 
@@ -209,8 +206,11 @@ def test_timezone_of_the_bands() -> None:
 
 
 def test_weekday_bands_and_sunday_night_wrap() -> None:
+    """Versions stored before the same_day rule (rules NULL) read bands as running into the
+    next day: their meaning never changes under them."""
     weekdays = ("mon", "tue", "wed", "thu", "fri")
     t = tariff(
+        overnight="next_day",
         first_increment_s=60,
         next_increment_s=60,
         rounding="down",
@@ -341,3 +341,80 @@ def test_band_boundaries_inside_a_dst_gap_bill_each_second_once() -> None:
     plain = default_tariff("Europe/Berlin")
     # 05:50 CEST → 06:10 CEST = 03:50Z → 04:10Z: 10 reduced minutes, 10 standard minutes
     assert amount(call("2024-03-31 03:50:00", "2024-03-31 04:10:00"), plain) == Decimal("1.26")
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+
+
+def operator_week(overnight: str = "same_day") -> Tariff:
+    """What an operator writes: weekdays 06-22 normal, weekdays 22-06 reduced, weekend free."""
+    return tariff(
+        overnight=overnight,
+        first_increment_s=60,
+        next_increment_s=60,
+        rounding="down",
+        bands=[
+            Band("normal", WEEKDAYS, "06:00", "22:00"),
+            Band("reduced", WEEKDAYS, "22:00", "06:00"),
+            Band("weekend", ("sat", "sun"), "00:00", "24:00"),
+        ],
+        destinations=[
+            Destination(
+                "", "any", {"normal": Decimal(1), "reduced": Decimal("0.5"), "weekend": Decimal(0)}
+            )
+        ],
+    )
+
+
+def test_band_across_midnight_means_the_listed_days_clock_hours() -> None:
+    """ "Mon-Fri 22:00-06:00" covers Monday 00:00-06:00 and not Saturday 00:00-06:00: read as
+    "into the next day" it left Monday's early hours uncovered and overlapped Saturday's."""
+    t = operator_week()
+    validate(t)
+    # Mon 2024-03-11 03:00-04:00: reduced (60 x 0.5)
+    assert amount(call("2024-03-11 03:00:00", "2024-03-11 04:00:00"), t) == Decimal("30.00")
+    # Sat 2024-03-16 03:00-04:00: weekend (free band), not Friday's reduced night
+    assert amount(call("2024-03-16 03:00:00", "2024-03-16 04:00:00"), t) == Decimal("0.00")
+    # Fri 21:00 → Sat 01:00: 60 normal + 120 reduced + 60 weekend minutes
+    rated = rate_call(call("2024-03-15 21:00:00", "2024-03-16 01:00:00"), t)
+    assert rated.amount == Decimal("120.00")
+    assert [s["band"] for s in rated.explanation["segments"]] == ["normal", "reduced", "weekend"]
+    with pytest.raises(InvalidTariff) as err:
+        validate(operator_week("next_day"))
+    assert "no band covers mon 00:00 to mon 06:00" in err.value.detail
+
+
+def test_on_net_extension_range_and_free_prefix() -> None:
+    t = tariff(extension_ranges=("1000-1999",), free_prefixes=("0800",))
+    validate(t)
+    rated = rate_call(call("2024-03-05 10:00:00", "2024-03-05 10:05:00", callee="1003"), t)
+    assert (rated.outcome, rated.amount) == ("free", Decimal(0))
+    assert "1003 is in the extension range 1000-1999" in rated.explanation["reason"]
+    rated = rate_call(call("2024-03-05 10:00:00", "2024-03-05 10:05:00", callee="08001234567"), t)
+    assert rated.outcome == "free"
+    assert "free prefix 0800" in rated.explanation["reason"]
+    # same digits, other length; outside the range: priced
+    for callee in ("10030", "2003", "999"):
+        assert (
+            rate_call(call("2024-03-05 10:00:00", "2024-03-05 10:05:00", callee=callee), t).outcome
+            == "priced"
+        )
+    # an unanswered call to an extension is still "not answered"
+    unanswered = call(
+        "2024-03-05 10:00:00", "2024-03-05 10:00:10", callee="1003", disposition="no_answer"
+    )
+    assert rate_call(unanswered, t).outcome == "not_answered"
+
+
+def test_default_tariff_leaves_extension_calls_free() -> None:
+    rated = rate_call(call("2024-03-05 10:00:00", "2024-03-05 10:02:00", callee="1003"), DEFAULT)
+    assert rated.outcome == "free"
+    assert rated.amount == Decimal(0)
+    assert amount(call("2024-03-05 10:00:00", "2024-03-05 10:02:00")) == Decimal("0.54")
+
+
+@pytest.mark.parametrize("bad", ["1999-1000", "10x0-2000", "1000"])
+def test_bad_extension_range_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidTariff) as err:
+        tariff(extension_ranges=(bad,))
+    assert "extension range" in err.value.detail

@@ -24,9 +24,9 @@ from cdrkit.bus import (
     Message,
     Record,
     TopicPartition,
+    memory_broker,
     open_bus,
 )
-from cdrkit.bus import memory as memory_bus
 from cdrkit.testing.tansu import TansuBroker
 from cdrmodel.errors import PayloadTooLarge
 
@@ -52,7 +52,7 @@ def bus_url(request: pytest.FixtureRequest, backend: str) -> Iterator[str]:
         if backend == "durable":  # the in-process bus with its log on disk (cdrflow run)
             url += f"&dir={request.getfixturevalue('tmp_path')}/bus"
         yield url
-        memory_bus.reset(url)
+        memory_broker.reset(url)
     else:
         # Only Kafka tests start the session broker.
         yield str(request.getfixturevalue("kafka_url")) + KAFKA_OPTIONS
@@ -361,7 +361,7 @@ async def test_ping(backend: str, request: pytest.FixtureRequest) -> None:
         await bus.close()
         with pytest.raises(BusError):
             await bus.ping()
-        memory_bus.reset(url)
+        memory_broker.reset(url)
         return
 
     broker: TansuBroker = request.getfixturevalue("fresh_tansu")
@@ -460,8 +460,8 @@ async def test_memory_buses_share_a_broker_by_name_only() -> None:
     finally:
         for bus in (producer_bus, consumer_bus, stranger):
             await bus.close()
-        memory_bus.reset(name)
-        memory_bus.reset(other)
+        memory_broker.reset(name)
+        memory_broker.reset(other)
 
 
 async def test_lag_counts_what_the_member_has_not_fetched(bus: Bus) -> None:

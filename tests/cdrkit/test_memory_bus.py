@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cdrkit.bus import BusError, Consumer, Message, Record, TopicPartition, open_bus
-from cdrkit.bus import memory as memory_bus
+from cdrkit.bus import BusError, Consumer, Message, Record, TopicPartition, memory_broker, open_bus
 from cdrkit.bus.journal import Journal
 from cdrkit.bus.memory import MemoryBus
 
@@ -66,7 +65,7 @@ async def test_durable_log_survives_a_restart_and_resumes_at_the_committed_offse
     first = await consumer.getmany(timeout_s=0.1, max_records=15)
     await consumer.commit({m.tp: m.offset + 1 for m in first})
     committed = {m.value for m in first}
-    memory_bus.reset(url)  # the process is gone: no close, no final commit
+    memory_broker.reset(url)  # the process is gone: no close, no final commit
 
     # A write the crash cut short: half a frame at the end of a partition's active segment.
     part0 = sorted((tmp_path / "bus" / "topics" / "t" / "0").glob("*.log"))
@@ -88,7 +87,7 @@ async def test_durable_log_survives_a_restart_and_resumes_at_the_committed_offse
     tp = after.tp
     assert after.offset == max(m.offset for m in everything if m.tp == tp) + 1
     await again.close()
-    memory_bus.reset(url)
+    memory_broker.reset(url)
 
 
 async def test_durable_log_directory_is_one_process_at_a_time(tmp_path: Path) -> None:
@@ -97,7 +96,7 @@ async def test_durable_log_directory_is_one_process_at_a_time(tmp_path: Path) ->
     await bus.start()
     with pytest.raises(BusError, match="in use"):
         Journal(tmp_path / "bus")
-    memory_bus.reset(url)
+    memory_broker.reset(url)
     Journal(tmp_path / "bus").close()  # released with the broker
 
 
@@ -123,12 +122,12 @@ async def test_durable_retention_deletes_whole_segments_only_once_committed(
     await consumer.commit({got[-1].tp: got[-1].offset + 1})
     await bus.producer.send("t", b"z" * 30)
     assert len(list(directory.glob("*.log"))) < grown
-    memory_bus.reset(url)
+    memory_broker.reset(url)
     again = open_bus(url)
     await again.start()
     late = await _drain(await again.consumer(["t"], "g"))
     assert [m.value for m in late] == [b"y" * 30, b"z" * 30]
-    memory_bus.reset(url)
+    memory_broker.reset(url)
 
 
 async def _drain(consumer: Consumer) -> list[Message]:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from cdrkit.bus import Bus, Message, Record, open_bus
-from cdrkit.bus.runner import ConsumeLoop, StopConsuming, cancel_and_wait
+from cdrkit.bus.runner import ConsumeLoop, StopConsuming, cancel_and_wait, consuming
+from cdrmodel import DeadLetter, topics
 from cdrmodel.errors import Transient
 
 
@@ -135,3 +136,88 @@ async def test_cancel_and_wait_ends_a_task_that_swallows_a_cancellation() -> Non
     await asyncio.wait_for(cancel_and_wait(task, recancel_s=0.05), 5)
     assert task.cancelled()
     assert swallowed == 1
+
+
+async def test_one_poison_message_is_bisected_out_and_the_rest_of_the_batch_goes_on(
+    bus: Bus,
+) -> None:
+    """Whatever the store refuses in one message (here a handler that fails on message 37 like a
+    database refusing a value) dead-letters that message; the other 99 are handled, the loop
+    stays ready and commits past it."""
+    topic, group = f"t-{uuid.uuid4().hex}", "g"
+    await _produce(bus, topic, 100)
+    handled: list[bytes] = []
+    calls = 0
+    poisoned: list[tuple[bytes, str]] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        nonlocal calls
+        calls += 1
+        if any(m.value == b"37" for m in batch):
+            raise OverflowError("value out of int32 range")  # the whole transaction rolls back
+        handled.extend(m.value for m in batch)
+
+    async def on_poison(msg: Message, exc: Exception) -> None:
+        poisoned.append((msg.value, str(exc)))
+
+    loop = ConsumeLoop(
+        bus, [topic], group, handler, retry_initial_s=0.01, on_poison=on_poison, batch_size=100
+    )
+    await loop.start()
+    await _until(lambda: len(handled) + len(poisoned) >= 100)
+    assert loop.ready() is None
+    await loop.stop()
+    assert poisoned == [(b"37", "value out of int32 range")]
+    assert sorted(handled, key=int) == [str(i).encode() for i in range(100) if i != 37]
+    assert calls < 40  # bisection, not one call per message
+    assert await _drain_from_committed(bus, topic, group) == []
+
+
+async def test_a_systematic_fault_stops_instead_of_dead_lettering_everything(bus: Bus) -> None:
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 30)
+    poisoned: list[bytes] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        raise KeyError("bug")
+
+    async def on_poison(msg: Message, exc: Exception) -> None:
+        poisoned.append(msg.value)
+
+    loop = ConsumeLoop(
+        bus,
+        [topic],
+        "g",
+        handler,
+        retry_initial_s=0.001,
+        max_unexpected_failures=2,
+        on_poison=on_poison,
+        max_consecutive_poison=4,
+    )
+    await loop.start()
+    await _until(lambda: loop.ready() is not None)
+    assert "systematic" in (loop.ready() or "")
+    await loop.stop()
+    assert len(poisoned) == 3
+
+
+async def test_consuming_dead_letters_poison_to_the_dlq_by_default(bus: Bus) -> None:
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 10)
+    handled: list[bytes] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        if any(m.value == b"4" for m in batch):
+            raise ValueError("cannot store this")
+        handled.extend(m.value for m in batch)
+
+    dlq = await bus.consumer([topics.DLQ], f"dlq-{uuid.uuid4().hex}")
+    async with consuming(bus, [topic], "billing", handler, batch_size=10) as loop:
+        loop.retry_initial_s = 0.001
+        await _until(lambda: len(handled) == 9)
+        letters = await dlq.getmany(timeout_s=5, max_records=10)
+    assert len(letters) == 1
+    letter = DeadLetter.model_validate_json(letters[0].value)
+    assert (letter.stage, letter.error, letter.raw_value) == ("billing", "poison", "4")
+    assert "cannot store this" in letter.reason
+    assert letter.topic == topic

@@ -8,11 +8,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from cdrkit.testing.processes import spawn, stop
+from tests.inner_pytest import inner_pytest_command
 
 HOLDER = """
 import os, pathlib, time
@@ -49,21 +49,7 @@ def test_sigkilled_pytest_leaves_no_process_behind(tmp_path: Path) -> None:
     (tmp_path / "test_holder.py").write_text(HOLDER)
     pids_file = tmp_path / "pids"
     pytest_proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "cdrkit.testing.plugin",
-            "-c",
-            os.devnull,
-            "--rootdir",
-            str(tmp_path),
-            str(tmp_path / "test_holder.py"),
-        ],
+        inner_pytest_command(tmp_path / "test_holder.py"),
         env={**os.environ, "PIDS_FILE": str(pids_file)},
         stdout=(tmp_path / "pytest.log").open("wb"),
         stderr=subprocess.STDOUT,

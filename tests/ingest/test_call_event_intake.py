@@ -220,3 +220,43 @@ async def test_events_are_spooled_while_the_bus_is_away(tmp_path: Path) -> None:
     assert sorted(r.key or b"" for r in records) == [b"70", b"70", b"71", b"72"]
     assert {e.kind for e in envelopes} == {PayloadKind.CALL_EVENT}
     assert sorted(e.call_id or "" for e in envelopes) == ["70", "70", "71", "72"]
+
+
+async def test_a_call_longer_than_the_maximum_in_one_post_is_400(ingest: IngestFactory) -> None:
+    """1950 → 2026 (duration overflows PostgreSQL's INTEGER; it used to stop the parser) and a
+    call ending before it starts are refused at the door when both halves come in one post."""
+    old = {**START, "id": 10, "call_id": 80, "timestamp": "1950-01-01T00:00:00Z"}
+    new = {**END, "id": 11, "call_id": 80, "timestamp": "2026-01-01T00:00:00Z"}
+    async with ingest() as (app, client):
+        resp = await client.post("/v1/events", json=[old, new])
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert [(r["index"], r["error"]) for r in body["rejected"]] == [
+            (0, "call_too_long"),
+            (1, "call_too_long"),
+        ]
+        assert "CDRFLOW_MAX_CALL_DURATION_S" in body["rejected"][0]["detail"]
+        # With a good call beside it: 202 for the good one, the long one named.
+        week = {**new, "timestamp": "1950-01-08T00:00:01Z"}
+        backwards = {**START, "id": 12, "call_id": 81, "timestamp": "2016-02-29T15:00:00Z"}
+        mixed = await client.post(
+            "/v1/events", json=[old, week, START, END, backwards, END | {"id": 13, "call_id": 81}]
+        )
+        assert mixed.status_code == 202
+        assert mixed.json()["accepted"] == 2
+        assert [(r["index"], r["error"]) for r in mixed.json()["rejected"]] == [
+            (0, "call_too_long"),
+            (1, "call_too_long"),
+            (4, "end_before_start"),
+            (5, "end_before_start"),
+        ]
+        exactly_a_week = {**new, "timestamp": "1950-01-08T00:00:00Z"}
+        assert (await client.post("/v1/events", json=[old, exactly_a_week])).status_code == 202
+        assert len(await _published(app, 5)) == 4
+
+
+async def test_the_maximum_call_duration_is_configurable(ingest: IngestFactory) -> None:
+    async with ingest(max_call_duration_s=3600) as (_app, client):
+        resp = await client.post("/v1/events", json=[START, END])  # two hours
+        assert resp.status_code == 400
+        assert resp.json()["rejected"][0]["error"] == "call_too_long"

@@ -127,10 +127,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
+async def served(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """Serve the app with uvicorn on a free loopback port (a real socket, for SSE and
     Chromium); yield its base URL."""
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     )

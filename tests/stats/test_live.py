@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import random
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,8 @@ import pytest
 
 from cdr_stats.call_fields import BUCKET_S
 from cdr_stats.live import LiveHub
-from cdrkit.testing.processes import spawn, stop
+from tests.browser import chromium_binary as _chromium
+from tests.browser import chromium_page
 from tests.stats.conftest import (
     make_cdr,
     memory_bus,
@@ -113,99 +110,6 @@ async def test_closing_the_hub_ends_the_stream_of_a_slow_client() -> None:
 # Headless Chromium
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip(
-            "chromium is not installed and `make chromium` could not install it "
-            "(apt-get unavailable or no network): the dashboard was not opened in a browser"
-        )
-    return found
-
-
-class Cdp:
-    """A minimal Chrome DevTools protocol client over the page target's websocket."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        ident = self.next_id
-        await self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-        while True:
-            msg = json.loads(await self.ws.recv())
-            if msg.get("id") == ident:
-                if "error" in msg:
-                    raise AssertionError(f"{method}: {msg['error']}")
-                result: dict[str, Any] = msg["result"]
-                return result
-
-    async def js(self, expression: str) -> Any:
-        out = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return out["result"].get("value")
-
-    async def until(self, expression: str, what: str, timeout: float = 20) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = await self.js(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                state = await self.js(
-                    "JSON.stringify({status: document.getElementById('status').textContent, "
-                    "polylines: [...document.querySelectorAll('#chart-attempts polyline')].map("
-                    "p => [p.dataset.carrier, p.getAttribute('points').split(' ').length]), "
-                    "renders: document.body.dataset.rendered})"
-                )
-                raise AssertionError(f"the dashboard never showed {what}: {state}")
-            await asyncio.sleep(0.1)
-
-
-@contextlib.asynccontextmanager
-async def chromium_page(binary: str, tmp: Path) -> AsyncIterator[Cdp]:
-    from websockets.asyncio.client import connect
-
-    profile = tmp / "chromium-profile"
-    proc = spawn(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "--window-size=1280,860",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"chromium exited with {proc.returncode} before it listened")
-            await asyncio.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        async with httpx.AsyncClient() as client:
-            targets = (await client.get(f"http://127.0.0.1:{port}/json/list")).json()
-        page = next(t for t in targets if t["type"] == "page")
-        async with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            yield Cdp(ws)
-    finally:
-        stop(proc, timeout_s=10)
-
-
 async def test_dashboard_in_headless_chromium(fresh_pg_url: str, tmp_path: Path) -> None:
     binary = _chromium()
     app = stats_app(fresh_pg_url, memory_bus(), tmp_path)
@@ -230,7 +134,13 @@ async def test_dashboard_in_headless_chromium(fresh_pg_url: str, tmp_path: Path)
         await publish(app, history)
         await wait_processed(app, len(history))
         await page.call("Page.enable")
-        await page.call("Page.navigate", url=base + "/")
+        page.diagnose = (
+            "JSON.stringify({status: document.getElementById('status').textContent, "
+            "polylines: [...document.querySelectorAll('#chart-attempts polyline')].map("
+            "p => [p.dataset.carrier, p.getAttribute('points').split(' ').length]), "
+            "renders: document.body.dataset.rendered})"
+        )
+        await page.call("Page.navigate", url=base + "/dashboard")
         await page.until(
             "Number(document.getElementById('chart-attempts').dataset.points || 0) >= 40",
             "the history on its charts",

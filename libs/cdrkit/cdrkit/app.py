@@ -120,6 +120,18 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
     app = FastAPIOffline(title=title, lifespan=lifespan, static_url="/docs-assets")
     app.state.cdrflow = state
     app.add_middleware(RefuseUnstorable)
+    # Outermost (added last): refusals and errors carry the CORS headers too.
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Content-Length", "Accept-Ranges"],
+        )
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health_router(state, uses_database=uses_database, bus_required=bus_required))

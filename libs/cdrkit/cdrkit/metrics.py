@@ -34,3 +34,8 @@ LAG = Gauge(
     "its partitions of the topic; sum over instances for the group's lag).",
     ["group", "topic"],
 )
+POISON = Counter(
+    "cdrflow_bus_poison_messages_total",
+    "Messages that failed on their own, every time, and were dead-lettered (poison isolation).",
+    ["group"],
+)

@@ -35,6 +35,17 @@ class ServiceSettings(BaseSettings):
     )
     # Claim-check objects (large payloads): file:///dir or s3://bucket/prefix?endpoint_url=…
     object_store_url: str | None = Field(default=None, validation_alias=_common("object_store_url"))
+    # The longest call accepted (ingest refuses a start/end pair beyond it with a 400, the parser
+    # dead-letters one paired later or a document): no real call lasts a week.
+    max_call_duration_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        le=10 * 365 * 86400,
+        validation_alias=_common("max_call_duration_s"),
+    )
+    # Browser origins allowed to call this service's API (the console's, when it is served from
+    # another origin): comma-separated, e.g. https://console.example.net. Empty: none.
+    cors_origins: str = Field(default="", validation_alias=_common("cors_origins"))
     # API tokens, "role:token[,role:token]" with roles read < operate < admin (cdrkit.auth);
     # unset: the APIs are open (warned at start-up).
     api_tokens: SecretStr | None = Field(default=None, validation_alias=_common("api_tokens"))

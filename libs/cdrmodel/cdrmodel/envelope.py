@@ -19,6 +19,7 @@ class PayloadKind(StrEnum):
     PBX_SERIAL = "pbx.serial"
     PEXIP_PARTICIPANT = "pexip.participant"
     PEXIP_CONFERENCE = "pexip.conference"
+    EDGE_CHECKIN = "edge.checkin"  # an edge agent's health report: the parser's device registry
 
 
 class Origin(BaseModel):

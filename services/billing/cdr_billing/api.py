@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -20,7 +21,12 @@ from cdr_billing.schemas import (
     TariffVersionOut,
 )
 from cdrkit.auth import ADMIN, READ
+<<<<<<< HEAD
 from cdrkit.openapi import errors, link
+=======
+from cdrkit.query import decode_cursor, encode_cursor, parse_instant
+from cdrmodel.errors import InvalidInput
+>>>>>>> main
 
 router = APIRouter(tags=["billing"])
 
@@ -93,7 +99,55 @@ async def assign_tariff(subscriber: str, body: AssignmentIn, billing: BillingDep
     return {"subscriber": subscriber, "tariff": body.tariff}
 
 
+<<<<<<< HEAD
 @router.get("/v1/charges/{call_id}", response_model=ChargeOut, dependencies=[READ])
+=======
+@router.get("/v1/tariff-assignments/{subscriber}", dependencies=[READ])
+async def get_assignment(subscriber: str, billing: BillingDep) -> dict[str, Any]:
+    """The tariff this subscriber's calls are priced with (``assigned: false``: the default)."""
+    _no_nul(subscriber, "subscriber")
+    return await billing.assignment(subscriber)
+
+
+@router.get("/v1/charges", dependencies=[READ])
+async def list_charges(
+    billing: BillingDep,
+    subscriber: Annotated[str, Query(min_length=1, max_length=128)],
+    since: Annotated[str | None, Query(description="end_time ≥ this (epoch s or ISO 8601)")] = None,
+    until: Annotated[str | None, Query(description="end_time < this (epoch s or ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A subscriber's charges (priced, free and not answered), the latest call end first, with
+    keyset paging (``next_cursor``)."""
+    _no_nul(subscriber, "subscriber")
+    after = None
+    if cursor:
+        values = decode_cursor(cursor)
+        try:
+            after = datetime.fromisoformat(values[0]), str(values[1])
+        except (IndexError, ValueError, TypeError) as exc:
+            raise InvalidInput("the cursor is not one this API issued") from exc
+        if after[0].tzinfo is None or "\x00" in after[1]:
+            raise InvalidInput("the cursor is not one this API issued")
+    items, last = await billing.list_charges(
+        subscriber,
+        parse_instant(since, "since") if since else None,
+        parse_instant(until, "until") if until else None,
+        after,
+        limit,
+    )
+    next_cursor = encode_cursor([last[0].isoformat(), last[1]]) if last else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _no_nul(value: str, name: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(f"{name} holds a NUL character")
+
+
+@router.get("/v1/charges/{call_id}", dependencies=[READ])
+>>>>>>> main
 async def get_charge(call_id: str, billing: BillingDep) -> dict[str, Any]:
     """A call's charge, how it was priced, and its adjustments."""
     return await billing.charge(call_id)
@@ -115,7 +169,12 @@ async def add_adjustment(call_id: str, body: AdjustmentIn, billing: BillingDep) 
 async def get_bill(
     subscriber: str,
     billing: BillingDep,
-    period: str | None = Query(None, description="YYYY-MM or MM/YYYY; default: last closed"),
+    period: str | None = Query(
+        None,
+        description="YYYY-MM or MM/YYYY (a closed month), or current (provisional); "
+        "default: the last closed month",
+    ),
 ) -> dict[str, Any]:
-    """A subscriber's bill for a closed month: the calls that ended in it, and adjustments."""
+    """A subscriber's bill for a month: the calls that ended in it, and adjustments.
+    ``period=current`` is the month so far, marked ``provisional``."""
     return await billing.bill(subscriber, period)

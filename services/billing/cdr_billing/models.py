@@ -78,6 +78,9 @@ tariffs = Table(
     Column("rounding", String(8), nullable=False),
     Column("bands", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # overnight, extension_ranges, free_prefixes (0002); NULL on versions stored before it:
+    # those read bands crossing midnight as "next_day" and have no on-net rules.
+    Column("rules", JSON),
     UniqueConstraint("name", "version", name="uq_tariffs_name_version"),
 )
 
@@ -126,7 +129,7 @@ charges = Table(
     metadata,
     Column("call_id", String(128), primary_key=True),
     Column("subscriber", String(128), nullable=False),
-    Column("outcome", String(16), nullable=False),  # priced | not_answered
+    Column("outcome", String(16), nullable=False),  # priced | not_answered | free
     Column("destination", String(64)),
     Column("start_time", UtcDateTime, nullable=False),
     Column("end_time", UtcDateTime, nullable=False),  # the bill month is the month it ended
@@ -137,7 +140,8 @@ charges = Table(
     Column("tariff_version", Integer, nullable=False),
     Column("explanation", JSON, nullable=False),
     Column("rated_at", UtcDateTime, nullable=False),
-    Index("ix_charges_subscriber_end_time", "subscriber", "end_time"),
+    # Bills and GET /v1/charges: one subscriber's charges by end time, keyset on the call id.
+    Index("ix_charges_subscriber_end_time_call_id", "subscriber", "end_time", "call_id"),
 )
 
 adjustments = Table(

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,6 +48,7 @@ def _tariff_row(t: Tariff, created_at: datetime) -> dict[str, Any]:
         "rounding": t.rounding,
         "bands": [b.as_dict() for b in t.bands],
         "created_at": created_at,
+        "rules": t.rules(),
     }
 
 
@@ -129,6 +130,9 @@ class BillingRepository:
                 rounding=h.rounding,
                 bands=[Band(b["name"], tuple(b["days"]), b["start"], b["end"]) for b in h.bands],
                 destinations=dests[h.id],
+                overnight=(h.rules or {}).get("overnight", "next_day"),
+                extension_ranges=tuple((h.rules or {}).get("extension_ranges", ())),
+                free_prefixes=tuple((h.rules or {}).get("free_prefixes", ())),
             )
             for h in heads
         ]
@@ -195,6 +199,14 @@ class BillingRepository:
             )
             return {s: n for s, n in rows.all()}
 
+    async def get_assignment(self, subscriber: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            return (
+                await session.execute(
+                    select(tariff_assignments).where(tariff_assignments.c.subscriber == subscriber)
+                )
+            ).first()
+
     async def assign(self, subscriber: str, tariff_name: str, now: datetime) -> None:
         stmt: Any = (postgresql if self.dialect == "postgresql" else sqlite).insert(
             tariff_assignments
@@ -248,6 +260,32 @@ class BillingRepository:
         async with self.sessions() as session:
             rows = await session.execute(select(charges).where(charges.c.call_id.in_(ids)))
             return list(rows.all())
+
+    async def list_charges(
+        self,
+        subscriber: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """One subscriber's charges by (end_time, call_id) descending: an index range read of
+        ``ix_charges_subscriber_end_time_call_id``."""
+        conds = [charges.c.subscriber == subscriber]
+        if since is not None:
+            conds.append(charges.c.end_time >= since)
+        if until is not None:
+            conds.append(charges.c.end_time < until)
+        if after is not None:
+            conds.append(tuple_(charges.c.end_time, charges.c.call_id) < tuple_(*after))
+        query = (
+            select(charges)
+            .where(and_(*conds))
+            .order_by(charges.c.end_time.desc(), charges.c.call_id.desc())
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(query)).all())
 
     async def get_charge(self, call_id: str) -> Row[Any] | None:
         async with self.sessions() as session:

@@ -52,6 +52,19 @@ class TariffIn(StorableBody):
     increments: IncrementsIn = IncrementsIn()
     bands: list[BandIn] = Field(min_length=1)
     destinations: list[DestinationIn] = Field(min_length=1)
+    overnight: Literal["same_day", "next_day"] = Field(
+        default="same_day",
+        description=(
+            "a band whose end is not after its start: same_day = on each listed day, start to "
+            "midnight and midnight to end; next_day = start into the next day's end"
+        ),
+    )
+    extension_ranges: list[str] = Field(
+        default=[], max_length=100, description='on-net called numbers, e.g. ["1000-1999"]: free'
+    )
+    free_prefixes: list[str] = Field(
+        default=[], max_length=1000, description='called numbers starting so are free, e.g. "0800"'
+    )
 
 
 class AssignmentIn(StorableBody):

@@ -48,19 +48,15 @@ from cdr_billing.metrics import (
     UNPRICED,
 )
 from cdr_billing.money import is_exact, minor_exponent, money, total
+from cdr_billing.rating import CallFacts, Rated, Unpriced, pick_version, rate_call
 from cdr_billing.repository import BillingRepository
 from cdr_billing.schemas import AdjustmentIn, TariffIn
 from cdr_billing.settings import BillingSettings
 from cdr_billing.tariff import (
     Band,
-    CallFacts,
     Destination,
-    Rated,
     Tariff,
-    Unpriced,
     default_tariff,
-    pick_version,
-    rate_call,
     validate,
 )
 from cdrkit.bus import Message, Producer, Record
@@ -218,6 +214,9 @@ class BillingService:
                 Destination(d.prefix, d.name, d.prices, d.standing_charge)
                 for d in body.destinations
             ],
+            overnight=body.overnight,
+            extension_ranges=tuple(body.extension_ranges),
+            free_prefixes=tuple(body.free_prefixes),
         )
         validate(t)
         await self.repo.insert_tariff(t, datetime.now(UTC))
@@ -433,10 +432,16 @@ class BillingService:
             raise InvalidAmount('a "credit" lowers the charge: its amount must be negative')
 
     async def bill(self, subscriber: str, period: str | None) -> dict[str, Any]:
+        """A closed month's bill, or with ``period=current`` the month in progress so far
+        (``provisional``: calls still arriving, late CDRs and adjustments can change it)."""
         started = time.perf_counter()
         now = datetime.now(UTC)
         zone = self.zone
-        if period:
+        provisional = False
+        if period and period.strip().lower() == "current":
+            local = now.astimezone(zone)
+            year, month, provisional = local.year, local.month, True
+        elif period:
             year, month = parse_period(period)
             check_closed(year, month, now, zone)
         else:
@@ -472,7 +477,55 @@ class BillingService:
             "total_price": format_price(bill_total, currency),
             "calls": items,
             "adjustments": adj_items,
+            "provisional": provisional,
+            **({"as_of": now.isoformat()} if provisional else {}),
         }
+
+    async def assignment(self, subscriber: str) -> dict[str, Any]:
+        """The tariff a subscriber's calls are priced with: its assignment, else the default."""
+        row = await self.repo.get_assignment(subscriber)
+        if row is None:
+            return {
+                "subscriber": subscriber,
+                "tariff": self.settings.default_tariff,
+                "assigned": False,
+                "assigned_at": None,
+            }
+        return {
+            "subscriber": subscriber,
+            "tariff": row.tariff_name,
+            "assigned": True,
+            "assigned_at": row.assigned_at.isoformat(),
+        }
+
+    async def list_charges(
+        self,
+        subscriber: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
+        """A subscriber's charges, latest end time first, keyset-paged on (end_time, call_id)."""
+        rows = await self.repo.list_charges(subscriber, since, until, after, limit)
+        items = [
+            {
+                "call_id": r.call_id,
+                "subscriber": r.subscriber,
+                "outcome": r.outcome,
+                "destination": r.destination,
+                "start_time": r.start_time.isoformat(),
+                "end_time": r.end_time.isoformat(),
+                "billed_s": r.billed_s,
+                "amount": money(r.amount),
+                "currency": r.currency,
+                "tariff": {"name": r.tariff_name, "version": r.tariff_version},
+                **({"reason": r.explanation.get("reason")} if r.outcome != "priced" else {}),
+            }
+            for r in rows
+        ]
+        last = (rows[-1].end_time, rows[-1].call_id) if len(rows) == limit else None
+        return items, last
 
     def _default_currency(self) -> str:
         versions = self.tariffs.get(self.settings.default_tariff)

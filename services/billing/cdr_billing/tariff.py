@@ -1,17 +1,11 @@
-"""Tariffs and the rating of one call: pure code, no I/O.
+"""Tariffs: the model, its week of time bands, validation and the default; pure code, no I/O.
 
 A tariff *version* is immutable. It has a currency, a timezone, time bands that cover the week
 (weekdays and a wall-clock range in that timezone), billing increments (the first increment,
 then each subsequent one, rounded ``down`` = only completed increments count, or ``up``), a
 standing (connection) charge, a minimum charge, and destinations: a price per ``unit_s`` seconds
 per band, chosen by the longest prefix of the called number.
-
-Rating (``rate_call``): the billed interval (answer → end, or start → end for a record that is
-answered without an answer time) is cut at every band boundary in the tariff's timezone (across
-midnight, weekdays, DST and any number of days); the seconds are summed per band and each band's
-sum is rounded to the increments on its own, so a call spanning two bands is charged cycles only
-for the seconds it spent in each (ARCHITECTURE §6). Amount = standing charge + Σ billed seconds *
-unit price / unit_s, at least the minimum charge, rounded half-up to the cent.
+The rating of one call against a tariff is ``cdr_billing.rating``.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +26,7 @@ WEEK_S = 7 * DAY_S
 CENT = Decimal("0.01")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Rounding = Literal["down", "up"]
+Overnight = Literal["same_day", "next_day"]
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 
 
@@ -116,16 +111,24 @@ class Tariff:
     bands: Sequence[Band]
     destinations: Sequence[Destination]
     id: int | None = None
+    # How a band whose end is not after its start reads (see ``week_intervals``).
+    overnight: Overnight = "same_day"
+    # On-net rules: a called number in one of these ranges ("1000-1999") or starting with one of
+    # these prefixes is not charged (outcome "free", the reason in the explanation).
+    extension_ranges: Sequence[str] = ()
+    free_prefixes: Sequence[str] = ()
     _zone: ZoneInfo = field(init=False, repr=False)
     _by_prefix: dict[str, Destination] = field(init=False, repr=False)
     _max_prefix: int = field(init=False, repr=False)
     _schedule: list[list[tuple[int, int, str]]] = field(init=False, repr=False)
+    _ranges: list[tuple[int, int, int, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)
         self._by_prefix = {d.prefix: d for d in self.destinations}
         self._max_prefix = max((len(p) for p in self._by_prefix), default=0)
-        self._schedule = day_schedule(self.bands)
+        self._schedule = day_schedule(self.bands, self.overnight)
+        self._ranges = [parse_range(r) for r in self.extension_ranges]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -139,6 +142,28 @@ class Tariff:
             if dest is not None:
                 return dest
         return None
+
+    def on_net(self, number: str) -> str | None:
+        """Why a call to ``number`` (digits) is free under this tariff's on-net rules, or None."""
+        if not number:
+            return None
+        for text, (lo, hi, min_len, max_len) in zip(
+            self.extension_ranges, self._ranges, strict=True
+        ):
+            if min_len <= len(number) <= max_len and lo <= int(number) <= hi:
+                return f"on-net: {number} is in the extension range {text}"
+        for prefix in self.free_prefixes:
+            if number.startswith(prefix):
+                return f"free: {number} starts with the free prefix {prefix}"
+        return None
+
+    def rules(self) -> dict[str, Any]:
+        """What the tariff row keeps beside its columns."""
+        return {
+            "overnight": self.overnight,
+            "extension_ranges": list(self.extension_ranges),
+            "free_prefixes": list(self.free_prefixes),
+        }
 
     def segments(self, begin: datetime, end: datetime) -> list[Segment]:
         """``[begin, end)`` cut at the band boundaries (wall clock in the tariff's timezone),
@@ -196,6 +221,7 @@ class Tariff:
                 "rounding": self.rounding,
             },
             "bands": [b.as_dict() for b in self.bands],
+            **self.rules(),
             "destination_count": len(self.destinations),
         }
 
@@ -215,9 +241,24 @@ def load_zone(name: str) -> ZoneInfo:
         raise InvalidTariff(f"timezone {name!r} is not an IANA timezone name") from exc
 
 
-def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
-    """Every band as (start, end, name) intervals in seconds of the week (Monday 00:00 = 0);
-    a range whose end is not after its start runs past midnight into the next day."""
+def parse_range(text: str) -> tuple[int, int, int, int]:
+    """``"1000-1999"`` → (low, high, fewest digits, most digits)."""
+    m = re.fullmatch(r"(\d{1,15})-(\d{1,15})", text)
+    if not m or int(m[1]) > int(m[2]):
+        raise InvalidTariff(f"extension range {text!r} is not two numbers low-high like 1000-1999")
+    return int(m[1]), int(m[2]), len(m[1]), len(m[2])
+
+
+def week_intervals(
+    bands: Iterable[Band], overnight: Overnight = "same_day"
+) -> list[tuple[int, int, str]]:
+    """Every band as (start, end, name) intervals in seconds of the week (Monday 00:00 = 0).
+
+    A range whose end is not after its start crosses midnight. ``same_day`` (what an operator
+    means by "Mon-Fri 22:00-06:00"): on each listed day, the clock times from start to midnight
+    and from midnight to end, so the listed days' early hours are in the band and Saturday's are
+    not. ``next_day`` (tariff versions stored before this rule existed): from start on each
+    listed day into the next day's end (Friday 22:00 → Saturday 06:00)."""
     out: list[tuple[int, int, str]] = []
     for i, band in enumerate(bands):
         what = f"band {i + 1} ({band.name!r})"
@@ -229,7 +270,13 @@ def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
         for d in band.days:
             if d not in DAYS:
                 raise InvalidTariff(f"{what}: {d!r} is not a day (use {', '.join(DAYS)})")
-            s = DAYS.index(d) * DAY_S + start
+            day0 = DAYS.index(d) * DAY_S
+            if end <= start and overnight == "same_day":
+                out.append((day0 + start, day0 + DAY_S, band.name))
+                if end > 0:
+                    out.append((day0, day0 + end, band.name))
+                continue
+            s = day0 + start
             e = s + length
             if e <= WEEK_S:
                 out.append((s, e, band.name))
@@ -239,10 +286,10 @@ def week_intervals(bands: Iterable[Band]) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-def check_week_cover(bands: Iterable[Band]) -> None:
+def check_week_cover(bands: Iterable[Band], overnight: Overnight = "same_day") -> None:
     """The bands must cover every second of the week exactly once."""
     at = 0
-    for s, e, name in week_intervals(bands):
+    for s, e, name in week_intervals(bands, overnight):
         if s < at:
             raise InvalidTariff(
                 f"band {name!r} overlaps another band at {_week_time(s)}: "
@@ -266,10 +313,12 @@ def _week_time(secs: int) -> str:
     return f"{DAYS[day % 7]} {fmt_clock(rem)}"
 
 
-def day_schedule(bands: Iterable[Band]) -> list[list[tuple[int, int, str]]]:
+def day_schedule(
+    bands: Iterable[Band], overnight: Overnight = "same_day"
+) -> list[list[tuple[int, int, str]]]:
     """Per weekday, the (start, end, band) pieces of that day in seconds after midnight."""
     days: list[list[tuple[int, int, str]]] = [[] for _ in DAYS]
-    for start, e, name in week_intervals(bands):
+    for start, e, name in week_intervals(bands, overnight):
         s = start
         while s < e:
             d = s // DAY_S
@@ -283,7 +332,10 @@ def day_schedule(bands: Iterable[Band]) -> list[list[tuple[int, int, str]]]:
 
 def validate(t: Tariff) -> None:
     """Reject a tariff version that cannot price calls correctly, with the reason."""
-    check_week_cover(t.bands)
+    check_week_cover(t.bands, t.overnight)
+    for prefix in t.free_prefixes:
+        if not re.fullmatch(r"\d{1,32}", prefix):
+            raise InvalidTariff(f"free prefix {prefix!r} is not a string of digits")
     if not re.fullmatch(r"[A-Z]{3}", t.currency):
         raise InvalidTariff(f"currency {t.currency!r} is not an ISO 4217 code like BRL")
     if t.unit_s <= 0 or t.first_increment_s <= 0 or t.next_increment_s <= 0:
@@ -318,7 +370,8 @@ def validate(t: Tariff) -> None:
 
 def default_tariff(timezone: str) -> Tariff:
     """The telephone-bill tariff of ARCHITECTURE §6 (BRL): standard time 06:00 ≤ t < 22:00,
-    0.36 standing + 0.09 per completed 60-s cycle; reduced time 22:00 ≤ t < 06:00, 0.36 only."""
+    0.36 standing + 0.09 per completed 60-s cycle; reduced time 22:00 ≤ t < 06:00, 0.36 only.
+    Calls to a 4-digit extension (1000-9999, FusionPBX's numbering) are on-net: free."""
     return Tariff(
         name="default",
         version=1,
@@ -338,205 +391,5 @@ def default_tariff(timezone: str) -> Tariff:
         destinations=[
             Destination("", "any", {"standard": Decimal("0.09"), "reduced": Decimal("0")})
         ],
-    )
-
-
-# -- rating ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallFacts:
-    """What billing keeps of a consumed CDR (the ``billing_calls`` row)."""
-
-    call_id: str
-    subscriber: str | None
-    source: str
-    caller_number: str | None
-    callee_number: str | None
-    account: str | None
-    start_time: datetime
-    answer_time: datetime | None
-    end_time: datetime | None
-    duration_s: int | None
-    billsec_s: int | None
-    disposition: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Rated:
-    """A priced call: the charge row's content."""
-
-    outcome: Literal["priced", "not_answered"]
-    amount: Decimal
-    currency: str
-    tariff_name: str
-    tariff_version: int
-    begin: datetime
-    end: datetime
-    billed_s: int
-    explanation: dict[str, Any]
-
-
-class Unpriced(Exception):
-    """No charge can be made yet (no tariff, no destination, no end time): kept for rerating."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-def digits(number: str | None) -> str:
-    return "".join(ch for ch in number or "" if ch.isdigit())
-
-
-def billed_interval(call: CallFacts) -> tuple[datetime, datetime] | None:
-    """The interval a call is charged for, or None when it was not answered.
-
-    answer → end when the CDR has an answer time; start → end for a record that says it was
-    answered without one (call start/end events). The end is the end time, else answer/start +
-    billsec/duration. Whole seconds (fractions dropped), like FreeSWITCH's billsec."""
-    if call.disposition not in (None, "answered"):
-        return None
-    if call.answer_time is not None:
-        begin = call.answer_time
-    elif call.disposition == "answered":
-        begin = call.start_time
-    else:
-        return None
-    end = call.end_time
-    if end is None:
-        if call.billsec_s is not None and call.answer_time is not None:
-            end = call.answer_time + timedelta(seconds=call.billsec_s)
-        elif call.duration_s is not None:
-            end = call.start_time + timedelta(seconds=call.duration_s)
-        else:
-            raise Unpriced(f"call {call.call_id} has no end time and no duration", "no_end_time")
-    begin, end = begin.replace(microsecond=0), end.replace(microsecond=0)
-    if call.billsec_s == 0 or end <= begin:
-        return None
-    return begin, end
-
-
-def pick_version(versions: Sequence[Tariff], at: datetime) -> Tariff | None:
-    """The version in force at ``at``: the latest effective_from ≤ at (``versions`` sorted)."""
-    chosen = None
-    for t in versions:
-        if t.effective_from <= at:
-            chosen = t
-        else:
-            break
-    return chosen
-
-
-def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
-    """Price one call with one tariff version (see the module doc). ``Unpriced`` if it cannot."""
-    head: dict[str, Any] = {
-        "tariff": {
-            "name": tariff.name,
-            "version": tariff.version,
-            "effective_from": tariff.effective_from.isoformat(),
-            "currency": tariff.currency,
-            "timezone": tariff.timezone,
-        },
-        "subscriber": call.subscriber,
-        "callee": call.callee_number,
-    }
-    interval = billed_interval(call)
-    zero = Decimal("0.00")
-    if interval is None:
-        when = call.end_time or call.start_time
-        head.update(
-            outcome="not_answered",
-            reason=(
-                f"not answered ({call.disposition or 'no answer time'}, "
-                f"billsec {call.billsec_s if call.billsec_s is not None else 0}): no charge"
-            ),
-            amount="0.00",
-        )
-        return Rated(
-            "not_answered", zero, tariff.currency, tariff.name, tariff.version, when, when, 0, head
-        )
-    begin, end = interval
-    number = digits(call.callee_number)
-    dest = tariff.lookup(number)
-    if dest is None:
-        raise Unpriced(
-            f"no destination of tariff {tariff.name} v{tariff.version} matches the called "
-            f"number {call.callee_number!r}",
-            "no_destination",
-        )
-    segments = tariff.segments(begin, end)
-    per_band: dict[str, int] = {}
-    for seg in segments:
-        per_band[seg.band] = per_band.get(seg.band, 0) + seg.seconds
-    usage = Decimal(0)
-    bands_out = []
-    billed_total = 0
-    for band, secs in per_band.items():
-        billed, cycles = tariff.billed_seconds(secs)
-        price = dest.prices[band]
-        amount = price * billed / tariff.unit_s
-        usage += amount
-        billed_total += billed
-        bands_out.append(
-            {
-                "band": band,
-                "seconds": secs,
-                "billed_seconds": billed,
-                "cycles": cycles,
-                "unit_price": str(price),
-                "amount": str(amount.normalize() if amount else Decimal(0)),
-            }
-        )
-    standing = dest.standing_charge if dest.standing_charge is not None else tariff.standing_charge
-    subtotal = standing + usage
-    total = max(subtotal, tariff.minimum_charge).quantize(CENT, ROUND_HALF_UP)
-    head.update(
-        outcome="priced",
-        destination={"prefix": dest.prefix, "name": dest.name},
-        interval={
-            "begin": begin.isoformat(),
-            "end": end.isoformat(),
-            "seconds": int((end - begin).total_seconds()),
-            "from": "answer_time" if call.answer_time is not None else "start_time",
-        },
-        segments=[
-            {
-                "band": s.band,
-                "start": s.start.astimezone(tariff.zone).isoformat(),
-                "end": s.end.astimezone(tariff.zone).isoformat(),
-                "seconds": s.seconds,
-            }
-            for s in segments
-        ],
-        increments={
-            "unit_s": tariff.unit_s,
-            "first_s": tariff.first_increment_s,
-            "next_s": tariff.next_increment_s,
-            "rounding": tariff.rounding,
-            "rule": (
-                "each band's seconds are rounded on their own: "
-                + ("only completed increments count" if tariff.rounding == "down" else "")
-                + ("a started increment counts in full" if tariff.rounding == "up" else "")
-            ),
-        },
-        bands=bands_out,
-        standing_charge=str(standing),
-        usage=str(usage.normalize() if usage else Decimal(0)),
-        subtotal=str(subtotal),
-        minimum_charge=str(tariff.minimum_charge),
-        minimum_applied=subtotal < tariff.minimum_charge,
-        amount=str(total),
-    )
-    return Rated(
-        "priced",
-        total,
-        tariff.currency,
-        tariff.name,
-        tariff.version,
-        begin,
-        end,
-        int((end - begin).total_seconds()),
-        head,
+        extension_ranges=("1000-9999",),
     )

@@ -139,7 +139,10 @@ async def post_events(request: Request, ingest: IngestDep, user: PosterDep) -> J
     try:
         body = await read_body(request, ingest.settings.max_body_bytes)
         batch = decode_events(
-            body, request.headers.get("content-type"), ingest.settings.events_max_records
+            body,
+            request.headers.get("content-type"),
+            ingest.settings.events_max_records,
+            max_duration_s=ingest.settings.max_call_duration_s,
         )
         rejected = [r.to_dict() for r in batch.rejected]
         if not batch.valid:

@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from cdr_ingest.api import router
 from cdr_ingest.auth import log_access_mode
+from cdr_ingest.edge_api import router as edge_router
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
+from cdr_ingest.pexip.api import router as pexip_router
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_ingest.spool.drainer import Drainer
@@ -106,7 +108,13 @@ def spec(settings: IngestSettings) -> ServiceSpec:
             service.drainer = drainer
             yield IngestComponent(service, spool, drainer)
 
-    return ServiceSpec("ingest", start, [router], uses_database=False, bus_required=False)
+    return ServiceSpec(
+        "ingest",
+        start,
+        [router, pexip_router, edge_router],
+        uses_database=False,
+        bus_required=False,
+    )
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from cdr_ingest.documents import JSON_TYPES, media_type
-from cdrmodel.call_events import CallEvent, InvalidEvent, parse_event
+from cdrmodel.call_events import CallEvent, EventType, InvalidEvent, parse_event
 from cdrmodel.errors import MissingField, NotWellFormed, PayloadTooLarge, UnsupportedMediaType
 
 
@@ -44,8 +45,15 @@ class EventBatch:
         return len(self.valid) + len(self.rejected)
 
 
-def decode_events(body: bytes, content_type: str | None, max_records: int) -> EventBatch:
-    """The records of a post; ``InvalidInput`` (400/413/415) for a body that is none at all."""
+def decode_events(
+    body: bytes, content_type: str | None, max_records: int, *, max_duration_s: float = 7 * 86400
+) -> EventBatch:
+    """The records of a post; ``InvalidInput`` (400/413/415) for a body that is none at all.
+
+    Both halves of a call in one post are checked together: a call that would end before it
+    starts, or last longer than ``max_duration_s`` (``CDRFLOW_MAX_CALL_DURATION_S``), has both
+    records rejected here (a 400 when nothing else in the post is valid) instead of becoming a
+    dead letter later. Halves that arrive in separate posts are checked by the parser."""
     mtype = media_type(content_type)
     if mtype not in JSON_TYPES:
         raise UnsupportedMediaType(
@@ -80,7 +88,42 @@ def decode_events(body: bytes, content_type: str | None, max_records: int) -> Ev
             continue
         text = json.dumps(record, separators=(",", ":"))  # ASCII: no lone surrogate
         valid.append(ValidEvent(index, event, text))
+    impossible = _impossible_calls(valid, max_duration_s)
+    if impossible:
+        for item in valid:
+            if item.event.call_id in impossible:
+                error, detail = impossible[item.event.call_id]
+                rejected.append(Rejection(item.index, item.event.id, error, detail))
+        valid = [v for v in valid if v.event.call_id not in impossible]
+        rejected.sort(key=lambda r: r.index)
     return EventBatch(valid, rejected, is_list)
+
+
+def _impossible_calls(valid: list[ValidEvent], max_duration_s: float) -> dict[str, tuple[str, str]]:
+    """Call id → (error, detail) for the calls whose two halves in this post do not make a call."""
+    starts: dict[str, datetime] = {}
+    ends: dict[str, datetime] = {}
+    for item in valid:
+        halves = starts if item.event.type is EventType.START else ends
+        halves.setdefault(item.event.call_id, item.event.timestamp)
+    found: dict[str, tuple[str, str]] = {}
+    for call_id in starts.keys() & ends.keys():
+        start, end = starts[call_id], ends[call_id]
+        seconds = (end - start).total_seconds()
+        if seconds < 0:
+            found[call_id] = (
+                "end_before_start",
+                f"call {call_id!r} would end ({end.isoformat()}) before it starts "
+                f"({start.isoformat()})",
+            )
+        elif seconds > max_duration_s:
+            found[call_id] = (
+                "call_too_long",
+                f"call {call_id!r} would last {seconds:.0f} s ({start.isoformat()} → "
+                f"{end.isoformat()}), longer than CDRFLOW_MAX_CALL_DURATION_S "
+                f"({max_duration_s:.0f} s)",
+            )
+    return found
 
 
 def _raw_id(record: object) -> str | None:

@@ -62,3 +62,8 @@ EVENTS = Counter(
     "invalid, answered with a reason).",
     ["outcome"],  # accepted | rejected
 )
+EDGE_LINES = Counter(
+    "cdrflow_ingest_edge_lines_total",
+    "Lines from edge agents by outcome (accepted, duplicate, rejected).",
+    ["outcome"],
+)

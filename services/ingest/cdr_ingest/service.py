@@ -204,6 +204,19 @@ class IngestService:
         await self.publish_many(envelopes)
         return envelopes
 
+    async def accept_records(
+        self, records: list[tuple[PayloadKind, str, str]], origin: Origin
+    ) -> list[RawEnvelope]:
+        """Publish one envelope per (kind, record id, JSON text), keyed by the record id (the
+        CDR store is idempotent on it); return once every one is durable (as ``accept_events``).
+        """
+        envelopes = [
+            await self.seal(Document(text, kind, "application/json"), record_id, None, origin)
+            for kind, record_id, text in records
+        ]
+        await self.publish_many(envelopes)
+        return envelopes
+
     async def publish_many(self, envelopes: list[RawEnvelope]) -> None:
         """``publish`` for several envelopes at once (one bus round trip, one spool fsync)."""
         if not envelopes:

@@ -34,6 +34,8 @@ class IngestSettings(ServiceSettings):
 
     # The most call start/end records one POST /v1/events may carry (a longer list is a 413).
     events_max_records: int = Field(default=1000, ge=1, le=100_000)
+    # Lines in one POST /v1/edge/records (the agent's EDGE_BATCH_SIZE must not exceed it).
+    edge_max_records: int = Field(default=1000, ge=1, le=100_000)
 
     @property
     def effective_spool_dir(self) -> Path:

@@ -50,6 +50,14 @@ def cdr_filter(
     until: Until = None,
     account: str | None = None,
     number: Annotated[str | None, Query(description="caller or callee number")] = None,
+    number_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=2,
+            max_length=64,
+            description="caller or callee number starting with this (narrow it with since/until)",
+        ),
+    ] = None,
     disposition: Disposition | None = None,
     source: Annotated[
         str | None, Query(description="the system it came from: freeswitch, hipath, ...")
@@ -57,14 +65,19 @@ def cdr_filter(
     carrier: Annotated[str | None, Query(description="gateway, profile or trunk")] = None,
     tenant: Annotated[str | None, Query(description="domain or tenant")] = None,
     direction: Direction | None = None,
+    conference: Annotated[
+        str | None, Query(description="a Pexip conference id: the CDRs of its participants")
+    ] = None,
 ) -> CdrFilter:
     """The filters shared by the list and the CSV export (exact matches, ANDed)."""
     for name, value in (
         ("account", account),
         ("number", number),
+        ("number_prefix", number_prefix),
         ("source", source),
         ("carrier", carrier),
         ("tenant", tenant),
+        ("conference", conference),
     ):
         _no_nul(value, name)
     return CdrFilter(
@@ -77,6 +90,8 @@ def cdr_filter(
         carrier=carrier,
         tenant=tenant,
         direction=direction.value if direction else None,
+        conference=conference,
+        number_prefix=number_prefix,
     )
 
 
@@ -186,11 +201,22 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
     "/v1/dead-letters/{letter_id}/retry",
     response_model=DeadLetterOut,
     dependencies=[OPERATE],
+<<<<<<< HEAD
     responses=errors(409, 429),
+=======
+    responses={
+        404: {"description": "no such dead letter"},
+        409: {"description": "a retry is pending (retry_pending) or nothing to re-publish"},
+        429: {"description": "too many retries (rate_limited); see Retry-After"},
+    },
+>>>>>>> main
 )
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else
-    dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at)."""
+    dead-lettered again with a fresh reason (same id; compare last_failed_at and retried_at).
+    Idempotent while pending: a second retry before the first was processed (or within
+    PARSER_RETRY_PENDING_S) is a 409 and re-publishes nothing; rate-limited (429). Retries
+    never count towards the dead-letter flood stop."""
     return await queries.retry_dead_letter(parser, letter_id)
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from cdr_parser.api import router
+from cdr_parser.conferences_api import router as conferences_router
+from cdr_parser.devices import refresh_forever
+from cdr_parser.edge_api import router as edge_router
 from cdr_parser.repository import CdrRepository
 from cdr_parser.retention import RetentionJob
 from cdr_parser.service import ParserService
@@ -44,12 +47,16 @@ def spec(settings: ParserSettings) -> ServiceSpec:
                     settings.consumer_group,
                     service.handle_batch,
                     batch_size=settings.batch_size,
+                    on_poison=service.dead_letter_poison,
                 ) as loop,
                 background(retention.run_forever(), "parser:retention"),
+                background(refresh_forever(repo), "parser:edge-gauges"),
             ):
                 yield ParserComponent(service, loop, retention)
 
-    return ServiceSpec("parser", start, [router], "cdr_parser.migrations")
+    return ServiceSpec(
+        "parser", start, [router, conferences_router, edge_router], "cdr_parser.migrations"
+    )
 
 
 def create_app(settings: ParserSettings | None = None) -> FastAPI:

@@ -6,7 +6,7 @@ verified (``ParserService`` does that, concurrently for a batch).
 
 from __future__ import annotations
 
-from cdr_parser import freeswitch
+from cdr_parser import freeswitch, hipath, pexip
 from cdrmodel import CDR, PayloadKind, RawEnvelope
 from cdrmodel.errors import UnmappableRecord
 
@@ -31,6 +31,11 @@ def map_envelope(env: RawEnvelope, payload: str | None = None) -> CDR:
         return freeswitch.map_xml(freeswitch.parse_xml(text), **hints)  # type: ignore[arg-type]
     if env.kind is PayloadKind.FREESWITCH_JSON:
         return freeswitch.map_json(freeswitch.parse_json(text), **hints)  # type: ignore[arg-type]
+    if env.kind is PayloadKind.PBX_SERIAL:
+        # A ring notice raises hipath.RingNotice: kept as a raw line, no CDR (ParserService).
+        return hipath.map_payload(text, received_at=env.received_at, call_id_hint=env.call_id)
+    if env.kind is PayloadKind.PEXIP_PARTICIPANT:
+        return pexip.map_participant(text, env.received_at)
     if env.kind is PayloadKind.CALL_EVENT:
         # Half a call: ParserService pairs it with its other half (cdr_parser.pairing).
         raise UnmappableRecord("a call start/end record is paired with its other half, not mapped")

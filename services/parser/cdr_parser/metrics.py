@@ -1,4 +1,4 @@
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CDRS = Counter(
     "cdrflow_parser_cdrs_total",
@@ -36,4 +36,20 @@ EVENT_HALVES = Counter(
     "cdrflow_parser_call_event_halves_total",
     "Call start/end halves consumed, by outcome.",
     ["outcome"],  # waiting | paired | duplicate | rejected
+)
+# Edge agents, from the device registry (cdr_parser.devices); one series per device.
+EDGE_DEVICE_QUEUE_DEPTH = Gauge(
+    "cdrflow_edge_device_queue_depth",
+    "Lines queued on an edge agent, as of its last check-in.",
+    ["device"],
+)
+EDGE_DEVICE_OLDEST_AGE = Gauge(
+    "cdrflow_edge_device_oldest_age_seconds",
+    "Age of the oldest line queued on an edge agent, as of its last check-in.",
+    ["device"],
+)
+EDGE_DEVICE_STALE = Gauge(
+    "cdrflow_edge_device_stale",
+    "1 when an edge agent missed two check-ins.",
+    ["device"],
 )

@@ -9,7 +9,9 @@ partition to read. SQLite keeps the plain table with ``call_id`` as its key and 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -140,4 +142,57 @@ call_event_halves = Table(
         postgresql_where=text("paired_at IS NULL"),
         sqlite_where=text("paired_at IS NULL"),
     ),
+)
+
+# Pexip Infinity conference instances (migration 0005): history conference records, and the
+# conference_ended events of the event sink (id "sink-…", since the sink never sends the
+# history id). Idempotent on conference_id: the first version stored wins, as for CDRs.
+pexip_conferences = Table(
+    "pexip_conferences",
+    metadata,
+    Column("conference_id", String(128), primary_key=True),
+    Column("name", String(255)),
+    Column("service_type", String(32)),
+    Column("tag", String(255)),
+    Column("start_time", UtcDateTime),
+    Column("end_time", UtcDateTime),
+    Column("duration_s", Integer),
+    Column("participant_count", Integer),
+    Column("participant_ids", JSON, nullable=False),
+    Column("feed", String(16), nullable=False),  # history | event_sink
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_pexip_conferences_end_time", "end_time", "conference_id"),
+)
+
+# Which conference a Pexip participant (a CDR's call id) belongs to: from the participant's own
+# record (history) and from the conference's participant list (so event-sink CDRs, which carry no
+# conference id, are linked once the conference's history arrives). GET /v1/cdrs?conference=.
+pexip_participant_links = Table(
+    "pexip_participant_links",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("conference_id", String(128), nullable=False),
+    Index("ix_pexip_participant_links_conference", "conference_id", "call_id"),
+)
+
+# Edge agents' check-ins (migration 0006): one row per device, the newest check-in wins.
+edge_devices = Table(
+    "edge_devices",
+    metadata,
+    Column("device", String(64), primary_key=True),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("version", String(64)),
+    Column("source", String(32)),
+    Column("source_state", String(16)),
+    Column("source_error", String(500)),
+    Column("last_line_at", UtcDateTime),
+    Column("pbx_timezone", String(64)),
+    Column("queue_depth", BigInteger),
+    Column("queue_full", Boolean),
+    Column("oldest_age_s", Float),
+    Column("rejected", BigInteger),
+    Column("uptime_s", Float),
+    Column("checkin_interval_s", Float),
+    Column("remote_addr", String(64)),
 )

@@ -13,6 +13,8 @@ one batch in batch order and the state rows already stored for their call ids:
   ``contradictory_start`` / ``contradictory_end`` (the first one stays);
 - a new half whose partner is stored but which would end the call before it starts: dead letter
   ``end_before_start`` (the partner stays, pending);
+- likewise one that would make the call longer than ``CDRFLOW_MAX_CALL_DURATION_S`` (7 days by
+  default): dead letter ``call_too_long``;
 - a new half whose partner is stored: the call is paired, both rows are marked ``paired_at`` and
   kept (so a late duplicate is recognised as one, never as a contradiction), and one CDR is
   emitted: ``source="call.event"``, the caller's own ``call_id``, answered, leg a,
@@ -105,7 +107,7 @@ class Incoming:
 @dataclass(frozen=True, slots=True)
 class Rejection:
     incoming: Incoming
-    error: str  # contradictory_start | contradictory_end | end_before_start
+    error: str  # contradictory_start | contradictory_end | end_before_start | call_too_long
     reason: str
 
 
@@ -136,8 +138,18 @@ def _describe(half: Half) -> str:
     return text
 
 
-def resolve(incoming: Sequence[Incoming], stored: dict[Key, Half], now: datetime) -> Resolution:
-    """Apply a batch's halves, in order, to the stored state (see the module docstring)."""
+DEFAULT_MAX_DURATION_S = 7 * 86400
+
+
+def resolve(
+    incoming: Sequence[Incoming],
+    stored: dict[Key, Half],
+    now: datetime,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> Resolution:
+    """Apply a batch's halves, in order, to the stored state (see the module docstring). A pair
+    longer than ``max_duration_s`` is refused like one that ends before it starts: the half
+    that would complete it is rejected (a dead letter), its partner keeps waiting."""
     state = dict(stored)
     res = Resolution()
     new_keys: list[Key] = []
@@ -176,6 +188,19 @@ def resolve(incoming: Sequence[Incoming], stored: dict[Key, Half], now: datetime
                     f"call {half.call_id!r} would end ({end.event_time.isoformat()}) before it "
                     f"starts ({start.event_time.isoformat()}); the {half.type.value} record "
                     f"(id {half.event_id}) was not used",
+                )
+            )
+            continue
+        seconds = (end.event_time - start.event_time).total_seconds()
+        if seconds > max_duration_s:
+            res.rejections.append(
+                Rejection(
+                    item,
+                    "call_too_long",
+                    f"call {half.call_id!r} would last {seconds:.0f} s "
+                    f"({start.event_time.isoformat()} → {end.event_time.isoformat()}), longer "
+                    f"than CDRFLOW_MAX_CALL_DURATION_S ({max_duration_s:.0f} s); the "
+                    f"{half.type.value} record (id {half.event_id}) was not used",
                 )
             )
             continue
@@ -250,6 +275,7 @@ class EventWork:
     now: datetime
     settle: Settle
     resolution: Resolution | None = None  # set by the repository, inside the transaction
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
 
     @property
     def call_ids(self) -> list[str]:

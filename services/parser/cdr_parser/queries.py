@@ -13,8 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cdr_parser.repository import CdrFilter
-from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
-from cdr_parser.service import ParserService, row_to_cdr
+from cdr_parser.rows import row_to_cdr
+from cdr_parser.schemas import (
+    CdrPage,
+    ConferenceDetail,
+    ConferenceOut,
+    ConferencePage,
+    DeadLetterOut,
+    DeadLetterPage,
+)
+from cdr_parser.service import ParserService
 from cdrkit.query import decode_cursor, encode_cursor
 from cdrmodel import CDR
 from cdrmodel.errors import InvalidInput, NotFound
@@ -25,6 +33,8 @@ __all__ = [
     "RawPayload",
     "cdr",
     "cdr_page",
+    "conference",
+    "conference_page",
     "csv_export",
     "dead_letter",
     "dead_letter_page",
@@ -35,6 +45,8 @@ __all__ = [
 
 CSV_FIELDS: Final = [name for name in CDR.model_fields if name != "extra"]
 _EXPORT_PAGE: Final = 1000
+# A conference has at most a few thousand participants; one page of CDRs holds them.
+MAX_PARTICIPANTS: Final = 1000
 
 
 class RawGone(NotFound):
@@ -54,7 +66,7 @@ async def cdr_page(
     parser: ParserService, flt: CdrFilter, *, cursor: str | None, limit: int
 ) -> CdrPage:
     """CDRs newest start time first; ``cursor`` continues a previous page."""
-    rows = await parser.repo.list(flt, after=_after(cursor), limit=limit)
+    rows = await parser.repo.list(flt, after=_position(cursor), limit=limit)
     items = [row_to_cdr(r) for r in rows]
     next_cursor = None
     if len(items) == limit:
@@ -63,7 +75,8 @@ async def cdr_page(
     return CdrPage(items=items, next_cursor=next_cursor)
 
 
-def _after(cursor: str | None) -> tuple[datetime, str] | None:
+def _position(cursor: str | None) -> tuple[datetime, str] | None:
+    # Both listings page by (instant, id), newest first: the cursor is the last item's pair.
     if not cursor:
         return None
     values = decode_cursor(cursor)
@@ -74,6 +87,37 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
     if after[0].tzinfo is None or "\x00" in after[1]:
         raise InvalidInput("the cursor is not one this API issued")
     return after
+
+
+async def conference_page(
+    parser: ParserService,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    name: str | None,
+    cursor: str | None,
+    limit: int,
+) -> ConferencePage:
+    """Pexip conference instances, newest end time first; ``cursor`` continues a page."""
+    rows = await parser.conferences.list(
+        since=since, until=until, name=name, after=_position(cursor), limit=limit
+    )
+    items = [ConferenceOut.model_validate(dict(r._mapping)) for r in rows]
+    next_cursor = None
+    if len(items) == limit and items[-1].end_time is not None:
+        next_cursor = encode_cursor([items[-1].end_time.isoformat(), items[-1].conference_id])
+    return ConferencePage(items=items, next_cursor=next_cursor)
+
+
+async def conference(parser: ParserService, conference_id: str) -> ConferenceDetail:
+    """One Pexip conference instance with its participants' CDRs; ``NotFound`` when unknown."""
+    row = await parser.conferences.get(conference_id)
+    if row is None:
+        raise NotFound(f"no Pexip conference with id {conference_id!r}")
+    cdrs = await parser.repo.list(
+        CdrFilter(conference=conference_id), after=None, limit=MAX_PARTICIPANTS
+    )
+    return ConferenceDetail(**dict(row._mapping), participants=[row_to_cdr(r) for r in cdrs])
 
 
 async def csv_export(parser: ParserService, flt: CdrFilter) -> AsyncIterator[str]:

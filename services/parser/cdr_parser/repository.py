@@ -17,6 +17,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    not_,
     or_,
     select,
     text,
@@ -27,7 +28,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cdr_parser.models import call_event_halves, cdr_keys, cdrs, dead_letters, raw_payloads
+from cdr_parser.models import (
+    call_event_halves,
+    cdr_keys,
+    cdrs,
+    dead_letters,
+    edge_devices,
+    pexip_conferences,
+    pexip_participant_links,
+    raw_payloads,
+)
 from cdr_parser.pairing import EventWork, Half, Rows, resolve
 from cdrkit.db import insert_ignore
 
@@ -43,6 +53,19 @@ class CdrFilter:
     carrier: str | None = None
     tenant: str | None = None
     direction: str | None = None
+    conference: str | None = None  # a Pexip conference id: its participants' CDRs
+    number_prefix: str | None = None  # caller or callee number starting with this
+
+
+@dataclass
+class PexipRows:
+    """Pexip conference rows and participant → conference links stored with a batch."""
+
+    conferences: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.conferences or self.links)
 
 
 @dataclass
@@ -86,6 +109,8 @@ class CdrRepository:
         self._insert_raw = insert_ignore(raw_payloads, dialect, ["call_id"])
         self._insert_dead = _dead_letter_upsert(dialect)
         self._insert_halves = insert_ignore(call_event_halves, dialect, ["call_id", "type"])
+        self._insert_conferences = insert_ignore(pexip_conferences, dialect, ["conference_id"])
+        self._insert_links = insert_ignore(pexip_participant_links, dialect, ["call_id"])
 
     async def store_batch(
         self,
@@ -94,12 +119,14 @@ class CdrRepository:
         dead_rows: Sequence[dict[str, Any]],
         *,
         events: EventWork | None = None,
+        pexip: PexipRows | None = None,
     ) -> set[str]:
         """Store a consumed batch in one transaction; return the call ids that were new.
 
         ``events``: call start/end halves of the batch, paired (``cdr_parser.pairing``) against
         the stored halves in this same transaction; the CDRs, raw payloads and dead letters the
-        pairing yields are stored with the rest of the batch.
+        pairing yields are stored with the rest of the batch. ``pexip``: conference rows and
+        participant links, inserted idempotently (the first version of a conference wins).
 
         Idempotent: a CDR or raw payload whose call id is stored already is left as it is (the
         first version of a call wins; CDRs are immutable). A dead letter whose dedup key is
@@ -133,6 +160,11 @@ class CdrRepository:
                     r["dedup_key"]: {**r, "last_failed_at": r["created_at"]} for r in dead_rows
                 }
                 await session.execute(self._insert_dead, list(by_key.values()))
+            if pexip is not None and pexip.conferences:
+                await session.execute(self._insert_conferences, pexip.conferences)
+            if pexip is not None and pexip.links:
+                links = {r["call_id"]: r for r in pexip.links}  # one per call id per statement
+                await session.execute(self._insert_links, list(links.values()))
         return inserted
 
     async def _pair_events(self, session: AsyncSession, work: EventWork) -> tuple[Rows, Rows, Rows]:
@@ -144,7 +176,7 @@ class CdrRepository:
         stored = {
             (h.call_id, h.type): h for h in map(Half.from_row, (await session.execute(query)).all())
         }
-        res = resolve(work.incoming, stored, work.now)
+        res = resolve(work.incoming, stored, work.now, work.max_duration_s)
         work.resolution = res
         if res.inserts:
             await session.execute(self._insert_halves, [h.to_row(work.now) for h in res.inserts])
@@ -229,6 +261,14 @@ class CdrRepository:
             value = getattr(flt, column)
             if value is not None:
                 conds.append(cdrs.c[column] == value)
+        if flt.conference is not None:
+            conds.append(
+                cdrs.c.call_id.in_(
+                    select(pexip_participant_links.c.call_id).where(
+                        pexip_participant_links.c.conference_id == flt.conference
+                    )
+                )
+            )
         if after is not None:
             conds.append(tuple_(cdrs.c.start_time, cdrs.c.call_id) < tuple_(*after))
             # Implied by the row comparison, but only this form prunes newer partitions.
@@ -241,20 +281,64 @@ class CdrRepository:
             return query.order_by(cdrs.c.start_time.desc(), cdrs.c.call_id.desc()).limit(limit)
 
         query: Select[Any]
-        if flt.number is None:
+        if flt.number is None and flt.number_prefix is None:
             query = page()
         else:
-            num = flt.number
-            as_caller = page(cdrs.c.caller_number == num).subquery()
+            if flt.number is not None:
+                num = flt.number
+                caller, callee = cdrs.c.caller_number == num, cdrs.c.callee_number == num
+            else:
+                # A range on the number indexes: the rows of every number with the prefix are
+                # read and the newest kept (a top-N sort), so a short prefix over a long time
+                # range costs more than an exact number; the time window bounds it.
+                low = flt.number_prefix or ""
+                high = low + "\U0010ffff"
+                # The range lets the index be used; LIKE keeps the exact meaning whatever the
+                # collation does with a "+" or a space.
+                caller = and_(
+                    cdrs.c.caller_number >= low,
+                    cdrs.c.caller_number < high,
+                    cdrs.c.caller_number.startswith(low, autoescape=True),
+                )
+                callee = and_(
+                    cdrs.c.callee_number >= low,
+                    cdrs.c.callee_number < high,
+                    cdrs.c.callee_number.startswith(low, autoescape=True),
+                )
+            as_caller = page(caller).subquery()
             as_callee_only = page(
-                cdrs.c.callee_number == num,
-                or_(cdrs.c.caller_number != num, cdrs.c.caller_number.is_(None)),
+                callee, or_(not_(caller), cdrs.c.caller_number.is_(None))
             ).subquery()
             both = union_all(select(as_caller), select(as_callee_only)).subquery()
             query = (
                 select(both).order_by(both.c.start_time.desc(), both.c.call_id.desc()).limit(limit)
             )
         return query
+
+    async def upsert_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store check-ins: a device's row takes a check-in only if it is not older than the
+        one it holds (first_seen is kept), so redelivery or reordering never rolls it back."""
+        if not rows:
+            return
+        newest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            held = newest.get(row["device"])
+            if held is None or row["last_seen"] >= held["last_seen"]:
+                newest[row["device"]] = row
+        stmt: Any = (postgresql if self.dialect == "postgresql" else sqlite).insert(edge_devices)
+        fresh = [c.name for c in edge_devices.c if c.name not in ("device", "first_seen")]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["device"],
+            set_={c: stmt.excluded[c] for c in fresh},
+            where=edge_devices.c.last_seen <= stmt.excluded.last_seen,
+        )
+        async with self.sessions.begin() as session:
+            await session.execute(stmt, list(newest.values()))
+
+    async def list_devices(self) -> Sequence[Row[Any]]:
+        async with self.sessions() as session:
+            result = await session.execute(select(edge_devices).order_by(edge_devices.c.device))
+            return result.all()
 
     async def list_dead_letters(self, *, before_id: int | None, limit: int) -> Sequence[Row[Any]]:
         query = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
@@ -270,13 +354,21 @@ class CdrRepository:
             )
             return result.first()
 
-    async def mark_retried(self, letter_id: int, at: datetime) -> None:
+    async def mark_retried(self, letter_id: int, at: datetime, *, pending_since: datetime) -> bool:
+        """Mark a retry unless one is pending: retried after ``pending_since`` and not failed
+        again since. Atomic, so of two retries at once only one goes out. False if pending."""
+        settled = or_(
+            dead_letters.c.retried_at.is_(None),
+            dead_letters.c.retried_at < pending_since,
+            dead_letters.c.last_failed_at >= dead_letters.c.retried_at,
+        )
         async with self.sessions.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(dead_letters)
-                .where(dead_letters.c.id == letter_id)
+                .where(dead_letters.c.id == letter_id, settled)
                 .values(retried_at=at, retry_count=dead_letters.c.retry_count + 1)
             )
+            return bool(getattr(result, "rowcount", 0))
 
     async def purge_raw(self, older_than: datetime, *, chunk_rows: int = 5000) -> RawPurge:
         """Delete raw payloads received before ``older_than``; the CDRs stay.
@@ -356,3 +448,47 @@ class CdrRepository:
             if len(page) < page_size:
                 return
             after = (page[-1].received_at, page[-1].call_id)
+
+
+class ConferenceRepository:
+    """Pexip conferences (read side of ``pexip_conferences``)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def get(self, conference_id: str) -> Row[Any] | None:
+        async with self.sessions() as session:
+            query = select(pexip_conferences).where(
+                pexip_conferences.c.conference_id == conference_id
+            )
+            return (await session.execute(query)).first()
+
+    async def list(
+        self,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        name: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> Sequence[Row[Any]]:
+        """Newest end time first, keyset-paged on (end_time, conference_id)."""
+        conds: list[ColumnElement[bool]] = [pexip_conferences.c.end_time.is_not(None)]
+        if since is not None:
+            conds.append(pexip_conferences.c.end_time >= since)
+        if until is not None:
+            conds.append(pexip_conferences.c.end_time < until)
+        if name is not None:
+            conds.append(pexip_conferences.c.name == name)
+        if after is not None:
+            key = tuple_(pexip_conferences.c.end_time, pexip_conferences.c.conference_id)
+            conds.append(key < tuple_(*after))
+        query = (
+            select(pexip_conferences)
+            .where(and_(*conds))
+            .order_by(pexip_conferences.c.end_time.desc(), pexip_conferences.c.conference_id.desc())
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            rows: Sequence[Row[Any]] = (await session.execute(query)).all()
+            return rows

@@ -36,6 +36,7 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None
 
 
+<<<<<<< HEAD
 class PendingHalf(BaseModel):
     call_id: str
     type: str
@@ -50,3 +51,27 @@ class PendingHalf(BaseModel):
 class PendingPage(BaseModel):
     total: int
     items: list[PendingHalf]
+=======
+class ConferenceOut(BaseModel):
+    """A Pexip conference instance (history record, or an event sink's conference_ended)."""
+
+    conference_id: str
+    name: str | None
+    service_type: str | None
+    tag: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    duration_s: int | None
+    participant_count: int | None
+    participant_ids: list[str]
+    feed: str
+
+
+class ConferencePage(BaseModel):
+    items: list[ConferenceOut]
+    next_cursor: str | None
+
+
+class ConferenceDetail(ConferenceOut):
+    participants: list[CDR]  # the CDRs of its participants stored so far (GET /v1/cdrs?conference=)
+>>>>>>> main

@@ -20,35 +20,49 @@ the CDRs they complete known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table
 
-from cdr_parser.dispatch import map_envelope
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
     DEAD_LETTERS,
     EVENT_HALVES,
     FETCHED_BYTES,
-    MAP_SECONDS,
 )
-from cdr_parser.models import cdrs, raw_payloads
+from cdr_parser.outcomes import (
+    Checkin,
+    Conference,
+    Event,
+    Failure,
+    Outcome,
+    RawOnly,
+    conference_link,
+    outcome_of,
+)
 from cdr_parser.pairing import EventWork, Incoming, Resolution, Rows
-from cdr_parser.repository import CdrRepository
+from cdr_parser.repository import CdrRepository, ConferenceRepository, PexipRows
+from cdr_parser.rows import (
+    CDR_TEXT,
+    RAW_TEXT,
+    cdr_row,
+    fit_text,
+    raw_row,
+    unstorable,
+)
 from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
-from cdrkit.bus.runner import StopConsuming
+from cdrkit.bus.runner import StopConsuming, poison_reason
 from cdrkit.objects import ObjectNotFound, ObjectStore
-from cdrmodel import CDR, DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
-from cdrmodel.call_events import CallEvent, parse_event_json
+from cdrmodel import DeadLetter, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
 
 log = logging.getLogger(__name__)
@@ -56,101 +70,53 @@ log = logging.getLogger(__name__)
 FETCH_CONCURRENCY = 8
 
 
+RETRY_HEADER = "cdrflow-retry"  # on a dead letter re-published by an operator: its letter id
+
+
+def is_retry(msg: Message) -> bool:
+    return any(name == RETRY_HEADER for name, _ in msg.headers)
+
+
+class RetryPending(InvalidInput):
+    """A retry of this dead letter is already on its way (idempotent while pending)."""
+
+    code = "retry_pending"
+    status = 409
+
+
+class RetryRateLimited(InvalidInput):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a token was taken, else the seconds until one is there."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
 class NothingToRetry(InvalidInput):
     """A dead letter that was never a decodable envelope (only its raw bytes are kept)."""
 
     code = "nothing_to_retry"
     status = 409
-
-
-def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
-    row = cdr.model_dump()
-    for key in ("leg", "direction", "disposition"):
-        if row[key] is not None:
-            row[key] = str(row[key].value)
-    row["stored_at"] = stored_at
-    return row
-
-
-def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, Any]:
-    return {
-        "call_id": call_id,
-        "envelope_id": env.id,
-        "kind": env.kind.value,
-        "content_type": env.content_type,
-        "sha256": env.sha256,
-        "payload": env.payload,
-        "payload_ref": env.payload_ref,
-        "received_at": env.received_at,
-        "stored_at": stored_at,
-    }
-
-
-def _text_limits(table: Table) -> list[tuple[str, int | None]]:
-    return [(c.name, getattr(c.type, "length", None)) for c in table.c if c.type.python_type is str]
-
-
-_CDR_TEXT = _text_limits(cdrs)
-_RAW_TEXT = _text_limits(raw_payloads)
-
-
-def unstorable(row: dict[str, Any], limits: list[tuple[str, int | None]]) -> str | None:
-    """Why the store cannot take ``row`` as it is, or None: a text longer than its column
-    (PostgreSQL enforces the lengths) or holding a NUL character (PostgreSQL text refuses it).
-    Checked before the insert, so one such record is a dead letter instead of a batch that fails
-    on every redelivery and stops the consumer."""
-    for name, length in limits:
-        value = row.get(name)
-        if not isinstance(value, str):
-            continue
-        if length is not None and len(value) > length:
-            return f"{name} is {len(value)} characters long; the store holds at most {length}"
-        if "\x00" in value:
-            return f"{name} holds a NUL character, which the store cannot hold"
-    return None
-
-
-def _fit(value: str | None, length: int | None = None) -> str | None:
-    """A dead letter's value made storable: cut to its column, NUL characters replaced."""
-    return None if value is None else value[:length].replace("\x00", "\ufffd")
-
-
-def row_to_cdr(row: Any) -> CDR:
-    data = dict(row._mapping)
-    data.pop("stored_at", None)
-    return CDR.model_validate(data)
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    stage: str
-    error: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    """A consumed call start/end half, to be paired (not mapped alone)."""
-
-    event: CallEvent
-    payload: str
-
-
-def _parse_event(env: RawEnvelope, payload: str | None) -> _Event | _Failure:
-    text = env.payload if env.payload is not None else payload
-    if text is None:
-        return _Failure("map", "unmappable", f"the payload {env.payload_ref} was not fetched")
-    try:
-        event = parse_event_json(text)
-    except InvalidInput as exc:
-        return _Failure("map", exc.code, exc.detail)
-    if env.call_id is not None and env.call_id != event.call_id:
-        return _Failure(
-            "map",
-            "call_id_mismatch",
-            f"the envelope's call id {env.call_id!r} is not the record's {event.call_id!r}",
-        )
-    return _Event(event, text)
 
 
 class PayloadChecksumMismatch(InvalidInput):
@@ -171,9 +137,14 @@ class ParserService:
     ) -> None:
         self.settings = settings
         self.repo = repo
+        self.conferences = ConferenceRepository(repo.sessions)
         self.producer = producer
         self.store = store
-        self._recent: deque[bool] = deque(maxlen=settings.flood_window)  # True = dead letter
+        # The flood window: True = dead letter, for the messages read from the topic that were
+        # not an operator's retry (retries never count: retrying one letter 450 times must not
+        # stop the parser).
+        self._recent: deque[bool] = deque(maxlen=settings.flood_window)
+        self._retries = TokenBucket(settings.retry_rate_per_s, settings.retry_burst)
         # Claim-checked payloads fetched at once: bounds the memory a batch of 5 MB CDRs holds.
         self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
@@ -194,6 +165,7 @@ class ParserService:
         normalized: list[Record] = []
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
         envelopes: list[RawEnvelope | None] = []
+        side = PexipRows()
         for msg in batch:
             try:
                 decoded = RawEnvelope.from_json(msg.value)
@@ -210,7 +182,7 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(decoded, "", now), _RAW_TEXT)
+            problem = unstorable(raw_row(decoded, "", now), RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
@@ -224,34 +196,57 @@ class ParserService:
             {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
         )
         incoming: list[Incoming] = []
+        checkins: list[dict[str, Any]] = []
+        not_calls = 0  # ring notices and check-ins: neither stored CDRs nor duplicates
         for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
             if env is None:
                 continue
             outcome = claimed[i] if i in claimed else self._map(env, None)
-            if isinstance(outcome, _Failure):
+            if isinstance(outcome, Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
                 continue
-            if isinstance(outcome, _Event):
+            if isinstance(outcome, RawOnly | Checkin):
+                self._recent.append(False)
+                not_calls += 1
+                if isinstance(outcome, Checkin):
+                    checkins.append(outcome.row)
+                else:
+                    raw_rows.setdefault(outcome.call_id, raw_row(env, outcome.call_id, now))
+                continue
+            if isinstance(outcome, Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
+                continue
+            if isinstance(outcome, Conference):
+                self._recent.append(False)
+                side.conferences.append(outcome.row)
+                conference_id = outcome.row["conference_id"]
+                side.links.extend(
+                    {"call_id": c, "conference_id": conference_id}
+                    for c in outcome.row["participant_ids"]
+                )
                 continue
             cdr = outcome
             if cdr.call_id in cdr_rows:
-                self._recent.append(False)
+                self._count(msg, False)
                 continue  # the same call twice in one batch: the first wins, as in the store
             row = cdr_row(cdr, now)
-            problem = unstorable(row, _CDR_TEXT)
+            problem = unstorable(row, CDR_TEXT)
             if problem is not None:
                 reason = f"the CDR cannot be stored: {problem}"
                 self._dead_letter(dead, msg, env, "map", "unstorable", reason, now)
                 continue
-            self._recent.append(False)
+            self._count(msg, False)
             cdr_rows[cdr.call_id] = row
             raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
+            if (link := conference_link(cdr)) is not None:
+                side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))
 
+        # Check-ins first, in their own (repeat-safe) transaction: a failure retries the batch.
+        await self.repo.upsert_devices(checkins)
         if incoming:
             await self._store_with_events(
-                batch, now, incoming, cdr_rows, raw_rows, normalized, dead
+                batch, now, incoming, cdr_rows, raw_rows, normalized, dead, side
             )
             self._check_flood()
             return
@@ -264,13 +259,16 @@ class ParserService:
                 list(cdr_rows.values()),
                 list(raw_rows.values()),
                 [row for row, _ in dead.values()],
+                pexip=side,
             ),
             self._publish(topics.NORMALIZED, normalized),
             self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
         )
         inserted: set[str] = stored
         CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(len(batch) - len(dead) - len(inserted))
+        CDRS.labels("duplicate").inc(
+            len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
+        )
         CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
@@ -283,6 +281,7 @@ class ParserService:
         raw_rows: dict[str, dict[str, Any]],
         normalized: list[Record],
         dead: dict[str, tuple[dict[str, Any], DeadLetter]],
+        side: PexipRows,
     ) -> None:
         """A batch with call start/end halves: they are paired inside the store transaction
         (``cdr_parser.pairing``), so the CDRs they complete are known, and published, only once
@@ -297,19 +296,23 @@ class ParserService:
                 self._dead_letter(
                     pair_dead, batch[item.index], item.env, "pair", rej.error, rej.reason, now
                 )
-            self._recent.extend([False] * (len(incoming) - len(res.rejections)))
+            rejected = {id(rej.incoming) for rej in res.rejections}
+            for item in incoming:
+                if id(item) not in rejected:
+                    self._count(batch[item.index], False)
             return (
                 [cdr_row(res.cdrs[c], now) for c in res.new_calls],
                 [{**res.raw[c], "stored_at": now} for c in res.new_calls],
                 [row for row, _ in pair_dead.values()],
             )
 
-        work = EventWork(incoming, now, settle)
+        work = EventWork(incoming, now, settle, max_duration_s=self.settings.max_call_duration_s)
         inserted = await self.repo.store_batch(
             list(cdr_rows.values()),
             list(raw_rows.values()),
             [row for row, _ in dead.values()],
             events=work,
+            pexip=side,
         )
         res = work.resolution
         assert res is not None
@@ -323,28 +326,15 @@ class ParserService:
         EVENT_HALVES.labels("paired").inc(2 * len(res.new_calls))
         EVENT_HALVES.labels("duplicate").inc(res.duplicates)
         EVENT_HALVES.labels("rejected").inc(len(res.rejections))
-        mapped = len(batch) - len(dead) - len(incoming)
+        mapped = len(batch) - len(dead) - len(incoming) - len(side.conferences)
         CDRS.labels("stored").inc(len(inserted))
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> CDR | _Event | _Failure:
-        if env.kind is PayloadKind.CALL_EVENT:
-            return _parse_event(env, payload)
-        started = time.perf_counter()
-        try:
-            cdr = map_envelope(env, payload)
-        except InvalidInput as exc:
-            return _Failure("map", exc.code, exc.detail)
-        except Exception as exc:  # a mapper bug on hostile input must not stop the topic
-            log.exception("mapping envelope %s failed unexpectedly", env.id)
-            return _Failure("map", "mapper_error", f"{type(exc).__name__}: {exc}")
-        MAP_SECONDS.observe(time.perf_counter() - started)
-        return cdr
+    def _map(self, env: RawEnvelope, payload: str | None) -> Outcome:
+        return outcome_of(env, payload, self.settings.max_call_duration_s)
 
-    async def _map_claimed(
-        self, envs: dict[int, RawEnvelope]
-    ) -> dict[int, CDR | _Event | _Failure]:
+    async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, Outcome]:
         if not envs:
             return {}
         tasks = {i: asyncio.create_task(self._fetch_and_map(env)) for i, env in envs.items()}
@@ -357,14 +347,14 @@ class ParserService:
             raise
         return {i: task.result() for i, task in tasks.items()}
 
-    async def _fetch_and_map(self, env: RawEnvelope) -> CDR | _Event | _Failure:
+    async def _fetch_and_map(self, env: RawEnvelope) -> Outcome:
         # Mapped while still holding the slot, so at most FETCH_CONCURRENCY payloads are in
         # memory at once; only the (small) CDR outlives the slot.
         async with self._fetch_slots:
             try:
                 payload = await self.fetch_payload(env)
             except InvalidInput as exc:
-                return _Failure("fetch", exc.code, exc.detail)
+                return Failure("fetch", exc.code, exc.detail)
             return self._map(env, payload)
 
     async def fetch_payload(self, env: RawEnvelope) -> str:
@@ -413,11 +403,11 @@ class ParserService:
         reason: str,
         now: datetime,
     ) -> None:
-        self._recent.append(True)
+        self._count(msg, True)
         DEAD_LETTERS.labels(error).inc()
         log.warning("dead letter %s: %s: %s", msg, error, reason)
         raw_value = None if env is not None else msg.value.decode("utf-8", errors="replace")
-        raw_value, reason = _fit(raw_value), _fit(reason) or ""
+        raw_value, reason = fit_text(raw_value), fit_text(reason) or ""
         letter = DeadLetter(
             stage=stage,
             error=error,
@@ -434,8 +424,8 @@ class ParserService:
             key = f"{stage}:sha256:{sha256_hex(key)}"
         row = {
             "dedup_key": key,
-            "envelope_id": _fit(env.id, 64) if env else None,
-            "call_id": _fit(env.call_id, 128) if env else None,
+            "envelope_id": fit_text(env.id, 64) if env else None,
+            "call_id": fit_text(env.call_id, 128) if env else None,
             "stage": stage,
             "error": error,
             "reason": reason,
@@ -447,6 +437,28 @@ class ParserService:
             "created_at": now,
         }
         dead[key] = (row, letter)
+
+    async def dead_letter_poison(self, msg: Message, exc: Exception) -> None:
+        """``on_poison`` of the consume loop: ``msg`` failed on its own, every time, somewhere
+        the checks above did not foresee (a value the database refuses, a mapper or pairing
+        bug). It becomes a dead letter with the error, so the rest of the topic goes on."""
+        now = datetime.now(UTC)
+        env: RawEnvelope | None = None
+        with contextlib.suppress(ValidationError):
+            env = RawEnvelope.from_json(msg.value)
+        dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
+        reason = f"the message failed on its own, every time: {poison_reason(exc)}"
+        self._dead_letter(dead, msg, env, "store", "poison", reason, now)
+        await asyncio.gather(
+            self.repo.store_batch([], [], [row for row, _ in dead.values()]),
+            self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
+        )
+        CDRS.labels("dead_letter").inc()
+        self._check_flood()
+
+    def _count(self, msg: Message, dead: bool) -> None:
+        if not is_retry(msg):
+            self._recent.append(dead)
 
     def _check_flood(self) -> None:
         window = self._recent
@@ -478,12 +490,30 @@ class ParserService:
             raise NothingToRetry(
                 f"dead letter {letter_id} holds no valid raw envelope: {exc.errors()[0]['msg']}"
             ) from exc
+        wait_s = self._retries.take()
+        if wait_s:
+            raise RetryRateLimited(
+                f"more than {self.settings.retry_burst} dead-letter retries at once "
+                f"(PARSER_RETRY_RATE_PER_S={self.settings.retry_rate_per_s:g}); try again in "
+                f"{wait_s:.1f} s",
+                wait_s,
+            )
         # Marked before the publish, so a failure of the retry is always later than retried_at
         # (retried_at and retry_count count attempts, even one the bus did not acknowledge).
-        await self.repo.mark_retried(letter_id, datetime.now(UTC))
+        now = datetime.now(UTC)
+        pending_since = now - timedelta(seconds=self.settings.retry_pending_s)
+        if not await self.repo.mark_retried(letter_id, now, pending_since=pending_since):
+            raise RetryPending(
+                f"a retry of dead letter {letter_id} is pending since {row.retried_at}: it "
+                "settles when the parser has processed it (last_failed_at moves past "
+                "retried_at if it fails again) or after PARSER_RETRY_PENDING_S "
+                f"({self.settings.retry_pending_s:g} s); nothing was re-published"
+            )
         key = env.call_id.encode() if env.call_id else None  # the key ingest uses
+        headers = ((RETRY_HEADER, str(letter_id).encode()),)
         try:
-            await asyncio.wait_for(self.producer.send(topics.RAW, env.to_json(), key=key), 10)
+            send = self.producer.send(topics.RAW, env.to_json(), key=key, headers=headers)
+            await asyncio.wait_for(send, 10)
         except TimeoutError as exc:
             raise Transient(
                 "the message bus did not acknowledge the retry in 10 s; try again later"

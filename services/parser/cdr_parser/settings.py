@@ -20,6 +20,12 @@ class ParserSettings(ServiceSettings):
     # was dead-lettered.
     flood_window: int = Field(default=500, ge=10)
     flood_ratio: float = Field(default=0.9, gt=0, le=1)
+    # POST /v1/dead-letters/{id}/retry: at most `retry_rate_per_s` a second on average, bursts
+    # of `retry_burst` (beyond: 429 with Retry-After); a retry stays pending (a second one is a
+    # 409) until the parser has processed it or for `retry_pending_s`.
+    retry_rate_per_s: float = Field(default=5, gt=0, le=10_000)
+    retry_burst: int = Field(default=50, ge=1, le=100_000)
+    retry_pending_s: float = Field(default=60, ge=0, le=86_400)
     # Retention: raw payloads older than this are purged (the normalised CDRs stay), by a job
     # that runs every `retention_interval_s` (first run soon after start) in chunks of
     # `retention_chunk_rows` rows, and keeps PostgreSQL's monthly CDR partitions

@@ -125,8 +125,8 @@ async def reload_plugins(stats: StatsDep) -> dict[str, Any]:
     return stats.reload_plugins().describe()
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard() -> HTMLResponse:
-    """The live dashboard (one HTML file, no build step)."""
+    """The live dashboard (one HTML file, no build step); the console's Stats page shows it."""
     page = resources.files("cdr_stats").joinpath("dashboard.html").read_text()
     return HTMLResponse(page, headers={"Cache-Control": "no-cache"})

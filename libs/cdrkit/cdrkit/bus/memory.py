@@ -18,8 +18,8 @@ run one set of tests against both backends:
 
 Buses built from the same URL (ignoring the query string) in one process share one broker, so
 ``memory://`` services of the all-in-one app talk to each other; different names
-(``memory://test-<uuid>``) are fully isolated. Brokers live until ``reset()``. The broker is bound
-to one event loop; it is not thread-safe.
+(``memory://test-<uuid>``) are fully isolated. Brokers live until ``memory_broker.reset()``. The
+broker (``cdrkit.bus.memory_broker``) is bound to one event loop; it is not thread-safe.
 
 URL options: ``partitions`` (default 4), ``max_request_size`` (bytes of key, value and headers of
 one message, default 8 MiB + 64 KiB, as for Kafka), ``rebalance_timeout_ms`` (how long a rebalance
@@ -43,11 +43,8 @@ import asyncio
 import itertools
 import logging
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import cast
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from cdrkit.bus.base import (
     BusConfig,
@@ -58,7 +55,7 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
-from cdrkit.bus.journal import GroupCommit, Journal, Loaded, encode
+from cdrkit.bus.memory_broker import Broker, Group, Headers, Topic, broker_for, int_option
 from cdrmodel.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -70,317 +67,6 @@ DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
 # A coroutine that never awaits anything never yields to the event loop: a tight produce loop
 # would starve every other task (HTTP handlers in the all-in-one app). Yield now and then.
 _YIELD_EVERY_SENDS = 64
-
-Headers = tuple[tuple[str, bytes], ...]
-
-
-class _Topic:
-    __slots__ = (
-        "broker",
-        "logs",
-        "name",
-        "next_keyless",
-        "retention",
-        "sizes",
-        "starts",
-        "waiters",
-    )
-
-    def __init__(self, broker: _Broker, name: str, partitions: int, retention: int) -> None:
-        self.broker = broker
-        self.name = name
-        # Offset = index. Retention replaces old messages with None (8 bytes a slot, not the
-        # message) so offsets stay list indexes; ``starts`` is the first offset still held.
-        self.logs: list[list[Message | None]] = [[] for _ in range(partitions)]
-        self.starts = [0] * partitions
-        self.sizes = [0] * partitions  # bytes of the values held
-        self.retention = retention
-        self.next_keyless = 0
-        # Consumers blocked in getmany on this topic; woken (and forgotten) on the next append.
-        self.waiters: set[MemoryConsumer] = set()
-
-    def partition_for(self, key: bytes | None) -> int:
-        n = len(self.logs)
-        if key is None:
-            partition = self.next_keyless % n
-            self.next_keyless += 1
-            return partition
-        return zlib.crc32(key) % n
-
-    def append(self, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int) -> None:
-        self.append_to(self.partition_for(key), key, value, headers, timestamp_ms)
-
-    def append_to(
-        self, partition: int, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int
-    ) -> None:
-        log = self.logs[partition]
-        log.append(Message(self.name, partition, len(log), key, value, headers, timestamp_ms))
-        self.sizes[partition] += len(value)
-        if self.retention and self.sizes[partition] > self.retention:
-            self.enforce_retention(partition)
-
-    def enforce_retention(self, partition: int) -> None:
-        """Drop the oldest messages while the partition holds more than ``retention`` bytes, but
-        never one that a group consuming the partition has not committed yet: the in-process
-        bus may forget what was read, never what is still to be read."""
-        if not self.retention:
-            return
-        log, start, size = self.logs[partition], self.starts[partition], self.sizes[partition]
-        limit = self.broker.committed_floor(TopicPartition(self.name, partition), len(log))
-        while size > self.retention and start < limit:
-            size -= len(cast(Message, log[start]).value)
-            log[start] = None
-            start += 1
-        self.starts[partition], self.sizes[partition] = start, size
-        if self.broker.journal is not None:
-            self.broker.journal.drop_below(TopicPartition(self.name, partition), start)
-
-    def load(self, partition: int, loaded: Loaded) -> None:
-        """Fill a partition with what the journal read back from disk."""
-        log = self.logs[partition]
-        log[:] = [None] * loaded.start
-        log.extend(loaded.messages)
-        self.starts[partition] = loaded.start
-        self.sizes[partition] = sum(len(m.value) for m in loaded.messages)
-
-    def wake(self) -> None:
-        if self.waiters:
-            for consumer in self.waiters:
-                consumer._wakeup.set()
-            self.waiters.clear()
-
-
-# A produced batch waiting for the journal: the topic and (partition, key, value, headers, ts).
-_Pending = tuple["_Topic", list[tuple[int, bytes | None, bytes, Headers, int]]]
-
-
-class _Broker:
-    def __init__(self, name: str, journal: Journal | None = None, retention: int = 0) -> None:
-        self.name = name
-        self.topics: dict[str, _Topic] = {}
-        self.groups: dict[str, _Group] = {}
-        self.journal = journal
-        self.writer: GroupCommit[_Pending] | None = None
-        if journal is not None:
-            self.writer = GroupCommit(self._flush, str(journal.root))
-            self._load(journal, retention)
-
-    def _load(self, journal: Journal, retention: int) -> None:
-        for name, partitions in journal.topic_names():
-            topic = self.topics[name] = _Topic(self, name, partitions, retention)
-            for p in range(partitions):
-                topic.load(p, journal.load_partition(name, p))
-        for name, committed in journal.load_groups().items():
-            group = self.group(name)
-            for tp, offset in committed.items():
-                held = self.topics.get(tp.topic)
-                if held is not None and tp.partition < len(held.logs):
-                    group.committed[tp] = min(offset, len(held.logs[tp.partition]))
-        logger.info(
-            "memory bus %s: log under %s loaded: %s",
-            self.name or "(default)",
-            journal.root,
-            ", ".join(
-                f"{t.name} {sum(len(log) - s for log, s in zip(t.logs, t.starts, strict=True))}"
-                for t in self.topics.values()
-            )
-            or "empty",
-        )
-
-    async def _flush(self, batches: list[_Pending]) -> None:
-        """Write and fsync the batches, then make them visible (in submission order)."""
-        journal = self.journal
-        assert journal is not None
-        frames: dict[tuple[_Topic, int], list[bytes]] = {}
-        for topic, records in batches:
-            for partition, key, value, headers, ts in records:
-                frames.setdefault((topic, partition), []).append(encode(key, value, headers, ts))
-        chunks = [
-            (
-                journal.prepare(TopicPartition(topic.name, p), len(topic.logs[p])),
-                b"".join(parts),
-            )
-            for (topic, p), parts in frames.items()
-        ]
-        await asyncio.to_thread(journal.write, chunks)
-        for topic, records in batches:
-            for partition, key, value, headers, ts in records:
-                topic.append_to(partition, key, value, headers, ts)
-        for topic in {topic for topic, _ in batches}:
-            topic.wake()
-
-    def topic(self, name: str, partitions: int, retention: int) -> _Topic:
-        topic = self.topics.get(name)
-        if topic is None:
-            topic = self.topics[name] = _Topic(self, name, partitions, retention)
-            if self.journal is not None:
-                self.journal.create_topic(name, partitions)
-                for p in range(partitions):
-                    topic.load(p, self.journal.load_partition(name, p))
-            logger.debug(
-                "memory bus %s: created topic %s (%d partitions)", self.name, name, partitions
-            )
-        return topic
-
-    def committed_floor(self, tp: TopicPartition, default: int) -> int:
-        """The lowest offset a group consuming ``tp`` has committed (``default`` when none has);
-        a group with members on the topic that has committed nothing yet holds everything."""
-        floor = default
-        for group in self.groups.values():
-            offset = group.committed.get(tp)
-            if offset is None:
-                if any(tp.topic in member.topics for member in group.members) or any(
-                    other.topic == tp.topic for other in group.committed
-                ):
-                    return 0  # a member reads the topic, or the group has read it before
-                continue
-            floor = min(floor, offset)
-        return floor
-
-    def group(self, name: str) -> _Group:
-        group = self.groups.get(name)
-        if group is None:
-            group = self.groups[name] = _Group(self, name)
-        return group
-
-
-_brokers: dict[str, _Broker] = {}
-
-
-def _broker_name(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
-
-
-def _broker_for(url: str, config: BusConfig, retention: int) -> _Broker:
-    name = _broker_name(url)
-    broker = _brokers.get(name)
-    directory = config.options.get("dir")
-    if broker is None:
-        journal = None
-        if directory:
-            journal = Journal(
-                Path(directory),
-                fsync=config.options.get("fsync", "true").lower() in ("1", "true", "yes", "on"),
-                segment_bytes=_int_option(config, "segment_bytes", 0),
-            )
-        broker = _brokers[name] = _Broker(name, journal, retention)
-    elif directory and (broker.journal is None or broker.journal.root != Path(directory)):
-        raise ValueError(
-            f"bus URL {url!r}: the in-process broker {name or '(default)'} is already running "
-            f"{'on ' + str(broker.journal.root) if broker.journal else 'without a log directory'}"
-        )
-    return broker
-
-
-def durable_url(url: str, directory: Path) -> str:
-    """``url`` with its log in ``directory`` when it is a ``memory://`` URL without one (how the
-    all-in-one ``cdrflow run`` keeps acknowledged messages across a crash); else ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme != "memory" or "dir" in parse_qs(parts.query):
-        return url
-    query = urlencode([("dir", str(directory.resolve())), *parse_qsl(parts.query)], safe="/")
-    return f"memory://{parts.netloc}{parts.path}?{query}"
-
-
-def reset(url: str | None = None) -> None:
-    """Forget the in-process broker of ``url`` (all of them when ``None``) with its data.
-
-    Buses already started on it keep working on the old broker; new ones get an empty broker.
-    Tests call this so that no state leaks between them.
-    """
-    gone = list(_brokers.values()) if url is None else [_brokers.get(_broker_name(url))]
-    if url is None:
-        _brokers.clear()
-    else:
-        _brokers.pop(_broker_name(url), None)
-    for broker in gone:
-        if broker is not None and broker.journal is not None:
-            broker.journal.close()  # releases the directory for a "restarted" broker
-
-
-class _Group:
-    """A consumer group: its members, who owns what, and the committed offsets."""
-
-    def __init__(self, broker: _Broker, name: str) -> None:
-        self.broker = broker
-        self.name = name
-        self.members: list[MemoryConsumer] = []
-        self.committed: dict[TopicPartition, int] = {}
-        self.generation = 0
-        # One membership change at a time: a rebalance awaits on_revoke callbacks, and a second
-        # join meanwhile must see the outcome of the first.
-        self._lock = asyncio.Lock()
-
-    async def join(self, member: MemoryConsumer, rebalance_timeout_s: float) -> None:
-        async with self._lock:
-            self.members.append(member)
-            await self._rebalance(rebalance_timeout_s)
-
-    async def leave(self, member: MemoryConsumer, rebalance_timeout_s: float) -> None:
-        async with self._lock:
-            if member not in self.members:
-                return
-            self.members.remove(member)
-            member._release_all()
-            await self._rebalance(rebalance_timeout_s)
-
-    def _target(self) -> dict[MemoryConsumer, set[TopicPartition]]:
-        """Round-robin over members in join order, skipping members not subscribed to a topic."""
-        target: dict[MemoryConsumer, set[TopicPartition]] = {m: set() for m in self.members}
-        if not self.members:
-            return target
-        topics = sorted({t for m in self.members for t in m.topics})
-        turn = itertools.cycle(self.members)
-        for name in topics:
-            topic = self.broker.topics[name]
-            for partition in range(len(topic.logs)):
-                member = next(turn)
-                while name not in member.topics:
-                    member = next(turn)
-                target[member].add(TopicPartition(name, partition))
-        return target
-
-    async def _rebalance(self, rebalance_timeout_s: float) -> None:
-        target = self._target()
-        revoked = {
-            member: lost
-            for member in self.members
-            if (lost := member.assignment() - target[member])
-        }
-        if revoked:
-            for member, lost in revoked.items():
-                member._begin_revoke(lost)
-            callbacks = [
-                asyncio.ensure_future(member._call_on_revoke(lost))
-                for member, lost in revoked.items()
-            ]
-            _done, pending = await asyncio.wait(callbacks, timeout=rebalance_timeout_s)
-            if pending:
-                # Like a Kafka member that misses the rebalance timeout: the group moves on and
-                # the late owner's commits are refused from now on.
-                logger.error(
-                    "group %s: on_revoke still running after %.0f s; reassigning anyway",
-                    self.name,
-                    rebalance_timeout_s,
-                )
-            for member, lost in revoked.items():
-                member._release(lost)
-        self.generation += 1
-        for member, tps in target.items():
-            gained = tps - member.assignment()
-            if gained:
-                member._take({tp: self.committed.get(tp, 0) for tp in gained})
-        logger.info(
-            "group %s generation %d: %s",
-            self.name,
-            self.generation,
-            "; ".join(
-                f"{member.member_id}: {', '.join(map(str, sorted(tps))) or '-'}"
-                for member, tps in target.items()
-            )
-            or "no members",
-        )
 
 
 class MemoryProducer:
@@ -449,8 +135,8 @@ class MemoryConsumer:
     def __init__(
         self,
         bus: MemoryBus,
-        group: _Group,
-        topics: Iterable[_Topic],
+        group: Group,
+        topics: Iterable[Topic],
         on_revoke: RevokeCallback | None,
     ) -> None:
         self._bus = bus
@@ -611,18 +297,18 @@ class MemoryBus:
             raise ValueError(f"bus URL {url!r}: partitions must be at least 1")
         self.url = url
         self._config = config
-        self._max_request_size = _int_option(config, "max_request_size", DEFAULT_MAX_REQUEST_SIZE)
-        self._retention = _int_option(config, "retention_bytes", DEFAULT_RETENTION_BYTES)
+        self._max_request_size = int_option(config, "max_request_size", DEFAULT_MAX_REQUEST_SIZE)
+        self._retention = int_option(config, "retention_bytes", DEFAULT_RETENTION_BYTES)
         self._rebalance_timeout_s = (
-            _int_option(config, "rebalance_timeout_ms", DEFAULT_REBALANCE_TIMEOUT_MS) / 1000
+            int_option(config, "rebalance_timeout_ms", DEFAULT_REBALANCE_TIMEOUT_MS) / 1000
         )
-        self._broker: _Broker | None = None
+        self._broker: Broker | None = None
         self._producer = MemoryProducer(self)
         self._consumers: set[MemoryConsumer] = set()
 
     async def start(self) -> None:
         if self._broker is None:
-            self._broker = _broker_for(self.url, self._config, self._retention)
+            self._broker = broker_for(self.url, self._config, self._retention)
             logger.info("memory bus %s started", self._broker.name or "(default)")
 
     async def close(self) -> None:
@@ -658,20 +344,10 @@ class MemoryBus:
     async def ping(self) -> None:
         self._require_broker()
 
-    def _require_broker(self) -> _Broker:
+    def _require_broker(self) -> Broker:
         if self._broker is None:
             raise BusError(f"memory bus {self.url} is not started (or closed)")
         return self._broker
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> Topic:
         return self._require_broker().topic(name, self._config.partitions, self._retention)
-
-
-def _int_option(config: BusConfig, name: str, default: int) -> int:
-    raw = config.options.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"bus URL option {name}={raw!r} must be an integer") from None

@@ -9,9 +9,17 @@ Delivery contract (``Delivery.AT_LEAST_ONCE``):
    the call id, so redelivery changes nothing.
 
 Transient failures (database or broker unreachable) retry the same batch with exponential backoff,
-so the loop pauses and resumes by itself. Any other failure is retried a few times and then stops
-the loop: ``ready()`` reports the reason (``/readyz`` turns red) instead of the loop skipping or
-draining messages it cannot handle. Per-message poison is the handler's job (dead letters).
+so the loop pauses and resumes by itself.
+
+Poison isolation: any other failure of a batch splits it in two and handles each half on its own,
+down to the single message that fails (bisection: a 500-message batch with one poison message
+costs about 2·log2(500) ≈ 18 handler calls). A single message is retried a few times (a fault
+that passes is not poison); if it still fails it is handed to ``on_poison`` (which dead-letters it
+with the reason) and the loop goes on, so no single message, whatever the store or the handler
+cannot take, stops a consumer. Without ``on_poison`` (or when ``max_consecutive_poison`` messages
+in a row fail: that is a systematic fault, not poison) the loop stops: ``ready()`` reports the
+reason (``/readyz`` turns red) instead of draining the topic into the dead letters.
+Handlers still dead-letter what they can recognise themselves (cheaper than bisection).
 """
 
 from __future__ import annotations
@@ -22,17 +30,22 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
 from cdrkit.db import is_transient
-from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, LAG, RETRIES, STOPPED
-from cdrkit.redact import public_error
+from cdrkit.metrics import BATCH_SECONDS, COMMITS, CONSUMED, LAG, POISON, RETRIES, STOPPED
+from cdrkit.redact import public_error, public_text
+from cdrmodel import DeadLetter, topics
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+# Called with a message that fails on its own, every time, and the last error: make it a dead
+# letter (durably: return only once it is stored/published). Transient errors are retried.
+PoisonHandler = Callable[[Message, Exception], Awaitable[None]]
 
 
 class StopConsuming(Exception):
@@ -55,6 +68,8 @@ class ConsumeLoop:
         retry_max_s: float = 10.0,
         max_unexpected_failures: int = 5,
         commit_timeout_s: float = 30.0,
+        on_poison: PoisonHandler | None = None,
+        max_consecutive_poison: int = 20,
     ) -> None:
         self.bus = bus
         self.topics = list(topics)
@@ -66,6 +81,9 @@ class ConsumeLoop:
         self.retry_max_s = retry_max_s
         self.max_unexpected_failures = max_unexpected_failures
         self.commit_timeout_s = commit_timeout_s
+        self.on_poison = on_poison
+        self.max_consecutive_poison = max_consecutive_poison
+        self._poison_run = 0  # messages in a row that were poison
         self.stopped_reason: str | None = None
         self.processed = 0
         self._consumer: Consumer | None = None
@@ -162,18 +180,70 @@ class ConsumeLoop:
         log.error("consumer %s stopped: %s", self.group, reason)
 
     async def _handle(self, batch: Sequence[Message]) -> bool:
-        """Run the handler until it succeeds. False if asked to stop before it did."""
+        """Handle the batch, isolating poison by bisection (module docstring). False if asked to
+        stop before it was done."""
+        outcome = await self._attempt(
+            batch, give_up_after=1 if len(batch) > 1 else self.max_unexpected_failures
+        )
+        if outcome is None:
+            return False
+        if outcome is True:
+            self._poison_run = 0
+            for msg in batch:
+                CONSUMED.labels(self.group, msg.topic).inc()
+            return True
+        if len(batch) > 1:
+            mid = len(batch) // 2
+            log.warning(
+                "consumer %s: batch %s..%s failed (%s); splitting it to isolate the message",
+                self.group,
+                batch[0],
+                batch[-1],
+                _describe(outcome),
+            )
+            return await self._handle(batch[:mid]) and await self._handle(batch[mid:])
+        msg = batch[0]
+        if self.on_poison is None:
+            raise outcome
+        self._poison_run += 1
+        if self._poison_run >= self.max_consecutive_poison:
+            raise StopConsuming(
+                f"consumer {self.group}: {self._poison_run} messages in a row failed on their "
+                f"own (last {msg}: {_describe(outcome)}); that is a systematic fault, not a "
+                "poison message: stopped instead of dead-lettering the topic"
+            )
+        log.error("consumer %s: %s is poison, dead-lettered: %s", self.group, msg, outcome)
+        POISON.labels(self.group).inc()
+        on_poison = self.on_poison
+        done = await self._attempt(batch, give_up_after=1, call=lambda: on_poison(msg, outcome))
+        if done is None:
+            return False
+        if done is not True:
+            raise done  # the dead letter itself cannot be written: stop, nothing is skipped
+        CONSUMED.labels(self.group, msg.topic).inc()
+        return True
+
+    async def _attempt(
+        self,
+        batch: Sequence[Message],
+        *,
+        give_up_after: int,
+        call: Callable[[], Awaitable[None]] | None = None,
+    ) -> Literal[True] | Exception | None:
+        """Run the handler (or ``call``) on ``batch`` until it succeeds (True), fails
+        ``give_up_after`` times on a non-transient error (that error), or the loop is asked to
+        stop (None). Transient errors retry with backoff for as long as they last."""
         delay = self.retry_initial_s
         unexpected = 0
         first, last = batch[0], batch[-1]
         while True:
             try:
-                await self.handler(batch)
+                await (call() if call is not None else self.handler(batch))
             except StopConsuming:
                 raise
             except Exception as exc:
                 if self._stopping.is_set():
-                    return False
+                    return None
                 RETRIES.labels(self.group).inc()
                 if _is_transient(exc):
                     log.warning(
@@ -186,21 +256,21 @@ class ConsumeLoop:
                     )
                 else:
                     unexpected += 1
-                    log.exception(
-                        "consumer %s: batch %s..%s failed (%d/%d)",
+                    log.warning(
+                        "consumer %s: batch %s..%s failed (%d/%d): %s",
                         self.group,
                         first,
                         last,
                         unexpected,
-                        self.max_unexpected_failures,
+                        give_up_after,
+                        _describe(exc),
+                        exc_info=unexpected == 1,
                     )
-                    if unexpected >= self.max_unexpected_failures:
-                        raise
+                    if unexpected >= give_up_after:
+                        return exc
                 await self._sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
             else:
-                for msg in batch:
-                    CONSUMED.labels(self.group, msg.topic).inc()
                 return True
 
     async def _sleep(self, seconds: float) -> None:
@@ -244,17 +314,45 @@ class ConsumeLoop:
             self._lock.release()
 
 
+def poison_reason(exc: Exception) -> str:
+    """A dead letter's reason for ``exc``: the error's first line (a database error's driver
+    message, e.g. "value out of int32 range"), never the SQL statement. Dead letters are read
+    by operators with the read role and carry the message itself anyway."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        return public_text(f"{type(orig).__name__}: {orig}")
+    return public_text(f"{type(exc).__name__}: {exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    return public_error(exc) if isinstance(exc, Exception) else type(exc).__name__
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, Transient) or is_transient(exc)
 
 
 @asynccontextmanager
 async def consuming(
-    bus: Bus, topics: Sequence[str], group: str, handler: BatchHandler, *, batch_size: int
+    bus: Bus,
+    topics: Sequence[str],
+    group: str,
+    handler: BatchHandler,
+    *,
+    batch_size: int,
+    on_poison: PoisonHandler | None = None,
 ) -> AsyncIterator[ConsumeLoop]:
     """A started ``ConsumeLoop`` for the block; stopped gracefully (commit what is durable) at
-    its end. The shape every service's ``start`` uses."""
-    loop = ConsumeLoop(bus, topics, group, handler, batch_size=batch_size)
+    its end. The shape every service's ``start`` uses. A poison message is dead-lettered by
+    ``on_poison``, by default published to ``cdr.dlq`` with the stage ``group``."""
+    loop = ConsumeLoop(
+        bus,
+        topics,
+        group,
+        handler,
+        batch_size=batch_size,
+        on_poison=on_poison or publish_poison(bus, group),
+    )
     await loop.start()
     try:
         yield loop
@@ -288,3 +386,22 @@ async def cancel_and_wait(task: asyncio.Task[None], *, recancel_s: float = 0.5) 
         log.warning(
             "task %s ended with %r while being cancelled", task.get_name(), task.exception()
         )
+
+
+def publish_poison(bus: Bus, stage: str) -> PoisonHandler:
+    """The default ``on_poison``: the message, its place and the reason to ``cdr.dlq``."""
+
+    async def dead_letter(msg: Message, exc: Exception) -> None:
+        letter = DeadLetter(
+            stage=stage,
+            error="poison",
+            reason=f"{stage} failed on this message alone, every time: {poison_reason(exc)}",
+            failed_at=datetime.now(UTC),
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            raw_value=msg.value.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        )
+        await bus.producer.send(topics.DLQ, letter.to_json(), key=msg.key)
+
+    return dead_letter

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -134,19 +134,10 @@ def _postmaster_pid(data_dir: str) -> int | None:
         return None
 
 
-def _alive_group(pgid: int) -> bool:
+def _alive(send: Callable[[int, int], None], ident: int) -> bool:
+    """Whether ``send(ident, 0)`` (``os.killpg`` or ``os.kill``) finds a process."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _alive_pid(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
+        send(ident, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -166,8 +157,8 @@ def _stop_everything(groups: dict[int, int], postmasters: dict[str, int]) -> Non
                 os.kill(pid, sig)
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline:
-        if not any(map(_alive_group, groups)) and not any(
-            _alive_pid(p) for p in pids.values() if p is not None
+        if not any(_alive(os.killpg, g) for g in groups) and not any(
+            _alive(os.kill, p) for p in pids.values() if p is not None
         ):
             return
         time.sleep(0.05)

@@ -120,21 +120,8 @@ class XmlSource:
             if variables is not None
             else {}
         )
-        profile: dict[str, str | None] = {}
-        self._originator = self._originatee = None
         self._times: Mapping[str, Any] | None = None
-        if first_cf is not None:
-            # iterchildren(tag) filters in C; ElementPath's find() costs a microsecond a call.
-            for caller_profile in first_cf.iterchildren("caller_profile"):
-                for child in caller_profile.iterchildren(*PROFILE_FIELDS):
-                    tag = child.tag
-                    if tag == "originator":
-                        self._originator = child
-                    elif tag == "originatee":
-                        self._originatee = child
-                    else:
-                        profile[tag] = child.text
-                break
+        profile, self._originator, self._originatee = _caller_profile(first_cf)
         self.profile: Mapping[str, Any] = profile
         self.has_originator = self._originator is not None
         self.switchname = clean(root.get("switchname"))
@@ -198,3 +185,24 @@ def _grandchild_text(element: etree._Element, child: str, grandchild: str) -> st
             return clean(leaf.text)
         return None
     return None
+
+
+def _caller_profile(
+    callflow: etree._Element | None,
+) -> tuple[dict[str, str | None], etree._Element | None, etree._Element | None]:
+    """The callflow's caller-profile fields, and its <originator> and <originatee> elements."""
+    profile: dict[str, str | None] = {}
+    originator = originatee = None
+    if callflow is not None:
+        # iterchildren(tag) filters in C; ElementPath's find() costs a microsecond a call.
+        for caller_profile in callflow.iterchildren("caller_profile"):
+            for child in caller_profile.iterchildren(*PROFILE_FIELDS):
+                tag = child.tag
+                if tag == "originator":
+                    originator = child
+                elif tag == "originatee":
+                    originatee = child
+                else:
+                    profile[tag] = child.text
+            break
+    return profile, originator, originatee

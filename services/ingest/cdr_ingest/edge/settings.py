@@ -1,0 +1,144 @@
+"""The agent's settings: ``EDGE_*`` variables, with calllogger's bare names as fallbacks.
+
+An existing calllogger environment (``TIMEOUT``, ``TIMEOUT_DECAY``, ``MAX_TIMEOUT``, ``QUEUE_SIZE``,
+``CHECKIN_INTERVAL``, ``DEBUG``) works unchanged: a bare name applies when its ``EDGE_`` form is
+unset. Invalid values stop the agent at start-up with a sentence naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# calllogger's names for the same settings (its plugins read PLUGIN_<SETTING>).
+_BARE = {
+    "EDGE_TIMEOUT": "TIMEOUT",
+    "EDGE_TIMEOUT_DECAY": "TIMEOUT_DECAY",
+    "EDGE_MAX_TIMEOUT": "MAX_TIMEOUT",
+    "EDGE_QUEUE_SIZE": "QUEUE_SIZE",
+    "EDGE_CHECKIN_INTERVAL": "CHECKIN_INTERVAL",
+    "EDGE_DEBUG": "DEBUG",
+}
+
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+class BadSetting(ValueError):
+    """A setting the agent cannot start with; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    source: str = "hipath-serial"
+    data_dir: Path = Path("./var/edge")
+    ingest_url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+    device_id: str | None = None
+    pbx_timezone: str = "UTC"
+    queue_size: int = 1_000_000
+    batch_size: int = 100
+    timeout_s: float = 3.0
+    timeout_decay: float = 1.5
+    max_timeout_s: float = 300.0
+    request_timeout_s: float = 30.0
+    checkin_interval_min: float = 5.0
+    debug: bool = False
+    serial_port: str = "/dev/ttyUSB0"
+    serial_baudrate: int = 9600
+    serial_bytesize: int = 8
+    serial_parity: str = "N"
+    serial_stopbits: float = 1
+    serial_xonxoff: bool = False
+    serial_rtscts: bool = False
+    tcp_listen: str = "0.0.0.0:9000"
+    mock_rate: float = 6.0
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value in (None, "") and name in _BARE:
+        value = env.get(_BARE[name])
+    return None if value in (None, "") else value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise BadSetting(f"{name}={raw!r} is outside {lo:g}..{hi:g}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_get(env, name) or "").lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise BadSetting(f"{name}={raw!r} is not a yes/no value (1/0, true/false)")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> EdgeSettings:
+    """The settings from the environment; a wrong value raises ``BadSetting`` naming it."""
+    env = os.environ if env is None else env
+    tz = _get(env, "EDGE_PBX_TIMEZONE") or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadSetting(f"EDGE_PBX_TIMEZONE={tz!r} is not an IANA time zone name") from None
+    device = _get(env, "EDGE_DEVICE_ID")
+    if device is not None and not DEVICE_ID.fullmatch(device):
+        raise BadSetting(
+            f"EDGE_DEVICE_ID={device!r}: use 1-64 letters, digits, '.', '_', ':' or '-'"
+        )
+    parity = (_get(env, "EDGE_SERIAL_PARITY") or "N").upper()[:1]
+    if parity not in "NEOMS":
+        raise BadSetting(f"EDGE_SERIAL_PARITY={parity!r}: use N, E, O, M or S")
+    stopbits = _number(env, "EDGE_SERIAL_STOPBITS", 1, 1, 2)
+    if stopbits not in (1, 1.5, 2):
+        raise BadSetting(f"EDGE_SERIAL_STOPBITS={stopbits:g}: use 1, 1.5 or 2")
+    url = (_get(env, "EDGE_INGEST_URL") or "http://127.0.0.1:8000").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise BadSetting(f"EDGE_INGEST_URL={url!r} is not an http(s) URL")
+    listen = _get(env, "EDGE_TCP_LISTEN") or "0.0.0.0:9000"
+    if not re.fullmatch(r"\[?[^\s\]]*\]?:\d{1,5}", listen):
+        raise BadSetting(f"EDGE_TCP_LISTEN={listen!r}: use host:port")
+    return EdgeSettings(
+        source=_get(env, "EDGE_SOURCE") or "hipath-serial",
+        data_dir=Path(_get(env, "EDGE_DATA_DIR") or "./var/edge"),
+        ingest_url=url,
+        token=_get(env, "EDGE_TOKEN"),
+        device_id=device,
+        pbx_timezone=tz,
+        queue_size=int(_number(env, "EDGE_QUEUE_SIZE", 1_000_000, 1, 1e9)),
+        batch_size=int(_number(env, "EDGE_BATCH_SIZE", 100, 1, 1000)),
+        timeout_s=_number(env, "EDGE_TIMEOUT", 3.0, 0.001, 3600),
+        timeout_decay=_number(env, "EDGE_TIMEOUT_DECAY", 1.5, 1.0, 10),
+        max_timeout_s=_number(env, "EDGE_MAX_TIMEOUT", 300.0, 0.001, 86400),
+        request_timeout_s=_number(env, "EDGE_REQUEST_TIMEOUT", 30.0, 0.1, 600),
+        # calllogger caps its check-in interval at 30 minutes; so does cdrflow.
+        checkin_interval_min=_number(env, "EDGE_CHECKIN_INTERVAL", 5.0, 0.001, 30),
+        debug=_flag(env, "EDGE_DEBUG"),
+        serial_port=_get(env, "EDGE_SERIAL_PORT") or "/dev/ttyUSB0",
+        serial_baudrate=int(_number(env, "EDGE_SERIAL_BAUDRATE", 9600, 50, 4_000_000)),
+        serial_bytesize=int(_number(env, "EDGE_SERIAL_BYTESIZE", 8, 5, 8)),
+        serial_parity=parity,
+        serial_stopbits=stopbits,
+        serial_xonxoff=_flag(env, "EDGE_SERIAL_XONXOFF"),
+        serial_rtscts=_flag(env, "EDGE_SERIAL_RTSCTS"),
+        tcp_listen=listen,
+        mock_rate=_number(env, "EDGE_MOCK_RATE", 6.0, 0, 1e7),
+    )

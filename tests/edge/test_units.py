@@ -1,0 +1,116 @@
+"""The agent's pure parts: framing, settings (with calllogger's names), identity, mock lines."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cdr_ingest.edge.capture import MAX_LINE, LineSplitter
+from cdr_ingest.edge.identity import device_id, primary_mac
+from cdr_ingest.edge.settings import BadSetting, load_settings
+from cdr_ingest.edge.sources import mock_call, source_class
+from cdr_parser.hipath import RingNotice, map_line
+from cdrmodel.edge import SerialLine
+
+
+def test_framing_bytes_go_lines_split_on_cr_or_lf_and_blank_lines_are_skipped() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b"\x10\x02\x10\x03\x13\x11first li") == []
+    assert splitter.feed(b"ne\r\n\r\n   \r\nsec\x00ond\rthird\n\xff\xfegarbage") == [
+        b"first line",
+        b"second",
+        b"third",
+    ]
+    assert splitter.flush() == [b"\xff\xfegarbage"]  # garbage is kept: the parser judges it
+    assert splitter.flush() == []
+
+
+def test_a_line_without_an_end_is_cut_not_grown_forever() -> None:
+    splitter = LineSplitter()
+    lines = splitter.feed(b"x" * (MAX_LINE * 2 + 10))
+    assert lines == [b"x" * MAX_LINE, b"x" * MAX_LINE]
+    assert splitter.flush() == [b"x" * 10]
+
+
+def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:
+    settings = load_settings(
+        {
+            "TIMEOUT": "5",
+            "TIMEOUT_DECAY": "2",
+            "MAX_TIMEOUT": "60",
+            "QUEUE_SIZE": "1000",
+            "CHECKIN_INTERVAL": "10",
+            "DEBUG": "1",
+            "EDGE_MAX_TIMEOUT": "120",  # the EDGE_ form wins
+        }
+    )
+    assert (settings.timeout_s, settings.timeout_decay, settings.max_timeout_s) == (5, 2, 120)
+    assert (settings.queue_size, settings.checkin_interval_min, settings.debug) == (1000, 10, True)
+    defaults = load_settings({})
+    assert (defaults.serial_port, defaults.serial_baudrate, defaults.batch_size) == (
+        "/dev/ttyUSB0",
+        9600,
+        100,
+    )
+    assert (defaults.timeout_s, defaults.timeout_decay, defaults.max_timeout_s) == (3, 1.5, 300)
+    assert (defaults.queue_size, defaults.checkin_interval_min) == (1_000_000, 5)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CHECKIN_INTERVAL": "31"}, "EDGE_CHECKIN_INTERVAL"),  # calllogger's maximum is 30
+        ({"EDGE_PBX_TIMEZONE": "CEST"}, "EDGE_PBX_TIMEZONE"),
+        ({"EDGE_SERIAL_PARITY": "X"}, "EDGE_SERIAL_PARITY"),
+        ({"EDGE_SERIAL_BAUDRATE": "fast"}, "EDGE_SERIAL_BAUDRATE"),
+        ({"EDGE_DEVICE_ID": "a b"}, "EDGE_DEVICE_ID"),
+        ({"EDGE_INGEST_URL": "ftp://x"}, "EDGE_INGEST_URL"),
+        ({"EDGE_SERIAL_RTSCTS": "maybe"}, "EDGE_SERIAL_RTSCTS"),
+        ({"EDGE_SOURCE": "modem"}, "EDGE_SOURCE"),
+    ],
+)
+def test_a_wrong_setting_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(BadSetting, match=named):
+        source_class(load_settings(env).source)
+
+
+def test_the_device_id_is_written_once_and_kept(tmp_path: Path) -> None:
+    first = device_id(tmp_path, None)
+    assert first.startswith("edge-")
+    mac = primary_mac()
+    if mac is not None:
+        assert first == "edge-" + mac.replace(":", "")
+    (tmp_path / "device_id").write_text("edge-moved-host\n")  # e.g. restored on another box
+    assert device_id(tmp_path, None) == "edge-moved-host"
+    assert device_id(tmp_path, "configured") == "configured"
+
+
+def test_the_sources_are_entry_points() -> None:
+    assert {source_class(n).name for n in ("hipath-serial", "tcp", "mock")} == {
+        "hipath-serial",
+        "tcp",
+        "mock",
+    }
+
+
+def test_mock_lines_are_valid_hipath_records() -> None:
+    rng = random.Random(3)
+    now = datetime(2025, 7, 1, 12, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    kinds = {"ring": 0, "cdr": 0}
+    for n in range(200):
+        for seq, line in enumerate(mock_call(rng, now)):
+            try:
+                cdr = map_line(
+                    SerialLine("mock", n * 10 + seq + 1, "Europe/Berlin", "mock", 0, line)
+                )
+            except RingNotice:
+                kinds["ring"] += 1
+                continue
+            kinds["cdr"] += 1
+            assert cdr.end_time == now
+    assert kinds["cdr"] == 200
+    assert kinds["ring"] > 50

@@ -21,12 +21,9 @@ from cdr_billing.schemas import (
     TariffVersionOut,
 )
 from cdrkit.auth import ADMIN, READ
-<<<<<<< HEAD
 from cdrkit.openapi import errors, link
-=======
 from cdrkit.query import decode_cursor, encode_cursor, parse_instant
 from cdrmodel.errors import InvalidInput
->>>>>>> main
 
 router = APIRouter(tags=["billing"])
 
@@ -99,9 +96,6 @@ async def assign_tariff(subscriber: str, body: AssignmentIn, billing: BillingDep
     return {"subscriber": subscriber, "tariff": body.tariff}
 
 
-<<<<<<< HEAD
-@router.get("/v1/charges/{call_id}", response_model=ChargeOut, dependencies=[READ])
-=======
 @router.get("/v1/tariff-assignments/{subscriber}", dependencies=[READ])
 async def get_assignment(subscriber: str, billing: BillingDep) -> dict[str, Any]:
     """The tariff this subscriber's calls are priced with (``assigned: false``: the default)."""
@@ -146,8 +140,7 @@ def _no_nul(value: str, name: str) -> None:
         raise InvalidInput(f"{name} holds a NUL character")
 
 
-@router.get("/v1/charges/{call_id}", dependencies=[READ])
->>>>>>> main
+@router.get("/v1/charges/{call_id}", response_model=ChargeOut, dependencies=[READ])
 async def get_charge(call_id: str, billing: BillingDep) -> dict[str, Any]:
     """A call's charge, how it was priced, and its adjustments."""
     return await billing.charge(call_id)

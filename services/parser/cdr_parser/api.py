@@ -12,7 +12,7 @@ from cdr_parser.deps import ParserDep
 from cdr_parser.repository import CdrFilter
 from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage, PendingPage
 from cdrkit.auth import OPERATE, READ
-from cdrkit.openapi import errors, link, media
+from cdrkit.openapi import ErrorBody, errors, link, media
 from cdrkit.params import known_query_only
 from cdrkit.query import parse_instant
 from cdrmodel import CDR, Direction, Disposition
@@ -201,15 +201,17 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
     "/v1/dead-letters/{letter_id}/retry",
     response_model=DeadLetterOut,
     dependencies=[OPERATE],
-<<<<<<< HEAD
-    responses=errors(409, 429),
-=======
     responses={
-        404: {"description": "no such dead letter"},
-        409: {"description": "a retry is pending (retry_pending) or nothing to re-publish"},
-        429: {"description": "too many retries (rate_limited); see Retry-After"},
+        404: {"model": ErrorBody, "description": "no such dead letter"},
+        409: {
+            "model": ErrorBody,
+            "description": "a retry is pending (retry_pending) or nothing to re-publish",
+        },
+        429: {
+            "model": ErrorBody,
+            "description": "too many retries (rate_limited); see Retry-After",
+        },
     },
->>>>>>> main
 )
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
     """Re-publish the dead letter's envelope to cdr.raw: stored if the cause is fixed, else

@@ -36,7 +36,6 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None
 
 
-<<<<<<< HEAD
 class PendingHalf(BaseModel):
     call_id: str
     type: str
@@ -51,7 +50,8 @@ class PendingHalf(BaseModel):
 class PendingPage(BaseModel):
     total: int
     items: list[PendingHalf]
-=======
+
+
 class ConferenceOut(BaseModel):
     """A Pexip conference instance (history record, or an event sink's conference_ended)."""
 
@@ -74,4 +74,3 @@ class ConferencePage(BaseModel):
 
 class ConferenceDetail(ConferenceOut):
     participants: list[CDR]  # the CDRs of its participants stored so far (GET /v1/cdrs?conference=)
->>>>>>> main

@@ -4,8 +4,9 @@ Every error is ``{"error": code, "detail": sentence}`` (``ErrorBody``), whatever
 document says so for the 422 of a request that fails validation (FastAPI would otherwise document
 its own shape, which cdrflow never sends), and adds to every operation the answers the shared
 plumbing gives: 400 (a NUL in the path or query string, ``cdrkit.storable``) everywhere, 401/403
-where a token is required (``cdrkit.auth``). A route declares its own other statuses with
-``errors(404, 409, …)``.
+where a token is required (``cdrkit.auth``), 404 where the path names something. A route
+declares its own other statuses with ``errors(409, …)``; one declared without a shape gets
+``ErrorBody``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def install_openapi(app: FastAPI) -> None:
                 for status in needed:
                     if status == 422 or str(status) not in responses:
                         responses[str(status)] = _error_response(ref, status)
+                for status, answer in responses.items():
+                    # an error declared without a shape (``responses={400: {}}``) has ours
+                    if status[0] in "45" and "content" not in answer:
+                        answer["content"] = {"application/json": {"schema": ref}}
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
         app.openapi_schema = doc

@@ -13,8 +13,10 @@ from cdr_billing.schemas import (
     AdjustmentOut,
     AssignmentIn,
     AssignmentOut,
+    AssignmentView,
     BillOut,
     ChargeOut,
+    ChargePage,
     TariffIn,
     TariffList,
     TariffOut,
@@ -96,14 +98,16 @@ async def assign_tariff(subscriber: str, body: AssignmentIn, billing: BillingDep
     return {"subscriber": subscriber, "tariff": body.tariff}
 
 
-@router.get("/v1/tariff-assignments/{subscriber}", dependencies=[READ])
+@router.get(
+    "/v1/tariff-assignments/{subscriber}", response_model=AssignmentView, dependencies=[READ]
+)
 async def get_assignment(subscriber: str, billing: BillingDep) -> dict[str, Any]:
     """The tariff this subscriber's calls are priced with (``assigned: false``: the default)."""
     _no_nul(subscriber, "subscriber")
     return await billing.assignment(subscriber)
 
 
-@router.get("/v1/charges", dependencies=[READ])
+@router.get("/v1/charges", response_model=ChargePage, dependencies=[READ])
 async def list_charges(
     billing: BillingDep,
     subscriber: Annotated[str, Query(min_length=1, max_length=128)],

@@ -212,3 +212,29 @@ class BillOut(BaseModel):
     total_price: str
     calls: list[BillCall]
     adjustments: list[BillAdjustment]
+
+
+class AssignmentView(BaseModel):
+    subscriber: str
+    tariff: str
+    assigned: bool = Field(description="false: no assignment, the default tariff applies")
+    assigned_at: str | None
+
+
+class ChargeItem(BaseModel):
+    call_id: str
+    subscriber: str
+    outcome: str
+    destination: str | None
+    start_time: str
+    end_time: str
+    billed_s: int
+    amount: str
+    currency: str
+    tariff: TariffRef
+    reason: str | None = Field(default=None, description="why a call was not priced")
+
+
+class ChargePage(BaseModel):
+    items: list[ChargeItem]
+    next_cursor: str | None

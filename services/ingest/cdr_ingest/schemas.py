@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -41,3 +41,43 @@ class SpoolOut(BaseModel):
     segments: int
     draining: bool
     last_error: str | None = None
+
+
+class RecordsAccepted(BaseModel):
+    """Pexip history / event-sink answer."""
+
+    accepted: int
+    rejected: list[dict[str, Any]]
+    ignored: int | None = Field(default=None, description="event-sink events that end nothing")
+
+
+class RecordsRefused(BaseModel):
+    error: str
+    detail: str
+    accepted: int = 0
+    rejected: list[dict[str, Any]] = []
+    ignored: int | None = None
+
+
+class Recorded(BaseModel):
+    status: str
+
+
+class Items(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class EdgeAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class EdgeRefused(BaseModel):
+    error: str
+    detail: str
+    rejected: list[Any] = []
+
+
+class CheckinAccepted(BaseModel):
+    status: str
+    id: str

@@ -74,3 +74,9 @@ class ConferencePage(BaseModel):
 
 class ConferenceDetail(ConferenceOut):
     participants: list[CDR]  # the CDRs of its participants stored so far (GET /v1/cdrs?conference=)
+
+
+class DeviceList(BaseModel):
+    """The edge agents (GET /v1/edge/devices)."""
+
+    items: list[dict[str, Any]]

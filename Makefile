@@ -66,7 +66,7 @@ services: ## make sure the PostgreSQL the tests use is up (PGHOST/PGPORT, defaul
 	exit 1
 
 .PHONY: test
-test: setup services chromium ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
+test: setup services chromium promtool ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
 	$(BIN)/pytest -q
 
 .PHONY: chromium
@@ -77,8 +77,12 @@ chromium: ## install Debian's chromium for the dashboard browser test (apt-get; 
 	  echo "cannot install chromium (apt-get install chromium failed): install it, or the dashboard browser test fails under CI=true" >&2; \
 	  exit 1; }
 
+.PHONY: promtool
+promtool: ## install Debian's prometheus (promtool, for the alert rule tests) when missing
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+
 .PHONY: lint
-lint: setup ## ruff lint + format check, deploy files check
+lint: setup promtool ## ruff lint + format check, deploy files check (promtool, schemas, env names)
 	$(BIN)/ruff check libs services cdrflow tests bench
 	$(BIN)/ruff format --check libs services cdrflow tests bench
 	$(BIN)/python deploy/check.py

@@ -520,7 +520,7 @@ async def replay_from_store(
             "bus lives inside one process, so nothing would receive what this one publishes)"
         )
     engine = create_engine(settings.effective_database_url)
-    bus = open_bus(settings.bus_url)
+    bus = open_bus(settings.bus_url, sasl_password=settings.bus_password)
     try:
         await bus.start()
         await bus.ensure_topics([topics.RAW])

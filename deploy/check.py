@@ -11,18 +11,28 @@
   volume, has resources, and disables service links; consumers have at most one replica per
   partition; Services select an existing workload; kustomization.yaml lists every manifest but
   the secret example;
-- Prometheus: every rule expression uses only the metric names in KNOWN_METRICS below (rate() and
-  increase() only on counters and histogram series), every alert has a severity and a summary, and
-  the scrape config covers every service.
-
-When a service gains a metric that an alert should use, add it to KNOWN_METRICS first.
+- Prometheus: every rule expression uses only metric names the code registers (rate() and
+  increase() only on counters and histogram series), every alert has a severity and a summary,
+  the scrape config covers every service; `promtool check rules` and `promtool test rules`
+  (deploy/prometheus/tests/) pass; the PrometheusRule for Kubernetes carries the same groups
+  (`python deploy/check.py --write` regenerates it);
+- Grafana: every dashboard query names only metrics the code registers;
+- compose.yaml validates against the compose-spec JSON schema (vendored by check-jsonschema);
+- the kustomization, rendered in Python (resources, namespace, configMapGenerator with content
+  hashes, images), validates with kubernetes-validate --strict (core kinds; operator kinds are
+  checked by apiVersion).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,36 +47,25 @@ SERVICES: dict[str, int] = {
     "recordings": 8005,
 }
 
-# Metric names alert rules may use, as exposed on /metrics, with their type. Histograms are listed
-# by base name; their _bucket, _sum and _count series are allowed.
-KNOWN_METRICS: dict[str, str] = {
-    # Prometheus' own per-target series.
-    "up": "gauge",
-    "scrape_duration_seconds": "gauge",
-    # ingest
-    "cdrflow_ingest_requests_total": "counter",  # {status, kind}
-    "cdrflow_ingest_request_seconds": "histogram",
-    "cdrflow_ingest_body_bytes": "histogram",
-    "cdrflow_ingest_bus_errors_total": "counter",
-    "cdrflow_ingest_spool_depth": "gauge",
-    "cdrflow_ingest_spool_oldest_age_seconds": "gauge",
-    # parser
-    "cdrflow_parser_cdrs_total": "counter",  # {outcome="stored|duplicate|dead_letter"}
-    "cdrflow_parser_dead_letters_total": "counter",  # {reason}
-    "cdrflow_parser_batch_seconds": "histogram",
-    "cdrflow_parser_map_seconds": "histogram",
-    # edge device registry (parser, docs/edge.md), {device}
-    "cdrflow_edge_device_queue_depth": "gauge",
-    "cdrflow_edge_device_oldest_age_seconds": "gauge",
-    "cdrflow_edge_device_stale": "gauge",
-    # bus consume loops (cdrkit), every consuming service
-    "cdrflow_bus_consumer_lag_messages": "gauge",  # {group, topic}
-    "cdrflow_bus_consumer_stopped": "gauge",  # {group}
-    "cdrflow_bus_consumed_messages_total": "counter",  # {group, topic}
-    "cdrflow_bus_commits_total": "counter",  # {group, outcome}
-    "cdrflow_bus_batch_seconds": "histogram",  # {group}
-    "cdrflow_bus_handler_retries_total": "counter",  # {group}
-}
+
+# Metric names alert rules and dashboards may use, with their type: read from the code (every
+# service module registers its families in prometheus_client's default registry at import).
+# Histograms are listed by base name; their _bucket, _sum and _count series are allowed.
+def code_metrics() -> dict[str, str]:
+    from prometheus_client import REGISTRY
+
+    import cdrflow.platform  # noqa: F401  (imports every service, hence every metric)
+
+    found = {"up": "gauge", "scrape_duration_seconds": "gauge"}  # Prometheus' own per target
+    for family in REGISTRY.collect():
+        if family.type == "counter":
+            found[f"{family.name}_total"] = "counter"
+        else:
+            found[family.name] = family.type
+    return found
+
+
+KNOWN_METRICS: dict[str, str] = code_metrics()
 
 # Partitions per topic (kafka-init in compose, optional/strimzi-topics.yaml): a consumer group
 # cannot use more members than that.
@@ -111,6 +110,8 @@ class StrictLoader(yaml.SafeLoader):
 def load_all() -> dict[Path, list[Any]]:
     docs: dict[Path, list[Any]] = {}
     for path in sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]):
+        if "tests" in path.relative_to(DEPLOY).parts:
+            continue  # promtool test files
         try:
             with path.open(encoding="utf-8") as fh:
                 docs[path] = [d for d in yaml.load_all(fh, Loader=StrictLoader) if d is not None]
@@ -374,6 +375,10 @@ def check_k8s(docs: dict[Path, list[Any]]) -> int:
                 problem(kustomization, f"resource {r!r} does not exist")
         if "secret.example.yaml" in resources:
             problem(kustomization, "secret.example.yaml must not be applied by default")
+        for gen in (docs.get(kustomization) or [{}])[0].get("configMapGenerator") or []:
+            for env in gen.get("envs") or []:
+                if not (K8S / env).is_file():
+                    problem(kustomization, f"configMapGenerator {gen.get('name')}: no {env}")
         unlisted = {"kustomization.yaml", "secret.example.yaml", *resources}
         for f in sorted(K8S.glob("*.yaml")):
             if f.name not in unlisted:
@@ -454,7 +459,7 @@ def check_rules(path: Path, doc: dict[str, Any]) -> int:
                 problem(path, f"{where}: unbalanced brackets in expr")
             for name in metric_names(expr):
                 if metric_type(name) is None:
-                    problem(path, f"{where}: unknown metric {name!r} (not in KNOWN_METRICS)")
+                    problem(path, f"{where}: unknown metric {name!r} (no such metric in the code)")
             for func, name in _COUNTER_FUNCS.findall(strip_promql(expr)):
                 kind = metric_type(name)
                 if kind not in {"counter", "histogram_series", None}:
@@ -487,15 +492,219 @@ def check_prometheus_config(path: Path, doc: dict[str, Any]) -> None:
             problem(path, f"no scrape target {name}:{port}")
 
 
-def code_metric_names() -> set[str]:
-    """Metric names declared in the Python code (best effort, for notes only)."""
-    found: set[str] = set()
-    declared = re.compile(r"[\"'](cdrflow_[a-z0-9_]+)[\"']")
-    for top in ("libs", "services", "cdrflow"):
-        for py in (ROOT / top).rglob("*.py"):
-            found |= set(declared.findall(py.read_text(encoding="utf-8")))
-    # prometheus_client exposes a Counter declared as "x" as "x_total".
-    return found | {f"{n}_total" for n in found}
+# --------------------------------------------------------------------------- promtool
+
+
+PROMETHEUS = DEPLOY / "prometheus"
+PROMETHEUS_RULE = DEPLOY / "k8s-operators" / "prometheusrule.yaml"
+
+
+def check_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        problem(
+            PROMETHEUS, "promtool not found: install Debian's prometheus package (make promtool)"
+        )
+        return
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "tests/alerts_test.yml"]):
+        run = subprocess.run(
+            [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False
+        )
+        if run.returncode != 0:
+            problem(PROMETHEUS, f"promtool {' '.join(args)} failed:\n{run.stdout}{run.stderr}")
+
+
+def prometheus_rule() -> dict[str, Any]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))["groups"]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "cdrflow",
+            "labels": {"app.kubernetes.io/name": "cdrflow", "app.kubernetes.io/part-of": "cdrflow"},
+        },
+        "spec": {"groups": groups},
+    }
+
+
+def check_prometheusrule(*, write: bool) -> None:
+    rule = prometheus_rule()
+    if write:
+        header = (
+            "# Generated from deploy/prometheus/alerts.yml by `python deploy/check.py --write`;\n"
+            "# deploy/check.py fails when the two differ. Do not edit by hand.\n"
+        )
+        PROMETHEUS_RULE.write_text(header + yaml.safe_dump(rule, sort_keys=False, width=100))
+    current = yaml.safe_load(PROMETHEUS_RULE.read_text()) if PROMETHEUS_RULE.exists() else None
+    if current != rule:
+        problem(PROMETHEUS_RULE, "differs from alerts.yml: run `python deploy/check.py --write`")
+
+
+# --------------------------------------------------------------------------- Grafana
+
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(panel title, PromQL) of every target, rows' nested panels included."""
+    panels = list(dashboard.get("panels") or [])
+    while panels:
+        panel = panels.pop()
+        panels += panel.get("panels") or []
+        for target in panel.get("targets") or []:
+            if target.get("expr"):
+                yield str(panel.get("title")), str(target["expr"])
+
+
+def check_grafana() -> int:
+    count = 0
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for title, expr in dashboard_queries(dashboard):
+            count += 1
+            for name in metric_names(expr.replace("$__rate_interval", "5m")):
+                if metric_type(name) is None and not name.startswith("$"):
+                    problem(path, f"panel {title!r}: unknown metric {name!r}")
+    if DASHBOARDS.exists() and not count:
+        problem(DASHBOARDS, "no dashboard queries found")
+    return count
+
+
+# --------------------------------------------------------------------------- compose schema
+
+
+def check_compose_schema() -> None:
+    import jsonschema
+    from check_jsonschema.builtin_schemas import vendor
+
+    schema = json.loads((resources.files(vendor) / "compose-spec.json").read_text())
+    compose = DEPLOY / "compose" / "compose.yaml"
+    doc = yaml.safe_load(compose.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.path)):
+        where = "/".join(str(p) for p in err.path)
+        problem(compose, f"compose-spec schema: {where}: {err.message}")
+
+
+# --------------------------------------------------------------------------- kustomize, rendered
+
+
+def _content_hash(data: dict[str, str]) -> str:
+    blob = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    out = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def render_kustomization(directory: Path) -> list[dict[str, Any]]:
+    """What ``kubectl kustomize`` renders for the features these kustomizations use (resources,
+    namespace, configMapGenerator with content-hash names and rewritten references, images)."""
+    k = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    objects: list[dict[str, Any]] = []
+    for res in k.get("resources") or []:
+        target = (directory / res).resolve()
+        if target.is_dir():
+            objects += render_kustomization(target)
+        else:
+            objects += [d for d in yaml.safe_load_all(target.read_text()) if isinstance(d, dict)]
+    renames: dict[str, str] = {}
+    for gen in k.get("configMapGenerator") or []:
+        data: dict[str, str] = {}
+        for env in gen.get("envs") or []:
+            data.update(_dotenv(directory / env))
+        name = f"{gen['name']}-{_content_hash(data)}"
+        renames[gen["name"]] = name
+        objects.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+        )
+    images = {i["name"]: i for i in k.get("images") or []}
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        if k.get("namespace") and obj.get("kind") not in CLUSTER_SCOPED:
+            meta["namespace"] = k["namespace"]
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+            for src in c.get("envFrom") or []:
+                ref = src.get("configMapRef")
+                if ref and ref.get("name") in renames:
+                    ref["name"] = renames[ref["name"]]
+            image = images.get(str(c.get("image")).split(":")[0])
+            if image:
+                c["image"] = (
+                    f"{image.get('newName', image['name'])}:{image.get('newTag', 'latest')}"
+                )
+    return objects
+
+
+OPERATOR_APIS = {
+    "ScaledObject": "keda.sh/v1alpha1",
+    "PodMonitor": "monitoring.coreos.com/v1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
+    "Kafka": "kafka.strimzi.io/v1",
+    "KafkaNodePool": "kafka.strimzi.io/v1",
+    "KafkaTopic": "kafka.strimzi.io/v1",
+    "KafkaUser": "kafka.strimzi.io/v1",
+}
+
+
+def check_k8s_schemas() -> int:
+    import kubernetes_validate
+
+    count = 0
+    rendered = [
+        ("k8s", render_kustomization(K8S)),
+        ("k8s-operators", render_kustomization(DEPLOY / "k8s-operators")),
+    ]
+    extra = [
+        d
+        for f in sorted((K8S / "optional").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+    rendered.append(("k8s/optional", extra))
+    for where, objects in rendered:
+        for obj in objects:
+            kind, name = obj.get("kind"), (obj.get("metadata") or {}).get("name")
+            if kind in OPERATOR_APIS:
+                if obj.get("apiVersion") != OPERATOR_APIS[kind]:
+                    problem(K8S, f"{where}: {kind} {name} should be {OPERATOR_APIS[kind]}")
+                continue
+            try:
+                kubernetes_validate.validate(obj, "1.33.0", strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                problem(
+                    K8S, f"{where}: {kind} {name}: {exc.message} at {'/'.join(map(str, exc.path))}"
+                )
+            count += 1
+    # Every generated ConfigMap a pod reads exists, and nothing still names the old shared ones.
+    for where, objects in rendered[:2]:
+        names = {
+            (o.get("metadata") or {}).get("name") for o in objects if o.get("kind") == "ConfigMap"
+        }
+        for obj in objects:
+            pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+                for src in c.get("envFrom") or []:
+                    ref = (src.get("configMapRef") or {}).get("name")
+                    if ref and ref not in names:
+                        problem(
+                            K8S,
+                            f"{where}: {obj['kind']} {obj['metadata']['name']} reads "
+                            f"ConfigMap {ref}, which is not rendered",
+                        )
+    return count
 
 
 # --------------------------------------------------------------------------- main
@@ -511,7 +720,7 @@ def main() -> int:
                 continue
             if path.parent.name == "compose" and "services" in doc:
                 compose_services += check_compose(path, doc)
-            elif "groups" in doc and path.parent.name == "prometheus":
+            elif "groups" in doc and path.parent.name == "prometheus" and path.name == "alerts.yml":
                 rules += check_rules(path, doc)
                 for group in doc.get("groups") or []:
                     for rule in group.get("rules") or []:
@@ -524,13 +733,11 @@ def main() -> int:
         problem(DEPLOY / "prometheus", "no alert rules found")
     workloads = check_k8s(docs)
 
-    # Informational only: the code and these files are written in parallel.
-    declared = code_metric_names()
-    for m in sorted(used_metrics):
-        base = re.sub(r"_(bucket|sum|count)$", "", m) if metric_type(m) == "histogram_series" else m
-        if not m.startswith("cdrflow_") or base in declared:
-            continue
-        print(f"note: alert metric {m} is not declared in the code yet", file=sys.stderr)
+    check_promtool()
+    check_prometheusrule(write="--write" in sys.argv)
+    check_grafana()
+    check_compose_schema()
+    validated = check_k8s_schemas()
 
     if problems:
         print(f"deploy check: {len(problems)} problem(s)", file=sys.stderr)
@@ -539,7 +746,8 @@ def main() -> int:
         return 1
     print(
         f"deploy check: ok ({len(docs)} YAML files, {compose_services} compose services, "
-        f"{workloads} Kubernetes workloads, {rules} alert rules)"
+        f"{workloads} Kubernetes workloads, {rules} alert rules, {validated} rendered "
+        "Kubernetes objects validated)"
     )
     return 0
 

@@ -46,10 +46,16 @@ class ConsoleSettings(ServiceSettings):
         env_prefix="CONSOLE_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # Where the browser reaches ingest's API (edge devices, Pexip pulls), e.g.
+    # https://ingest.cdr.example.net; empty: the console's own origin.
     ingest_url: str = Field(default="", max_length=500)
+    # Where the browser reaches the parser's API (calls, raw documents, dead letters).
     parser_url: str = Field(default="", max_length=500)
+    # Where the browser reaches billing's API (charges, bills).
     billing_url: str = Field(default="", max_length=500)
+    # Where the browser reaches the stats service (its /dashboard is the Stats page).
     stats_url: str = Field(default="", max_length=500)
+    # Where the browser reaches the recordings API (the audio player, downloads).
     recordings_url: str = Field(default="", max_length=500)
 
     def apis(self) -> dict[str, str]:

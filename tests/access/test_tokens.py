@@ -177,6 +177,7 @@ async def test_readyz_never_shows_sql_or_parameters(tmp_path: object) -> None:
 OPEN = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/readyz/consumers"),
     ("POST", "/v1/cdr"),
     ("POST", "/v1/events"),
     ("POST", "/v1/pexip/history"),

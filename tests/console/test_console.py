@@ -5,6 +5,8 @@ play its recording, download it; a bill's total; what a read-only token sees; ac
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import math
 import random
 import shutil
@@ -12,6 +14,7 @@ import struct
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -124,6 +127,21 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
             },
         )
         assert r.status_code == 200, r.text
+        now = datetime.now(UTC)
+        for node, finished in (("mgr-a", now), ("mgr-b", now - timedelta(hours=3))):
+            r = await client.post(
+                "/v1/pexip/pulls",
+                json={
+                    "node": node,
+                    "finished": finished.isoformat(),
+                    "until": finished.isoformat(),
+                    "conferences": 12,
+                    "participants": 40,
+                    "posted": 52,
+                    "cron": "*/15 * * * *",
+                },
+            )
+            assert r.status_code == 200, r.text
         cid = quote(call_id, safe="")
         await wait_for_json(client, f"/v1/cdrs/{cid}", "the CDR", headers=read)
         await wait_for_json(client, f"/v1/charges/{cid}", "the charge", headers=read)
@@ -181,6 +199,17 @@ async def test_find_a_call_hear_it_see_its_charge_and_bill(
             "the call found by a prefix of its callee",
         )
         await page.screenshot("console-calls.png")
+        # CSV export of the current filter (fetched with the token, saved from a blob).
+        await page.js(
+            "window.__csv = null; const make = URL.createObjectURL;"
+            " URL.createObjectURL = b => {"
+            " b.text().then(t => { window.__csv = t; }); return make(b); }"
+        )
+        await page.js("document.getElementById('csv').click()")
+        csv_text = await page.until("window.__csv", "the CSV export")
+        rows = list(csv.DictReader(io.StringIO(csv_text)))
+        assert [r["call_id"] for r in rows] == [cdr.call_id]
+        assert rows[0]["caller_number"] == number
 
         # Open it: every normalised field, the raw document, the charge explained.
         await page.js(f"document.querySelector({link!r}).click()")
@@ -292,9 +321,24 @@ async def test_read_only_token_sees_no_retry_and_a_write_shows_the_403(
         assert "hipath-pabx-1" in row
         assert "\t7\t" in row  # queue depth
         assert row.rstrip().endswith("ok")
-        # No Pexip pull status in this deployment: said so, not an error.
+        # Stats: the dashboard in the same navigation, its data and live feed under the token.
+        await page.call("Page.navigate", url=console.base + "/stats")
+        await page.until(
+            "(() => { const f = document.querySelector('iframe.stats');"
+            " const d = f && f.contentDocument;"
+            " return !!d && d.getElementById('status')?.textContent === 'live'; })()",
+            "the stats dashboard live inside the console",
+        )
+        # Pexip pulls: the node that pulls on schedule is ok, the one that stopped is stale.
         await page.call("Page.navigate", url=console.base + "/pexip")
-        await page.until("!!document.getElementById('not-available')", "Pexip 'not available'")
+        rows = await page.until(
+            "[...document.querySelectorAll('main tbody tr')].map(r => r.innerText)",
+            "the Pexip pulls",
+        )
+        assert [(r.split("\t")[0], r.rstrip().split("\t")[-1].split(" ")[0]) for r in rows] == [
+            ("mgr-a", "ok"),
+            ("mgr-b", "stale"),
+        ]
 
 
 async def test_accessibility_smoke_and_phone_width(console: Console, tmp_path: Path) -> None:

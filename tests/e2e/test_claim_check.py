@@ -4,7 +4,6 @@ fetches and verifies it, and a missing or altered object is a dead letter, never
 
 from __future__ import annotations
 
-import asyncio
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from cdrkit.testing.s3 import CREDENTIALS, MotoS3
 from cdrmodel import Origin, RawEnvelope, topics
 from cdrmodel.envelope import PayloadKind
 from tests.e2e.conftest import serving, wait_for
+from tests.metrics import sample
 
 TINY_2009 = "freeswitch/freeswitch_xml_cdr_tinycdr_2009_originator_cancel.cdr.xml"  # 11.6 KB
 INCOMING = "freeswitch/freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml"  # 14.1 KB
@@ -115,6 +115,10 @@ async def test_the_inline_maximum_is_a_setting(
         "xml_ref": ((fixtures_dir / INCOMING).read_bytes(), "application/xml"),
         "json_ref": ((fixtures_dir / JSON_CDR).read_bytes(), "application/json"),
     }
+    checks, check_bytes = (
+        sample("cdrflow_ingest_claim_checks_total"),
+        sample("cdrflow_ingest_claim_check_bytes_total"),
+    )
     async with serving(app) as client:
         ids = {name: await _post(client, body, ctype) for name, (body, ctype) in docs.items()}
 
@@ -125,8 +129,9 @@ async def test_the_inline_maximum_is_a_setting(
         for name, call_id in ids.items():
             raw = await client.get(f"/v1/cdrs/{call_id}/raw")
             assert raw.content == docs[name][0], name
-        metrics = (await client.get("/metrics")).text
-        assert "cdrflow_ingest_claim_check_bytes_total" in metrics
+        assert sample("cdrflow_ingest_claim_checks_total") == checks + 2
+        referenced = len(docs["xml_ref"][0]) + len(docs["json_ref"][0])
+        assert sample("cdrflow_ingest_claim_check_bytes_total") == check_bytes + referenced
 
     rows = await _raw_rows(f"sqlite+aiosqlite:///{tmp_path / 'cdrflow.db'}")
     assert rows[ids["inline"]].payload is not None
@@ -205,10 +210,16 @@ async def test_an_unreachable_store_pauses_the_parser_and_loses_nothing(
                 env = await ingest.seal(doc, TINY_CALL, True, Origin())
             assert env.payload_ref is not None
             s3.stop()
+            retries = sample("cdrflow_bus_handler_retries_total", group="parser")
             await bus.producer.send(topics.RAW, env.to_json(), key=TINY_CALL.encode())
             await bus.close()
 
-            await asyncio.sleep(3)  # the parser retries with backoff meanwhile
+            # The parser retries the batch with backoff meanwhile (each attempt waits out the S3
+            # client's own connect retries): at least two failed attempts, nothing stored.
+            async def retried() -> bool:
+                return sample("cdrflow_bus_handler_retries_total", group="parser") >= retries + 2
+
+            await wait_for(retried, what="the parser retrying the batch", timeout=60)
             assert (await client.get(f"/v1/cdrs/{TINY_CALL}")).status_code == 404
             assert (await client.get("/v1/dead-letters")).json()["items"] == []
             assert (await client.get("/readyz")).status_code == 200  # paused, not stopped

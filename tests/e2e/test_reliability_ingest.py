@@ -31,6 +31,7 @@ from cdrkit.db import create_engine
 from cdrkit.testing.processes import forget_group, spawn, stop
 from cdrkit.testing.tansu import TansuBroker
 from tests.e2e.conftest import serving, wait_for
+from tests.metrics import sample
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short group timeouts so the parser's consumer settles fast after the broker comes back.
@@ -68,6 +69,7 @@ async def test_broker_down_30s_mid_stream_every_cdr_answered_200_and_stored_once
     answers: dict[int, int] = {}
     call_ids: dict[int, str] = {}
     max_depth = 0
+    stored_before = sample("cdrflow_parser_cdrs_total", outcome="stored")
 
     async with serving(ingest) as icli, serving(parser):
 
@@ -122,9 +124,10 @@ async def test_broker_down_30s_mid_stream_every_cdr_answered_200_and_stored_once
         assert spool["depth"] == 0
         assert spool["segments"] == 0
 
-    count, stored_ids = await _stored(engine)
-    assert count == total  # none twice
+    _count, stored_ids = await _stored(engine)
     assert stored_ids == set(call_ids.values())
+    # None twice, by the parser's own outcomes (a row count under the primary key cannot fail).
+    assert sample("cdrflow_parser_cdrs_total", outcome="stored") - stored_before == total
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(raw_payloads)) == total
     await engine.dispose()
@@ -228,3 +231,82 @@ async def test_ingest_sigkilled_while_spooling_loses_nothing(
     assert ids >= acknowledged
     assert count == len(ids)  # none twice
     await engine.dispose()
+
+
+@pytest.mark.integration
+async def test_broker_paused_with_posts_in_flight_every_acknowledged_cdr_stored_once(
+    fresh_pg_url: str, fresh_tansu: TansuBroker, tmp_path: Path
+) -> None:
+    """SIGSTOP (a hung broker, not a clean stop) while 8 connections post: the sends in flight
+    hang, ingest spools them after INGEST_SPOOL_AFTER_S and answers 200; after SIGCONT the hung
+    sends complete too (so some envelopes reach cdr.raw twice) and the spool drains. Every
+    acknowledged CDR is stored, each once by the parser's own outcome counter."""
+    docs = _cdrs(1200, seed=31)
+    bus_url = fresh_tansu.url + FAST_GROUP
+    ingest = create_service_app("ingest", bus_url=bus_url, data_dir=tmp_path, spool_after_s=0.5)
+    parser = create_service_app(
+        "parser", bus_url=bus_url, database_url=fresh_pg_url, data_dir=tmp_path, batch_size=100
+    )
+    engine = create_engine(fresh_pg_url)
+    acked: set[str] = set()
+    in_flight = 0
+    in_flight_at_pause = spooled_during_pause = 0
+    stored_before = sample("cdrflow_parser_cdrs_total", outcome="stored")
+    dup_before = sample("cdrflow_parser_cdrs_total", outcome="duplicate")
+    async with serving(ingest) as icli, serving(parser):
+        queue = list(reversed(docs))
+
+        async def poster() -> None:
+            nonlocal in_flight
+            while queue:
+                _cid, xml = queue.pop()
+                in_flight += 1
+                try:
+                    resp = await _post(icli, xml)
+                finally:
+                    in_flight -= 1
+                assert resp.status_code == 200, resp.text
+                acked.add(resp.json()["call_id"])
+
+        posting = asyncio.gather(*(poster() for _ in range(8)))
+        await wait_for(
+            lambda: _true(len(acked) >= 300 and in_flight >= 4),
+            what="300 posts acknowledged, more in flight",
+        )
+        fresh_tansu.pause()
+        in_flight_at_pause = in_flight
+        try:
+            await asyncio.sleep(4)
+            spooled_during_pause = (await icli.get("/v1/spool")).json()["depth"]
+            assert (await icli.get("/readyz")).status_code == 200
+        finally:
+            fresh_tansu.resume()
+        await posting
+
+        async def all_stored() -> bool:
+            return (await _stored(engine))[1] >= acked
+
+        await wait_for(all_stored, what="every acknowledged CDR stored", timeout=90)
+        await wait_for(
+            lambda: _true(
+                sample("cdrflow_parser_cdrs_total", outcome="stored") - stored_before >= len(acked)
+            ),
+            what="the parser's stored outcomes",
+        )
+    _count, ids = await _stored(engine)
+    await engine.dispose()
+    print(
+        f"acknowledged {len(acked)}, in flight at the pause {in_flight_at_pause}, spooled "
+        f"during it {spooled_during_pause}, stored {len(ids)}, parser duplicates absorbed "
+        f"{sample('cdrflow_parser_cdrs_total', outcome='duplicate') - dup_before:.0f}"
+    )
+    assert in_flight_at_pause > 0, "no post was in flight when the broker hung"
+    assert spooled_during_pause > 0, "nothing was spooled while the broker hung"
+    assert len(acked) == len(docs)
+    assert ids == acked
+    # Stored once: the parser's own outcome, not a row count under a primary key.
+    assert sample("cdrflow_parser_cdrs_total", outcome="stored") - stored_before == len(acked)
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -25,7 +25,10 @@ async def test_pty_lines_reach_the_store_as_hipath_cdrs(
         await until(lambda: run.agent.source.state == "open", "the port to open")
         for line in lines:
             pty_port.write(line + b"\r\n")
-        await until(lambda: run.agent.delivery.delivered == len(lines), "every line delivered")
+        # What a baud-rate mismatch prints: captured as it is, judged by the parser.
+        pty_port.write(b"\xf8\x80\x80x\xfe\xe0\x00\x86\r\n")
+        total = len(lines) + 1
+        await until(lambda: run.agent.delivery.delivered == total, "every line delivered")
         assert run.agent.queue.depth == 0
     cdrs = await platform.wait_cdrs(settings.device_id or "", len(lines) - RINGS)
     assert len(cdrs) == len(lines) - RINGS
@@ -43,6 +46,12 @@ async def test_pty_lines_reach_the_store_as_hipath_cdrs(
         assert raw.status_code == 200
         assert raw.json()["line"].startswith("27.04.2121:33:56  3   100")
         devices = (await client.get("/v1/edge/devices")).json()["items"]
+        garbage = edge_call_id(settings.device_id or "", len(lines) + 1)
+        letters = (await client.get("/v1/dead-letters", params={"limit": 1000})).json()["items"]
+    [letter] = [d for d in letters if d["call_id"] == garbage]  # a dead letter, never dropped
+    assert letter["error"] == "invalid_line"
+    assert "baud rate" in letter["reason"]
+    assert "line_b64" in letter["envelope"]["payload"]
     mine = [d for d in devices if d["device"] == settings.device_id]
     assert mine, devices
     assert mine[0]["source"] == "hipath-serial"

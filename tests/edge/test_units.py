@@ -114,3 +114,12 @@ def test_mock_lines_are_valid_hipath_records() -> None:
             assert cdr.end_time == now
     assert kinds["cdr"] == 200
     assert kinds["ring"] > 50
+
+
+def test_the_line_call_id_is_the_uuid5_of_device_and_seq() -> None:
+    import uuid
+
+    from cdrmodel.edge import EDGE_NAMESPACE, edge_call_id
+
+    for device, seq in [("a", 1), ("edge-0242ac120002", 123_456_789), ("x:y.z", 2**63 - 1)]:
+        assert edge_call_id(device, seq) == str(uuid.uuid5(EDGE_NAMESPACE, f"{device}/{seq}"))

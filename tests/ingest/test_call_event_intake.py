@@ -17,6 +17,7 @@ from cdrmodel import PayloadKind, RawEnvelope, topics
 from cdrmodel.call_events import InvalidEvent, parse_event
 from tests.e2e.conftest import serving
 from tests.ingest.conftest import IngestFactory
+from tests.metrics import sample
 
 START = {
     "id": 1,
@@ -119,6 +120,8 @@ async def test_a_mixed_list_accepts_the_good_and_names_each_bad(ingest: IngestFa
         {**START, "id": 6, "call_id": "abc-72", "source": "11933334444"},  # 6 ok, 11 digits
     ]
     async with ingest() as (app, client):
+        accepted = sample("cdrflow_ingest_events_total", outcome="accepted")
+        rejected = sample("cdrflow_ingest_events_total", outcome="rejected")
         resp = await client.post("/v1/events", json=records)
         assert resp.status_code == 202, resp.text
         body = resp.json()
@@ -143,9 +146,8 @@ async def test_a_mixed_list_accepts_the_good_and_names_each_bad(ingest: IngestFa
             records[2],
             records[6],
         ]
-        metrics = (await client.get("/metrics")).text
-        assert 'cdrflow_ingest_events_total{outcome="accepted"} ' in metrics
-        assert 'cdrflow_ingest_events_total{outcome="rejected"} ' in metrics
+        assert sample("cdrflow_ingest_events_total", outcome="accepted") == accepted + 3
+        assert sample("cdrflow_ingest_events_total", outcome="rejected") == rejected + 4
 
 
 async def test_one_record_is_202_and_nothing_valid_is_400_with_the_same_shape(

@@ -71,14 +71,14 @@ async def test_retrying_one_letter_many_times_never_trips_the_flood_stop(tmp_pat
             return row["retry_count"] == 60 and row["last_failed_at"] >= row["retried_at"]
 
         await wait_for(all_failed_again, what="60 retries processed", timeout=30)
-        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/readyz/consumers")).status_code == 200
         # The flood stop itself still works for what is read from the topic.
         bus = app.state.cdrflow.runtime.bus
         bad = [Record(value=_envelope("<cdr/>").to_json()) for _ in range(20)]
         await bus.producer.send_many(topics.RAW, bad)
 
         async def stopped() -> bool:
-            return (await client.get("/readyz")).status_code == 503
+            return (await client.get("/readyz/consumers")).status_code == 503
 
         await wait_for(stopped, what="the flood stop on 20 bad messages", timeout=15)
 

@@ -31,6 +31,7 @@ from cdrkit.objects import ObjectNotFound, object_key, open_object_store
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
 from cdrmodel.envelope import sha256_hex
 from tests.e2e.conftest import serving, wait_for
+from tests.metrics import sample
 
 NOW = datetime.now(UTC)
 
@@ -462,6 +463,8 @@ async def _app_and_repo(db_url: str, **settings: Any) -> Any:
 
 async def test_raw_endpoint_answers_410_once_the_job_purged_it(fresh_pg_url: str) -> None:
     app = await _app_and_repo(fresh_pg_url, retention_interval_s=0.2)
+    purged_before = sample("cdrflow_parser_raw_purged_total")
+    runs = sample("cdrflow_parser_retention_runs_total", outcome="ok")
     async with serving(app) as client:
         repo = app.state.cdrflow.components["parser"].service.repo
         await repo.store_batch(
@@ -485,9 +488,8 @@ async def test_raw_endpoint_answers_410_once_the_job_purged_it(fresh_pg_url: str
         kept = await client.get("/v1/cdrs/kept1/raw")
         assert kept.status_code == 200
         assert kept.text == "<cdr/>"
-        metrics = (await client.get("/metrics")).text
-        assert "cdrflow_parser_raw_purged_total" in metrics
-        assert 'cdrflow_parser_retention_runs_total{outcome="ok"}' in metrics
+        assert sample("cdrflow_parser_raw_purged_total") == purged_before + 1
+        assert sample("cdrflow_parser_retention_runs_total", outcome="ok") > runs
 
 
 def _envelope(payload: str, call_id: str | None = None) -> RawEnvelope:
@@ -587,7 +589,7 @@ async def test_dead_letter_detail_and_retry(db_url: str) -> None:
         )
 
 
-async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_readyz_red(
+async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_consumer_readiness_red(
     tmp_path: Path,
 ) -> None:
     app = await _app_and_repo(
@@ -603,12 +605,14 @@ async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_readyz_red(
         await runtime.bus.producer.send_many(topics.RAW, records)
 
         async def red() -> bool:
-            return (await client.get("/readyz")).status_code == 503
+            return (await client.get("/readyz/consumers")).status_code == 503
 
-        await wait_for(red, what="/readyz turning red", timeout=15)
-        body = (await client.get("/readyz")).json()
-        assert body["status"] == "not_ready"
+        await wait_for(red, what="/readyz/consumers turning red", timeout=15)
+        body = (await client.get("/readyz/consumers")).json()
+        assert body["status"] == "not_consuming"
         assert any("dead letters" in p for p in body["problems"]), body
+        # The read API stays in service: /readyz is about answering requests.
+        assert (await client.get("/readyz")).json() == {"status": "ready"}
         await asyncio.sleep(0.5)
         engine = runtime.engine
         async with engine.connect() as conn:

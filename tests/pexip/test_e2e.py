@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -130,6 +131,8 @@ def test_pull_command_exit_status_and_files(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     node.conferences, node.participants = make_history(12)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # data_collector.log's handler
     # The collector's variable names work where the PEXIP_ ones are unset.
     monkeypatch.setenv("DEFAULT_MGR_ADDRESS", node.url)
     monkeypatch.setenv("DEFAULT_MGR_USERNAME", node.username)

@@ -14,6 +14,7 @@ import pytest
 
 from cdr_recordings.archive import Archiver
 from tests.e2e.conftest import wait_for
+from tests.metrics import sample
 from tests.recordings.conftest import Rec, RecFactory, audio_bytes, cdr, new_call_id, old, young
 
 MiB = 1024 * 1024
@@ -64,6 +65,8 @@ async def test_archiver_moves_and_verifies(rec: Rec) -> None:
     big_id, big, big_path, big_key = await _call(rec, 2 * PART + 123_457, old(6))
     young_id, _, young_path, young_key = await _call(rec, 1000, young())
 
+    uploaded = sample("cdrflow_recordings_archive_files_total", outcome="uploaded")
+    sent = sample("cdrflow_recordings_archive_bytes_total")
     run = await _archiver(rec).run_once()
     assert (run.uploaded, run.removed, run.failed) == (2, 2, 0)
     assert run.bytes == len(small) + len(big)
@@ -96,9 +99,8 @@ async def test_archiver_moves_and_verifies(rec: Rec) -> None:
     # Idempotent: a second run has nothing to do.
     again = await _archiver(rec).run_once()
     assert (again.uploaded, again.already_in_s3, again.failed) == (0, 0, 0)
-    metrics = (await rec.client.get("/metrics")).text
-    assert 'cdrflow_recordings_archive_files_total{outcome="uploaded"}' in metrics
-    assert "cdrflow_recordings_archive_bytes_total" in metrics
+    assert sample("cdrflow_recordings_archive_files_total", outcome="uploaded") == uploaded + 2
+    assert sample("cdrflow_recordings_archive_bytes_total") == sent + len(small) + len(big)
 
 
 async def test_keep_local(recordings: RecFactory) -> None:

@@ -619,8 +619,9 @@ function devicesPage() {
 
 function pexipPage() {
   return listPage("Pexip pulls", "ingest", "/v1/pexip/pulls",
-    "Pexip history pulls: the last successful pull of each node, its position, and a warning when pulls stopped.",
-    "No Pexip puller in this deployment (GET /v1/pexip/pulls is not available).");
+    "Pexip history pulls: the last completed pull of each Management Node, what it brought, and a warning once two scheduled pulls were missed.",
+    "No Pexip puller in this deployment (GET /v1/pexip/pulls is not available).",
+    ["node", "finished", "since", "until", "checkpoint", "conferences", "participants", "posted", "cron", "warnings"]);
 }
 
 // -- Stats ------------------------------------------------------------------------------------

@@ -4,13 +4,19 @@ A service is a ``ServiceSpec``: its routers, its migrations and a ``start`` cont
 opens its resources (consume loops, background jobs) on a shared ``Runtime`` (bus, database).
 ``create_app`` mounts one or several specs on one FastAPI app, so the all-in-one process serves
 exactly the same paths as the separate services.
+
+Health (docs/architecture.md): ``/healthz`` the process is up; ``/readyz`` the app can answer its
+requests (database reachable; a component that serves without the bus, like ingest, adds its own
+conditions), so a Kafka outage never takes the read APIs of the consumers out of a Service;
+``/readyz/consumers`` the consuming side (bus reachable, every consume loop running). ``/metrics``
+carries the families of the services mounted on the app only (``ServiceSpec.metric_prefixes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +25,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -27,7 +34,7 @@ from starlette.routing import Match
 from cdrkit.auth import ApiTokens, log_access_mode, parse_api_tokens
 from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
-from cdrkit.openapi import Health, Readiness, install_openapi
+from cdrkit.openapi import Consuming, Health, Readiness, install_openapi
 from cdrkit.redact import public_error, public_text
 from cdrkit.settings import ServiceSettings
 from cdrkit.storable import RefuseUnstorable
@@ -60,10 +67,38 @@ class ServiceSpec:
     # Whether the service needs the database; ingest does not, so a database outage never
     # takes the edge that accepts CDRs out of rotation.
     uses_database: bool = True
-    # Whether /readyz fails while the bus is unreachable. Ingest spools instead, so a broker
-    # outage must not take the edge out of a load balancer; its component's ready() says when
-    # the spool cannot take more.
+    # Whether the service's work is consuming from the bus. True: a bus ping and the component's
+    # ready() (its consume loops) are reported on /readyz/consumers, and /readyz (serving: the
+    # database) stays green through a Kafka outage. False (ingest, which spools while the broker
+    # is away): the component's ready() is part of /readyz, and the bus is not checked.
     bus_required: bool = True
+    # Metric families this service exports on /metrics (name prefixes). None: its own
+    # ``cdrflow_<name>_`` families plus the consume loops' ``cdrflow_bus_`` ones. Families that do
+    # not start with ``cdrflow_`` (process, Python) are always exported.
+    metric_prefixes: tuple[str, ...] | None = None
+    # Called with the app once it is built (middleware of the service's own, e.g. request metrics
+    # that must see every answer, unhandled 500s included).
+    install: Callable[[FastAPI], None] | None = None
+
+    def exported_metric_prefixes(self) -> tuple[str, ...]:
+        if self.metric_prefixes is not None:
+            return self.metric_prefixes
+        return (f"cdrflow_{self.name}_", "cdrflow_bus_")
+
+
+class ServiceRegistry:
+    """The default registry seen through a filter: ``cdrflow_*`` families are exported only when
+    they start with one of ``prefixes``. Every service module registers its metrics in the
+    default registry at import, and a process that imports several services (the CLI) would
+    otherwise export every one of them, the others' at 0."""
+
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        self.prefixes = tuple(prefixes)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if not family.name.startswith("cdrflow_") or family.name.startswith(self.prefixes):
+                yield family
 
 
 @dataclass
@@ -83,7 +118,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
-    bus = open_bus(settings.bus_url)
+    bus = open_bus(settings.bus_url, sasl_password=settings.bus_password)
     try:
         if settings.auto_migrate:
             for spec in specs:
@@ -115,7 +150,6 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         state.runtime = None
 
     uses_database = any(spec.uses_database for spec in specs)
-    bus_required = any(spec.bus_required for spec in specs)
     # Swagger UI and ReDoc from the package's own assets: /docs works without internet.
     app = FastAPIOffline(title=title, lifespan=lifespan, static_url="/docs-assets")
     app.state.cdrflow = state
@@ -134,10 +168,21 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         )
     install_error_handlers(app)
     install_openapi(app)
-    app.include_router(health_router(state, uses_database=uses_database, bus_required=bus_required))
+    registry = ServiceRegistry([p for spec in specs for p in spec.exported_metric_prefixes()])
+    app.include_router(
+        health_router(
+            state,
+            uses_database=uses_database,
+            consumers={spec.name for spec in specs if spec.bus_required},
+            registry=registry,
+        )
+    )
     for spec in specs:
         for router in spec.routers:
             app.include_router(router)
+    for spec in specs:
+        if spec.install is not None:
+            spec.install(app)
     return app
 
 
@@ -187,8 +232,17 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return allowed
 
 
-def health_router(state: AppState, *, uses_database: bool, bus_required: bool = True) -> APIRouter:
+def health_router(
+    state: AppState,
+    *,
+    uses_database: bool,
+    consumers: set[str] | frozenset[str] = frozenset(),
+    registry: ServiceRegistry | None = None,
+) -> APIRouter:
+    """``/healthz``, ``/readyz``, ``/readyz/consumers`` and ``/metrics``. ``consumers`` names the
+    components whose ready() reports consume loops (ServiceSpec.bus_required)."""
     router = APIRouter(tags=["health"])
+    exported = registry or ServiceRegistry(("cdrflow_",))
 
     @router.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, str]:
@@ -201,7 +255,7 @@ def health_router(state: AppState, *, uses_database: bool, bus_required: bool = 
         responses={503: {"model": Readiness, "description": "Not ready, and why"}},
     )
     async def readyz() -> JSONResponse:
-        """Database and bus reachable, consume loops running."""
+        """Able to answer requests: started, database reachable (the bus is not part of it)."""
         problems: list[str] = []
         runtime = state.runtime
         if runtime is None:
@@ -212,21 +266,42 @@ def health_router(state: AppState, *, uses_database: bool, bus_required: bool = 
                     await asyncio.wait_for(ping(runtime.engine), 5)
                 except Exception as exc:
                     problems.append(f"database unreachable: {public_error(exc)}")
-            if bus_required:
-                try:
-                    await asyncio.wait_for(runtime.bus.ping(), 5)
-                except Exception as exc:
-                    problems.append(f"bus unreachable: {public_error(exc)}")
             for name, comp in state.components.items():
-                reason = comp.ready()
-                if reason:
+                if name not in consumers and (reason := comp.ready()):
                     problems.append(public_text(f"{name}: {reason}"))
         if problems:
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    @router.get(
+        "/readyz/consumers",
+        response_model=Consuming,
+        responses={503: {"model": Consuming, "description": "Not consuming, and why"}},
+    )
+    async def readyz_consumers() -> JSONResponse:
+        """The consuming side: bus reachable and every consume loop running (503 otherwise)."""
+        problems: list[str] = []
+        runtime = state.runtime
+        if runtime is None:
+            problems.append("not started")
+        elif consumers & state.components.keys():
+            try:
+                await asyncio.wait_for(runtime.bus.ping(), 5)
+            except Exception as exc:
+                problems.append(f"bus unreachable: {public_error(exc)}")
+            for name, comp in state.components.items():
+                if name in consumers and (reason := comp.ready()):
+                    problems.append(public_text(f"{name}: {reason}"))
+        names = sorted(consumers & state.components.keys())
+        if problems:
+            return JSONResponse(
+                {"status": "not_consuming", "consumers": names, "problems": problems},
+                status_code=503,
+            )
+        return JSONResponse({"status": "consuming", "consumers": names})
+
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exported), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -73,6 +73,10 @@ class Readiness(BaseModel):
     problems: list[str] | None = None
 
 
+class Consuming(Readiness):
+    consumers: list[str]
+
+
 def _error_response(schema_ref: dict[str, str], status: int) -> dict[str, Any]:
     return {
         "description": DESCRIPTIONS[status],

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cdrkit.bus.base import BusConfig
+from cdrkit.bus.security import parse_security
 from cdrkit.objects import parse_store_url
 
 
@@ -25,10 +28,22 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
+    # postgresql+asyncpg://user:pass@host/db (deployed) or sqlite+aiosqlite:///file; unset: a
+    # SQLite file in the data dir (the embedded default).
     database_url: str | None = Field(default=None, validation_alias=_common("database_url"))
+    # memory:// (one process) or kafka://host:9092[,host:9092]?options (see "Kafka over TLS and
+    # SASL" below and cdrkit/bus/base.py for partitions, compression, timeouts).
     bus_url: str = Field(default="memory://", validation_alias=_common("bus_url"))
+    # The SASL password of a kafka:// bus URL with SASL (unless its sasl_password_file is set).
+    bus_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_common("bus_sasl_password")
+    )
+    # Local state: ingest's spool, file claim checks, the SQLite file, the recordings root.
     data_dir: Path = Field(default=Path("var"), validation_alias=_common("data_dir"))
+    # Run the service's Alembic migrations at start; false where a one-shot `cdrflow migrate`
+    # owns the schema (compose, Kubernetes), so replicas never race through one upgrade.
     auto_migrate: bool = Field(default=True, validation_alias=_common("auto_migrate"))
+    # Log level, and the format: json lines, text, or auto (json when not on a terminal).
     log_level: str = Field(default="INFO", validation_alias=_common("log_level"))
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", validation_alias=_common("log_format")
@@ -69,7 +84,17 @@ class ServiceSettings(BaseSettings):
     def _bus_scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "kafka://")):
             raise ValueError("must start with memory:// or kafka://")
+        config = BusConfig.parse(value)
+        if config.scheme == "kafka":
+            # The options' form; the files and the password are checked when the bus is built.
+            parse_security(config.options, "unchecked", read_files=False)
         return value
+
+    @property
+    def bus_password(self) -> str | None:
+        """CDRFLOW_BUS_SASL_PASSWORD, for ``open_bus(url, sasl_password=...)``."""
+        secret = self.bus_sasl_password
+        return secret.get_secret_value() if secret is not None else None
 
     @field_validator("database_url")
     @classmethod
@@ -100,6 +125,16 @@ class ServiceSettings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'cdrflow.db').resolve()}"
 
 
+def _redacted(value: object) -> object:
+    """A URL's password replaced by ``***``: start-up errors are logged."""
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[-1]
+            return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return value
+
+
 class ConfigurationError(SystemExit):
     """Raised at start-up with a sentence naming each invalid variable."""
 
@@ -118,5 +153,5 @@ def load(cls: type[S], **overrides: object) -> S:
             field = str(err["loc"][0]) if err["loc"] else "?"
             common = field in ServiceSettings.model_fields
             var = f"CDRFLOW_{field.upper()}" if common else f"{prefix}{field.upper()}"
-            problems.append(f"{var}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"{var}: {err['msg']} (got {_redacted(err.get('input'))!r})")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc

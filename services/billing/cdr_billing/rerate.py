@@ -17,7 +17,7 @@ async def rerate(settings: BillingSettings, since: datetime, until: datetime) ->
     """Price the unpriced calls that started in ``[since, until)`` with today's tariffs, publish
     their ``cdr.rated``; calls that have a charge are never changed."""
     engine = create_engine(settings.effective_database_url)
-    bus = open_bus(settings.bus_url)
+    bus = open_bus(settings.bus_url, sasl_password=settings.bus_password)
     try:
         if settings.auto_migrate:
             await migrate(engine, "cdr_billing.migrations", "alembic_version_billing")

@@ -16,6 +16,7 @@ class BillingSettings(ServiceSettings):
         env_prefix="BILLING_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # Kafka consumer group on cdr.normalized, and the most messages handled as one batch.
     consumer_group: str = "billing"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     # The wall clock of the default tariff's time bands, of tariffs created without a timezone,

@@ -13,6 +13,7 @@ from cdr_ingest.auth import log_access_mode
 from cdr_ingest.edge_api import router as edge_router
 from cdr_ingest.metrics import SPOOL_BYTES, SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from cdr_ingest.pexip.api import router as pexip_router
+from cdr_ingest.request_metrics import install as install_request_metrics
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_ingest.spool.drainer import Drainer
@@ -114,6 +115,9 @@ def spec(settings: IngestSettings) -> ServiceSpec:
         [router, pexip_router, edge_router],
         uses_database=False,
         bus_required=False,
+        metric_prefixes=("cdrflow_ingest_",),
+        # Pexip routes count their own answers (cdr_ingest.pexip.api).
+        install=lambda app: install_request_metrics(app, [router, edge_router]),
     )
 
 

@@ -16,6 +16,7 @@ class IngestSettings(ServiceSettings):
         env_prefix="INGEST_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # The largest CDR post accepted (bytes); a larger one is answered 413.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # How long a post waits for the bus to acknowledge before it is answered 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)

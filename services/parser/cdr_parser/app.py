@@ -55,7 +55,12 @@ def spec(settings: ParserSettings) -> ServiceSpec:
                 yield ParserComponent(service, loop, retention)
 
     return ServiceSpec(
-        "parser", start, [router, conferences_router, edge_router], "cdr_parser.migrations"
+        "parser",
+        start,
+        [router, conferences_router, edge_router],
+        "cdr_parser.migrations",
+        # The edge device gauges are the parser's (cdr_parser.devices).
+        metric_prefixes=("cdrflow_parser_", "cdrflow_bus_", "cdrflow_edge_device_"),
     )
 
 

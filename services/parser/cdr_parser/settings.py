@@ -13,6 +13,7 @@ class ParserSettings(ServiceSettings):
         env_prefix="PARSER_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # Kafka consumer group on cdr.raw, and the most messages handled as one batch.
     consumer_group: str = "parser"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     # A flood of dead letters stops the consumer (and turns /readyz red) instead of draining the

@@ -22,6 +22,7 @@ class RecordingsSettings(ServiceSettings):
         env_prefix="RECORDINGS_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # Kafka consumer group on cdr.normalized, and the most messages handled as one batch.
     consumer_group: str = "recordings"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     # Where the switch's recordings are mounted here (unset: <CDRFLOW_DATA_DIR>/recordings), and

@@ -40,6 +40,7 @@ class StatsSettings(ServiceSettings):
         env_prefix="STATS_", frozen=True, extra="ignore", populate_by_name=True
     )
 
+    # Kafka consumer group on cdr.normalized, and the most messages handled as one batch.
     consumer_group: str = "stats"
     # Large batches amortise the per-batch database round trips (one transaction per batch).
     batch_size: int = Field(default=5000, ge=1, le=20_000)
@@ -52,10 +53,13 @@ class StatsSettings(ServiceSettings):
     builtin_plugins: tuple[str, ...] = ("totals", "unexpected_sip", "fraud_prefixes")
     # Load third-party plugins from the `cdrflow.stats_plugins` entry-point group.
     entry_point_plugins: bool = True
+    # SIP codes the unexpected_sip plugin does not report (a JSON list).
     expected_sip_codes: frozenset[int] = frozenset({200, 404, 486, 487})
     # JSON file of prefix lists ({"alert10": ["1787555", …], …}: a call to a listed prefix
     # billed at least N seconds raises a fraud alert); unset: the fraud plugin has no lists.
     fraud_prefix_file: Path | None = None
+    # Threshold alert rules, a JSON list of {name, measure, op, threshold, min_attempts,
+    # dimensions} (default: zero_duration_burst, low_asr, sip_5xx).
     rules: tuple[Rule, ...] = DEFAULT_RULES
     # Live feed (GET /v1/live): changed buckets are pushed at most every `live_interval_s`;
     # each client's queue holds at most `live_queue_size` events (a slow client loses events,

@@ -15,8 +15,9 @@ from cdrkit.bus.base import (
 )
 
 
-def open_bus(url: str) -> Bus:
-    """Build (not start) the bus for ``url``."""
+def open_bus(url: str, *, sasl_password: str | None = None) -> Bus:
+    """Build (not start) the bus for ``url``; ``sasl_password`` (CDRFLOW_BUS_SASL_PASSWORD) is
+    used by a ``kafka://`` URL with SASL and no ``sasl_password_file``."""
     config = BusConfig.parse(url)
     if config.scheme == "memory":
         from cdrkit.bus.memory import MemoryBus
@@ -24,7 +25,7 @@ def open_bus(url: str) -> Bus:
         return MemoryBus(url, config)
     from cdrkit.bus.kafka import KafkaBus
 
-    return KafkaBus(url, config)
+    return KafkaBus(url, config, sasl_password=sasl_password)
 
 
 __all__ = [

@@ -167,8 +167,11 @@ class BusConfig:
     ``max_partition_fetch_bytes`` / ``fetch_max_bytes`` (default: at least ``max_request_size``),
     ``replication_factor`` (of created topics; default min(3, brokers)), ``client_id``
     (``cdrflow``), ``ping_timeout_ms`` (3000), ``join_timeout_ms`` (60000: joining a group),
-    ``close_timeout_ms`` (10000). Tests shorten ``session_timeout_ms=6000``,
-    ``heartbeat_interval_ms=200`` and ``rebalance_timeout_ms=6000`` so rebalances settle fast.
+    ``close_timeout_ms`` (10000); TLS and SASL: ``security_protocol``, ``ssl_cafile``,
+    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname``, ``sasl_mechanism``,
+    ``sasl_username``, ``sasl_password_file`` (see ``cdrkit.bus.security``). Tests shorten
+    ``session_timeout_ms=6000``, ``heartbeat_interval_ms=200`` and ``rebalance_timeout_ms=6000``
+    so rebalances settle fast.
     Unknown options are logged and ignored."""
 
     scheme: str
@@ -181,6 +184,12 @@ class BusConfig:
     @classmethod
     def parse(cls, url: str) -> BusConfig:
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # Not repeated in the message: it may hold a password.
+            raise ValueError(
+                "the bus URL must not carry credentials (user:password@); use the sasl_username "
+                "option and CDRFLOW_BUS_SASL_PASSWORD or sasl_password_file"
+            )
         if parts.scheme not in ("memory", "kafka"):
             raise ValueError(f"bus URL {url!r}: the scheme must be memory:// or kafka://")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

@@ -44,6 +44,8 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
+from cdrkit.bus.security import OPTIONS as SECURITY_OPTIONS
+from cdrkit.bus.security import KafkaSecurity, parse_security
 from cdrmodel.errors import CdrflowError, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ _INT_OPTIONS: dict[str, int | None] = {
     "join_timeout_ms": 60_000,
     "close_timeout_ms": 10_000,
 }
-_OTHER_OPTIONS = {"partitions", "idempotence", "compression", "client_id"}
+_OTHER_OPTIONS = {"partitions", "idempotence", "compression", "client_id"} | SECURITY_OPTIONS
 
 
 def _int_options(config: BusConfig) -> dict[str, int | None]:
@@ -89,6 +91,18 @@ def _translate(exc: KafkaError, what: str) -> CdrflowError:
     if isinstance(exc, MessageSizeTooLargeError | RecordTooLargeError):
         return PayloadTooLarge(f"{what}: {exc}")
     return BusError(f"{what}: {exc}")
+
+
+# What connecting can raise besides KafkaError: TLS failures (ssl.SSLError is an OSError), and
+# aiokafka's SCRAM code failing on a server-final message that is an error ("e=unknown-user"
+# has no "v" attribute: KeyError) instead of raising an authentication error.
+_CONNECT_ERRORS = (KafkaError, OSError, KeyError)
+
+
+def _connect_error(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return "the broker refused the SASL credentials"
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else repr(exc)
 
 
 def _no_none(options: Mapping[str, int | None], *names: str) -> dict[str, int]:
@@ -294,7 +308,7 @@ async def _stop_quietly(stop: Callable[[], Awaitable[object]], timeout_s: float,
 class KafkaBus:
     """The ``Bus`` protocol on Apache Kafka (or any Kafka-protocol broker) through aiokafka."""
 
-    def __init__(self, url: str, config: BusConfig) -> None:
+    def __init__(self, url: str, config: BusConfig, *, sasl_password: str | None = None) -> None:
         if config.scheme != "kafka":
             raise ValueError(f"bus URL {url!r}: KafkaBus needs a kafka:// URL")
         if config.partitions < 1:
@@ -304,6 +318,8 @@ class KafkaBus:
         self._bootstrap = config.hosts.split(",")
         self._client_id = config.options.get("client_id", "cdrflow")
         self._options = _int_options(config)
+        self._security: KafkaSecurity = parse_security(config.options, sasl_password)
+        self._tls_kwargs = self._security.client_kwargs()
         self._request_timeout_s = (self._options["request_timeout_ms"] or 30_000) / 1000
         self._close_timeout_s = (self._options["close_timeout_ms"] or 10_000) / 1000
         self._producer_client: AIOKafkaProducer | None = None
@@ -349,15 +365,20 @@ class KafkaBus:
                 enable_idempotence=self._config.idempotence,
                 compression_type=self._config.compression,
                 **_no_none(options, "linger_ms", "max_request_size", "request_timeout_ms"),
+                **self._tls_kwargs,
             )
             try:
                 await producer.start()
-            except KafkaError as exc:
+            except _CONNECT_ERRORS as exc:
                 await _stop_quietly(producer.stop, self._close_timeout_s, "the producer")
-                raise BusError(f"Kafka at {self._config.hosts} is unreachable: {exc}") from exc
+                raise BusError(
+                    f"Kafka at {self._config.hosts} is unreachable: {_connect_error(exc)}"
+                ) from exc
             logger.info(
-                "Kafka producer connected to %s (compression %s, idempotence %s, max %s bytes)",
+                "Kafka producer connected to %s over %s (compression %s, idempotence %s, "
+                "max %s bytes)",
                 self._config.hosts,
+                self._security.describe(),
                 self._config.compression or "none",
                 self._config.idempotence,
                 max_request_size,
@@ -400,15 +421,18 @@ class KafkaBus:
                 "max_poll_interval_ms",
                 "rebalance_timeout_ms",
             ),
+            **self._tls_kwargs,
         )
         client.subscribe(list(topics), listener=_RevokeListener(group, on_revoke))
         try:
             # start() returns once the group gave this member its partitions.
             async with asyncio.timeout((options["join_timeout_ms"] or 60_000) / 1000):
                 await client.start()
-        except (KafkaError, TimeoutError) as exc:
+        except (*_CONNECT_ERRORS, TimeoutError) as exc:
             await _stop_quietly(client.stop, self._close_timeout_s, f"group {group}")
-            raise BusError(f"cannot join group {group} for {list(topics)}: {exc!r}") from exc
+            raise BusError(
+                f"cannot join group {group} for {list(topics)}: {_connect_error(exc)}"
+            ) from exc
         consumer = KafkaConsumer(self, client, group)
         self._consumers.add(consumer)
         return consumer
@@ -420,6 +444,7 @@ class KafkaBus:
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             request_timeout_ms=self._options["request_timeout_ms"] or 30_000,
+            **self._tls_kwargs,
         )
         try:
             await admin.start()
@@ -443,8 +468,8 @@ class KafkaBus:
                     self._config.partitions,
                     replication,
                 )
-        except KafkaError as exc:
-            raise BusError(f"cannot create topics {list(topics)}: {exc}") from exc
+        except _CONNECT_ERRORS as exc:
+            raise BusError(f"cannot create topics {list(topics)}: {_connect_error(exc)}") from exc
         finally:
             await _stop_quietly(admin.close, self._close_timeout_s, "the admin client")
 

@@ -104,7 +104,13 @@ class TansuBroker:
         binary: str | None = None,
         start_timeout_s: float = 20.0,
         stop_timeout_s: float = 5.0,
+        advertised_port: int | None = None,
+        authentication: bool = False,
     ) -> None:
+        # advertised_port: the port clients are told to use (a TLS proxy in front, for example).
+        # authentication: Tansu's --authentication (SASL SCRAM required of every client).
+        self._advertised_port = advertised_port
+        self._authentication = authentication
         self._port = port
         self._binary = binary
         self._start_timeout_s = start_timeout_s
@@ -160,6 +166,7 @@ class TansuBroker:
             self._workdir = Path(tempfile.mkdtemp(prefix="cdrkit-tansu-"))
         self._log_path = self._workdir / f"tansu-{int(time.time() * 1000)}.log"
         listener = f"tcp://{_HOST}:{self._port}"
+        advertised = f"tcp://{_HOST}:{self._advertised_port or self._port}"
         command = [
             binary,
             "broker",
@@ -168,10 +175,12 @@ class TansuBroker:
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self._authentication:
+            command.append("--authentication")
         logger.info("starting Tansu on %s (log %s)", listener, self._log_path)
         with self._log_path.open("wb") as log_file:
             # The log goes to a file rather than a pipe: nobody drains a pipe, and a full pipe
@@ -205,13 +214,22 @@ class TansuBroker:
                     f"Tansu exited with code {self._process.returncode} before it was ready "
                     f"on port {self._port}; its output ends with:\n{self.log_tail()}"
                 )
+            if self._authentication:
+                # An unauthenticated metadata request is refused: wait for the listener only.
+                try:
+                    socket.create_connection((_HOST, self.port), timeout=1.0).close()
+                except OSError as exc:
+                    last_error = exc
+                    time.sleep(0.05)
+                    continue
+                return
             try:
                 brokers = _metadata_brokers(self.port, timeout_s=1.0)
             except (OSError, struct.error) as exc:
                 last_error = exc
                 time.sleep(0.05)
                 continue
-            if (_HOST, self.port) in brokers:
+            if (_HOST, self._advertised_port or self.port) in brokers:
                 logger.info("Tansu ready on %s", self.bootstrap_servers)
                 return
             last_error = ConnectionError(f"metadata advertises {brokers}")
@@ -235,6 +253,7 @@ class TansuBroker:
         forget_group(process.pid)
         if process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused broker cannot act on SIGINT
         # SIGINT rather than SIGTERM: on SIGTERM Tansu drains open client connections for about
         # 5 s, on SIGINT it exits at once, and its in-memory storage has nothing to flush.
         process.send_signal(signal.SIGINT)
@@ -249,6 +268,16 @@ class TansuBroker:
         """Stop the broker (SIGINT, then SIGKILL after ``stop_timeout_s``). Keeps the port."""
         self._terminate()
         logger.info("Tansu on port %s stopped", self._port)
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung broker. Connections stay open, nothing answers, nothing is lost."""
+        assert self._process is not None, "the broker is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``: the broker answers what waited, in order."""
+        assert self._process is not None, "the broker is not running"
+        self._process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port. In-memory storage: every topic is gone."""

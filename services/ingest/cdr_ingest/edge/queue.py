@@ -97,10 +97,22 @@ class LineQueue:
         return [Line(int(s), float(c), bytes(b)) for s, c, b in rows]
 
     def remove(self, seqs: Iterable[int]) -> None:
-        """Delivered: gone from the queue, and remembered as the last delivery."""
+        """Delivered: gone from the queue, and remembered as the last delivery.
+
+        Committed without its own fsync (``synchronous=NORMAL`` in WAL mode: durable at the next
+        checkpoint or FULL commit). A power cut may undo the removal, and those lines are then
+        sent again: ingest is idempotent on (device, seq), so that costs a duplicate request,
+        never a duplicate call, and catching up is not bound by one fsync per batch."""
         seqs = list(seqs)
         if not seqs:
             return
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._remove(seqs)
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
+
+    def _remove(self, seqs: list[int]) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             removed = self._delete(seqs)

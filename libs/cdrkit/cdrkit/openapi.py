@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
@@ -62,6 +62,13 @@ def link(path: str, method: str = "get", **parameters: str) -> dict[str, Any]:
     for clients and for the stateful phase of an API fuzzer."""
     pointer = path.replace("~", "~0").replace("/", "~1")
     return {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+
+
+class Answer(BaseModel):
+    """Base of the answer models: a field a service adds passes through (and may be documented
+    later); the models name what a client can rely on."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Health(BaseModel):

@@ -33,7 +33,7 @@ router = APIRouter(tags=["billing"])
 @router.get(
     "/v1/tariffs",
     response_model=TariffList,
-    response_model_exclude_none=True,
+    response_model_exclude_unset=True,
     dependencies=[READ],
 )
 async def list_tariffs(billing: BillingDep) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def list_tariffs(billing: BillingDep) -> dict[str, Any]:
     "/v1/tariffs",
     status_code=201,
     response_model=TariffVersionOut,
-    response_model_exclude_none=True,
+    response_model_exclude_unset=True,
     dependencies=[ADMIN],
     responses={
         201: {
@@ -70,7 +70,7 @@ async def create_tariff(body: TariffIn, billing: BillingDep) -> dict[str, Any]:
 @router.get(
     "/v1/tariffs/{name}",
     response_model=TariffOut,
-    response_model_exclude_none=True,
+    response_model_exclude_unset=True,
     dependencies=[READ],
 )
 async def get_tariff(
@@ -162,7 +162,12 @@ async def add_adjustment(call_id: str, body: AdjustmentIn, billing: BillingDep) 
     return await billing.add_adjustment(call_id, body)
 
 
-@router.get("/v1/bills/{subscriber}", response_model=BillOut, dependencies=[READ])
+@router.get(
+    "/v1/bills/{subscriber}",
+    response_model=BillOut,
+    response_model_exclude_unset=True,
+    dependencies=[READ],
+)
 async def get_bill(
     subscriber: str,
     billing: BillingDep,

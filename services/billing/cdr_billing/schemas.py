@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cdrkit.openapi import Answer
 from cdrkit.storable import StorableBody
 
 
@@ -105,30 +106,31 @@ class RerateResult(BaseModel):
 
 
 # -- answers ------------------------------------------------------------------------------------
-# Amounts are decimal strings ("0.54"), times ISO 8601 strings.
+# Amounts are decimal strings ("0.54"), times ISO 8601 strings. Fields may be added (the routes
+# answer with exclude_unset: a key the service leaves out stays out), never renamed.
 
 
-class BandOut(BaseModel):
+class BandOut(Answer):
     name: str
     days: list[str]
     start: str
     end: str
 
 
-class IncrementsOut(BaseModel):
+class IncrementsOut(Answer):
     first_s: int
     next_s: int
     rounding: str
 
 
-class DestinationOut(BaseModel):
+class DestinationOut(Answer):
     prefix: str
     name: str
     prices: dict[str, str]
     standing_charge: str | None = None
 
 
-class TariffVersionOut(BaseModel):
+class TariffVersionOut(Answer):
     name: str
     version: int
     effective_from: str
@@ -139,26 +141,29 @@ class TariffVersionOut(BaseModel):
     unit_s: int
     increments: IncrementsOut
     bands: list[BandOut]
+    overnight: str = "same_day"
+    extension_ranges: list[str] = []
+    free_prefixes: list[str] = []
     destination_count: int
     destinations: list[DestinationOut] | None = None
 
 
-class TariffOut(BaseModel):
+class TariffOut(Answer):
     name: str
     versions: list[TariffVersionOut]
 
 
-class TariffList(BaseModel):
+class TariffList(Answer):
     default: str
     items: list[TariffOut]
 
 
-class AssignmentOut(BaseModel):
+class AssignmentOut(Answer):
     subscriber: str
     tariff: str
 
 
-class AdjustmentOut(BaseModel):
+class AdjustmentOut(Answer):
     id: int
     call_id: str
     amount: str
@@ -167,12 +172,12 @@ class AdjustmentOut(BaseModel):
     created_at: str
 
 
-class TariffRef(BaseModel):
+class TariffRef(Answer):
     name: str
     version: int
 
 
-class ChargeOut(BaseModel):
+class ChargeOut(Answer):
     call_id: str
     subscriber: str
     outcome: str
@@ -189,7 +194,7 @@ class ChargeOut(BaseModel):
     total: str
 
 
-class BillCall(BaseModel):
+class BillCall(Answer):
     call_id: str
     destination: str | None
     start_date: str
@@ -203,7 +208,7 @@ class BillAdjustment(AdjustmentOut):
     price: str
 
 
-class BillOut(BaseModel):
+class BillOut(Answer):
     subscriber: str
     period: str
     timezone: str
@@ -212,16 +217,18 @@ class BillOut(BaseModel):
     total_price: str
     calls: list[BillCall]
     adjustments: list[BillAdjustment]
+    provisional: bool = False
+    as_of: str | None = Field(default=None, description="a provisional bill: when it was made")
 
 
-class AssignmentView(BaseModel):
+class AssignmentView(Answer):
     subscriber: str
     tariff: str
     assigned: bool = Field(description="false: no assignment, the default tariff applies")
     assigned_at: str | None
 
 
-class ChargeItem(BaseModel):
+class ChargeItem(Answer):
     call_id: str
     subscriber: str
     outcome: str
@@ -235,6 +242,6 @@ class ChargeItem(BaseModel):
     reason: str | None = Field(default=None, description="why a call was not priced")
 
 
-class ChargePage(BaseModel):
+class ChargePage(Answer):
     items: list[ChargeItem]
     next_cursor: str | None

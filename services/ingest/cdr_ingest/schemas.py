@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from cdrkit.openapi import Answer
 
 
-class Accepted(BaseModel):
+class Accepted(Answer):
     id: str = Field(description="the envelope id")
     call_id: str | None = Field(description="None when the parser will have to find it")
     status: Literal["accepted", "duplicate"]
 
 
-class Rejected(BaseModel):
+class Rejected(Answer):
     index: int
     id: str | None
     error: str
     detail: str
 
 
-class EventsAccepted(BaseModel):
+class EventsAccepted(Answer):
     accepted: int
     rejected: list[Rejected]
 
 
-class EventsRefused(BaseModel):
+class EventsRefused(Answer):
     """Every 400 of the route: a body that is no record at all has only error and detail."""
 
     error: str
@@ -34,7 +36,7 @@ class EventsRefused(BaseModel):
     rejected: list[Rejected] = []
 
 
-class SpoolOut(BaseModel):
+class SpoolOut(Answer):
     depth: int
     bytes: int
     oldest_age_s: float
@@ -43,7 +45,7 @@ class SpoolOut(BaseModel):
     last_error: str | None = None
 
 
-class RecordsAccepted(BaseModel):
+class RecordsAccepted(Answer):
     """Pexip history / event-sink answer."""
 
     accepted: int
@@ -51,7 +53,7 @@ class RecordsAccepted(BaseModel):
     ignored: int | None = Field(default=None, description="event-sink events that end nothing")
 
 
-class RecordsRefused(BaseModel):
+class RecordsRefused(Answer):
     error: str
     detail: str
     accepted: int = 0
@@ -59,25 +61,25 @@ class RecordsRefused(BaseModel):
     ignored: int | None = None
 
 
-class Recorded(BaseModel):
+class Recorded(Answer):
     status: str
 
 
-class Items(BaseModel):
+class Items(Answer):
     items: list[dict[str, Any]]
 
 
-class EdgeAccepted(BaseModel):
+class EdgeAccepted(Answer):
     accepted: int
     duplicates: int
 
 
-class EdgeRefused(BaseModel):
+class EdgeRefused(Answer):
     error: str
     detail: str
     rejected: list[Any] = []
 
 
-class CheckinAccepted(BaseModel):
+class CheckinAccepted(Answer):
     status: str
     id: str

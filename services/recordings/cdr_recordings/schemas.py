@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from cdrkit.openapi import Answer
 
 
-class RecordingOut(BaseModel):
+class RecordingOut(Answer):
     call_id: str
     location: Literal["local", "s3"]
     fallback: bool

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from cdrkit.openapi import Answer
 
 
-class AlertOut(BaseModel):
+class AlertOut(Answer):
     id: int
     kind: str
     text: str
@@ -16,27 +18,27 @@ class AlertOut(BaseModel):
     created_at: str
 
 
-class AlertPage(BaseModel):
+class AlertPage(Answer):
     items: list[AlertOut]
 
 
-class Deleted(BaseModel):
+class Deleted(Answer):
     deleted: int
 
 
-class PluginsOut(BaseModel):
+class PluginsOut(Answer):
     plugins: list[str]
     errors: dict[str, str] = Field(description="plugin name -> why it failed to load")
 
 
-class Bucket(BaseModel):
+class Bucket(Answer):
     start: int
     end: int
     group: dict[str, Any]
     metrics: dict[str, Any]
 
 
-class BucketPage(BaseModel):
+class BucketPage(Answer):
     """(Documentation: the route writes this JSON itself, for speed.)"""
 
     buckets: list[Bucket]

@@ -5,6 +5,7 @@ import sys
 
 from bench import (
     bench_billing,
+    bench_bus,
     bench_console,
     bench_edge,
     bench_events,
@@ -27,6 +28,7 @@ BENCHES = {
     "store": bench_store.main,
     "replay": bench_replay.main,
     "billing": bench_billing.main,
+    "bus": bench_bus.main,
     "console": bench_console.main,
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,

@@ -83,7 +83,7 @@ async def _post_until_killed(
 
 def test_run_sigkilled_under_load_loses_no_acknowledged_cdr(tmp_path: Path) -> None:
     rng = random.Random(12)
-    docs = [(cid, xml.encode()) for cid, xml in (generate_cdr(rng) for _ in range(3000))]
+    docs = [(cid, xml.encode()) for cid, xml in (generate_cdr(rng) for _ in range(1200))]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(tmp_path, port, "run1.log")

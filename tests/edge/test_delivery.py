@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from bench.common import free_port
 from cdr_ingest.edge.agent import Agent
 from cdr_ingest.edge.delivery import retry_after_s
 from cdr_ingest.edge.sources import Tcp
 from cdrmodel.edge import edge_call_id
 from tests.edge.conftest import (
     AUTH,
+    Gate,
     Platform,
     agent_settings,
     fixture_lines,
@@ -149,45 +159,74 @@ async def test_ingest_refuses_bad_records_by_name_and_stores_none(platform: Plat
     assert await platform.cdrs_of("refusal-test") == []
 
 
-def fake_ingest(
-    answers: list[httpx.Response], seen: list[dict[str, object]]
-) -> httpx.MockTransport:
-    """A fake ingest speaking the wire format: answers in turn, records what it was sent."""
+FAKE = Platform("http://unused", "", Gate(0))  # agent_settings wants a platform; URL replaced
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/checkin"):
-            return httpx.Response(200, json={"status": "accepted"})
-        seen.append(json.loads(request.content))
-        return answers.pop(0) if answers else httpx.Response(200, json={"accepted": 0})
+Answer = tuple[int, dict[str, object] | None, dict[str, str]]
 
-    return httpx.MockTransport(handle)
+
+@contextlib.asynccontextmanager
+async def fake_ingest(answers: list[Answer], seen: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """A fake ingest on a real socket speaking the wire format: answers in turn (then 200),
+    records what it was sent; yields its base URL."""
+
+    async def records(request: Request) -> Response:
+        seen.append(await request.json())
+        status, body, headers = answers.pop(0) if answers else (200, {"accepted": 0}, {})
+        if body is None:
+            return Response(status_code=status, headers=headers)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def checkin(_request: Request) -> Response:
+        return JSONResponse({"status": "accepted"})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/edge/records", records, methods=["POST"]),
+            Route("/v1/edge/checkin", checkin, methods=["POST"]),
+        ]
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started or task.done(), "the fake ingest")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 async def test_refused_records_move_to_rejected_and_can_be_sent_again(tmp_path: Path) -> None:
-    seen: list[dict[str, object]] = []
-    answers = [
-        httpx.Response(
+    seen: list[dict[str, Any]] = []
+    answers: list[Answer] = [
+        (
             400,
-            json={
+            {
                 "error": "invalid_records",
                 "detail": "seq 2 is odd",
                 "rejected": [{"seq": 2, "error": "invalid_record", "detail": "odd line"}],
             },
+            {},
         ),
-        httpx.Response(200, json={"accepted": 2, "duplicates": 0}),
+        (200, {"accepted": 2, "duplicates": 0}, {}),
     ]
-    settings = agent_settings(tmp_path, Platform("http://fake.test", "", None), source="mock")  # type: ignore[arg-type]
-    agent = Agent(settings, transport=fake_ingest(answers, seen))
+    async with fake_ingest(answers, seen) as url:
+        await _refused_records(tmp_path, url, seen)
+
+
+async def _refused_records(tmp_path: Path, url: str, seen: list[dict[str, Any]]) -> None:
+    settings = replace(agent_settings(tmp_path, FAKE, source="mock"), ingest_url=url)
+    agent = Agent(settings)
     agent.queue.append([outgoing(1), outgoing(2), outgoing(3)])
     await agent.delivery.run_once()  # 400 naming seq 2
     await agent.delivery.run_once()  # the rest: 200
-    assert [[r["seq"] for r in b["records"]] for b in seen] == [[1, 2, 3], [1, 3]]  # type: ignore[index]
+    assert [[r["seq"] for r in b["records"]] for b in seen] == [[1, 2, 3], [1, 3]]
     assert agent.queue.depth == 0
     [rejected] = agent.queue.rejected()
     assert (rejected.seq, rejected.detail, rejected.line) == (2, "odd line", outgoing(2))
     assert agent.queue.resend_rejected() == 1
     await agent.delivery.run_once()
-    assert [r["seq"] for r in seen[-1]["records"]] == [2]  # type: ignore[index]
+    assert [r["seq"] for r in seen[-1]["records"]] == [2]
     assert agent.queue.depth == 0
     assert agent.queue.rejected_count() == 0
     await agent.client.aclose()
@@ -195,30 +234,27 @@ async def test_refused_records_move_to_rejected_and_can_be_sent_again(tmp_path: 
 
 
 async def test_retry_statuses_back_off_and_honour_retry_after(tmp_path: Path) -> None:
-    seen: list[dict[str, object]] = []
-    answers = [
-        httpx.Response(503),
-        httpx.Response(429, headers={"Retry-After": "0.3"}),
-        httpx.Response(429, headers={"Retry-After": "1"}),
-        httpx.Response(200, json={"accepted": 1, "duplicates": 0}),
+    answers: list[Answer] = [
+        (503, None, {}),
+        (429, None, {"Retry-After": "0.3"}),
+        (429, None, {"Retry-After": "1"}),
+        (200, {"accepted": 1, "duplicates": 0}, {}),
     ]
-    settings = agent_settings(
-        tmp_path,
-        Platform("http://fake.test", "", None),
-        source="mock",
-        max_timeout_s=5,  # type: ignore[arg-type]
-    )
-    agent = Agent(settings, transport=fake_ingest(answers, seen))
-    agent.queue.append([outgoing(1)])
-    lines = agent.queue.peek(10)
-    assert await agent.delivery.send(lines) == pytest.approx(0.05)  # TIMEOUT
-    assert await agent.delivery.send(lines) == pytest.approx(0.075)  # x TIMEOUT_DECAY
-    assert await agent.delivery.send(lines) == pytest.approx(1.0)  # Retry-After: 1
-    assert agent.queue.depth == 1  # nothing leaves before a 2xx
-    assert await agent.delivery.send(lines) == 0
-    assert agent.queue.depth == 0
-    assert agent.delivery.backoff.next == settings.timeout_s  # reset on success
-    await agent.client.aclose()
-    agent.queue.close()
+    async with fake_ingest(answers, []) as url:
+        settings = replace(
+            agent_settings(tmp_path, FAKE, source="mock", max_timeout_s=5), ingest_url=url
+        )
+        agent = Agent(settings)
+        agent.queue.append([outgoing(1)])
+        lines = agent.queue.peek(10)
+        assert await agent.delivery.send(lines) == pytest.approx(0.05)  # TIMEOUT
+        assert await agent.delivery.send(lines) == pytest.approx(0.075)  # x TIMEOUT_DECAY
+        assert await agent.delivery.send(lines) == pytest.approx(1.0)  # Retry-After: 1
+        assert agent.queue.depth == 1  # nothing leaves before a 2xx
+        assert await agent.delivery.send(lines) == 0
+        assert agent.queue.depth == 0
+        assert agent.delivery.backoff.next == settings.timeout_s  # reset on success
+        await agent.client.aclose()
+        agent.queue.close()
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert retry_after_s("soon") == 0

@@ -110,6 +110,7 @@ def test_the_agent_imports_no_server_stack() -> None:
         "import sys, cdrflow.entry, cdrflow.edge_cli, cdr_ingest.edge.agent\n"
         "import cdr_ingest.edge.sources\n"
         "heavy = ['fastapi', 'sqlalchemy', 'aioboto3', 'lxml', 'starlette', 'pydantic']\n"
+        "heavy += ['httpx', 'click', 'rich']\n"
         "print([m for m in heavy if m in sys.modules])\n"
         "import cdrmodel\n"  # the probe sees an import when there is one
         "print('pydantic' in sys.modules)\n"

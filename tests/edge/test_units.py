@@ -50,6 +50,21 @@ def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:
     )
     assert (settings.timeout_s, settings.timeout_decay, settings.max_timeout_s) == (5, 2, 120)
     assert (settings.queue_size, settings.checkin_interval_min, settings.debug) == (1000, 10, True)
+    plugin = load_settings(
+        {
+            "PLUGIN": "SiemensHipathSerial",
+            "PLUGIN_PORT": "/dev/ttyS1",
+            "PLUGIN_BAUDRATE": "4800",
+            "DATA_LOCATION": "/data",
+        }
+    )
+    assert (plugin.source, plugin.serial_port, plugin.serial_baudrate) == (
+        "hipath-serial",
+        "/dev/ttyS1",
+        4800,
+    )
+    assert str(plugin.data_dir) == "/data"
+    assert load_settings({"PLUGIN": "Mock"}).source == "mock"
     defaults = load_settings({})
     assert (defaults.serial_port, defaults.serial_baudrate, defaults.batch_size) == (
         "/dev/ttyUSB0",
@@ -71,6 +86,7 @@ def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:
         ({"EDGE_INGEST_URL": "ftp://x"}, "EDGE_INGEST_URL"),
         ({"EDGE_SERIAL_RTSCTS": "maybe"}, "EDGE_SERIAL_RTSCTS"),
         ({"EDGE_SOURCE": "modem"}, "EDGE_SOURCE"),
+        ({"PLUGIN": "Beronet"}, "PLUGIN"),
     ],
 )
 def test_a_wrong_setting_names_its_variable(env: dict[str, str], named: str) -> None:
@@ -123,3 +139,64 @@ def test_the_line_call_id_is_the_uuid5_of_device_and_seq() -> None:
 
     for device, seq in [("a", 1), ("edge-0242ac120002", 123_456_789), ("x:y.z", 2**63 - 1)]:
         assert edge_call_id(device, seq) == str(uuid.uuid5(EDGE_NAMESPACE, f"{device}/{seq}"))
+
+
+async def test_the_agent_http_client_reads_chunked_answers_and_reconnects() -> None:
+    import asyncio
+
+    from cdr_ingest.edge.http import HttpClient, HttpError
+
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        requests.append(head + await reader.readexactly(length))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b'7\r\n{"ok": \r\n5\r\ntrue}\r\n0\r\n\r\n'
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}/base")
+    try:
+        for n in range(2):  # the server closes after each answer: the client reconnects
+            answer = await client.post_json("/v1/x", {"n": n}, headers={"X-Test": "1"})
+            assert (answer.status_code, answer.json()) == (200, {"ok": True})
+        assert requests[0].startswith(b"POST /base/v1/x HTTP/1.1\r\n")
+        assert b"X-Test: 1\r\n" in requests[0]
+        assert requests[1].endswith(b'{"n":1}')
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(HttpError):
+        await HttpClient(f"http://127.0.0.1:{port}").post_json("/v1/x", {}, timeout=5)
+
+
+def test_a_hand_built_line_envelope_is_what_the_model_would_write() -> None:
+    from datetime import UTC, datetime
+
+    from cdr_ingest.edge_service import line_envelope
+    from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex
+
+    line = SerialLine("pbx-9", 42, "Europe/Berlin", "tcp", 1.5e9, b'\x80 line\t"quoted"')
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    origin = Origin(remote_addr="10.0.0.9", node="pbx-9")
+    built = line_envelope(line, "2026-01-02T03:04:05.678901Z", origin.model_dump(exclude_none=True))
+    model = RawEnvelope(
+        id=line.call_id.replace("-", ""),
+        kind=PayloadKind.PBX_SERIAL,
+        received_at=now,
+        source=origin,
+        content_type="application/json",
+        call_id=line.call_id,
+        payload=line.to_json(),
+        sha256=sha256_hex(line.to_json()),
+    )
+    assert RawEnvelope.from_json(built) == model
+    assert built == model.to_json()  # byte for byte: the same envelope whichever way it is built
+    assert SerialLine.from_json(RawEnvelope.from_json(built).payload or "") == line

@@ -221,9 +221,15 @@ class IngestService:
         """``publish`` for several envelopes at once (one bus round trip, one spool fsync)."""
         if not envelopes:
             return
-        records = [
-            Record(e.to_json(), e.call_id.encode() if e.call_id else None) for e in envelopes
-        ]
+        await self.publish_records(
+            [Record(e.to_json(), e.call_id.encode() if e.call_id else None) for e in envelopes]
+        )
+
+    async def publish_records(self, records: list[Record]) -> None:
+        """``publish_many`` for envelopes already serialised (``Record.value`` is the envelope's
+        JSON, ``Record.key`` its call id)."""
+        if not records:
+            return
         spool = self.spool
         if spool is None:
             await self._send_many(records, self.settings.publish_timeout_s)

@@ -44,10 +44,13 @@ class RingNotice(Exception):
     call_id: str | None = None
 
 
+_CONTROL = bytes(range(32))
+
+
 def _text(line: bytes) -> str:
     # Control bytes (framing the agent did not know, stray NULs) go, as calllogger does; what is
     # left must be printable ASCII, which a line read at the wrong baud rate never is.
-    text = bytes(b for b in line if b >= 32).decode("latin-1").rstrip()
+    text = line.translate(None, _CONTROL).decode("latin-1").rstrip()
     if not text.isascii():
         raise InvalidLine(
             "the line holds non-ASCII bytes (a baud rate or parity mismatch prints such "
@@ -70,10 +73,23 @@ def _clock(value: str, what: str, parts: int, line: bytes) -> int:
 
 
 def _end_time(text: str, tz: ZoneInfo) -> datetime:
+    """``DD.MM.YYhh:mm:ss`` (columns 1-16) in the PBX clock, as UTC. Parsed by hand: strptime
+    was a third of the mapping's time. Two-digit years as strptime's ``%y``: 69-99 → 19xx."""
+    stamp = text[:16]
+    fields = (stamp[0:2], stamp[3:5], stamp[6:8], stamp[8:10], stamp[11:13], stamp[14:16])
+    if (
+        stamp[2:3] != "."
+        or stamp[5:6] != "."
+        or stamp[10:11] != ":"
+        or stamp[13:14] != ":"
+        or not all(f.isdigit() and f.isascii() for f in fields)
+    ):
+        raise InvalidLine(f"{stamp!r} is not a date and time DD.MM.YYhh:mm:ss")
+    day, month, year, hour, minute, second = (int(f) for f in fields)
     try:
-        local = datetime.strptime(text[:16], "%d.%m.%y%H:%M:%S")
+        local = datetime(year + (1900 if year >= 69 else 2000), month, day, hour, minute, second)
     except ValueError:
-        raise InvalidLine(f"{text[:16]!r} is not a date and time DD.MM.YYhh:mm:ss") from None
+        raise InvalidLine(f"{stamp!r} is not a date and time DD.MM.YYhh:mm:ss") from None
     # A wall time repeated by a DST change is taken at its first occurrence (fold=0).
     return local.replace(tzinfo=tz).astimezone(UTC)
 

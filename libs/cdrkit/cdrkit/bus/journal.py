@@ -43,6 +43,14 @@ _BODY = struct.Struct(">qiH")  # timestamp ms, key length (-1: none), header cou
 _HNAME = struct.Struct(">H")
 _HVALUE = struct.Struct(">I")
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+_COUNTS = {"fsyncs": 0, "writes": 0}
+
+
+def write_counts() -> tuple[int, int]:
+    """(group-commit writes, data fsyncs) done in this process, for the bus benchmark."""
+    return _COUNTS["writes"], _COUNTS["fsyncs"]
+
+
 _COMPACT_OFFSETS_BYTES = 1024 * 1024
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -244,6 +252,7 @@ class Journal:
         """Write and fsync (runs in a worker thread). On failure the touched files are cut back
         to their previous size, so nothing half-written remains to be loaded."""
         before = {id(f): (f, f.segments[-1].size) for f, _ in chunks}
+        _COUNTS["writes"] += 1
         try:
             for files, data in chunks:
                 view = memoryview(data)
@@ -252,6 +261,7 @@ class Journal:
             if self.fsync:
                 for files, _size in before.values():
                     os.fsync(files.fd)
+                    _COUNTS["fsyncs"] += 1
         except OSError:
             for files, size in before.values():
                 try:

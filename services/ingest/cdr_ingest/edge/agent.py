@@ -14,10 +14,9 @@ from contextlib import suppress
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import httpx
-
 from cdr_ingest.edge import metrics
 from cdr_ingest.edge.delivery import Delivery
+from cdr_ingest.edge.http import HttpClient, HttpError
 from cdr_ingest.edge.identity import device_id
 from cdr_ingest.edge.queue import LineQueue
 from cdr_ingest.edge.settings import EdgeSettings
@@ -34,16 +33,14 @@ def agent_version() -> str:
 
 
 class Agent:
-    def __init__(
-        self, settings: EdgeSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ):
+    def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         self.device = device_id(settings.data_dir, settings.device_id)
         self.queue = LineQueue(settings.queue_path, max_lines=settings.queue_size)
         self.wake = asyncio.Event()  # new lines for delivery
         self.drained = asyncio.Event()  # room in the queue for the source
         self.source: Source = source_class(settings.source)(settings, self)
-        self.client = httpx.AsyncClient(transport=transport)
+        self.client = HttpClient(settings.ingest_url)
         self.delivery = Delivery(
             settings, self.queue, self.device, self.source.name, self.client, self.wake
         )
@@ -106,14 +103,14 @@ class Agent:
 
     async def checkin(self) -> bool:
         try:
-            answer = await self.client.post(
-                f"{self.settings.ingest_url}/v1/edge/checkin",
-                json=self.checkin_body(),
+            answer = await self.client.post_json(
+                "/v1/edge/checkin",
+                self.checkin_body(),
                 headers=self.delivery.headers(),
                 timeout=self.settings.request_timeout_s,
             )
-        except httpx.HTTPError as exc:
-            log.warning("check-in failed: %s", exc or type(exc).__name__)
+        except HttpError as exc:
+            log.warning("check-in failed: %s", exc)
             return False
         if answer.status_code >= 300:
             log.warning("check-in refused: HTTP %d %s", answer.status_code, answer.text[:200])

@@ -21,9 +21,8 @@ import logging
 import time
 from typing import Any
 
-import httpx
-
 from cdr_ingest.edge import metrics
+from cdr_ingest.edge.http import HttpClient, HttpError, Response
 from cdr_ingest.edge.queue import Line, LineQueue
 from cdr_ingest.edge.settings import EdgeSettings
 from cdr_ingest.edge.sources import Backoff
@@ -72,7 +71,7 @@ class Delivery:
         queue: LineQueue,
         device: str,
         source: str,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         wake: asyncio.Event,
     ) -> None:
         self.settings = settings
@@ -83,6 +82,7 @@ class Delivery:
         self.wake = wake
         self.backoff = Backoff(settings)
         self.url = f"{settings.ingest_url}/v1/edge/records"
+        self.path = "/v1/edge/records"
         self.delivered = 0
         self.last_error: str | None = None
         self._auth_logged = False
@@ -108,14 +108,11 @@ class Delivery:
         """Send one batch; return how long to wait before the next attempt (0: go on)."""
         body = batch_body(self.device, self.settings, self.source, lines)
         try:
-            answer = await self.client.post(
-                self.url,
-                json=body,
-                headers=self.headers(),
-                timeout=self.settings.request_timeout_s,
+            answer = await self.client.post_json(
+                self.path, body, headers=self.headers(), timeout=self.settings.request_timeout_s
             )
-        except httpx.HTTPError as exc:
-            return self._retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        except HttpError as exc:
+            return self._retry(str(exc))
         status = answer.status_code
         if 200 <= status < 300:
             self.queue.remove(line.seq for line in lines)
@@ -149,7 +146,7 @@ class Delivery:
         self.last_error = error
         return delay
 
-    def _refused(self, lines: list[Line], answer: httpx.Response) -> float:
+    def _refused(self, lines: list[Line], answer: Response) -> float:
         try:
             data = answer.json()
         except ValueError:

@@ -1,8 +1,9 @@
 """The agent's settings: ``EDGE_*`` variables, with calllogger's bare names as fallbacks.
 
-An existing calllogger environment (``TIMEOUT``, ``TIMEOUT_DECAY``, ``MAX_TIMEOUT``, ``QUEUE_SIZE``,
-``CHECKIN_INTERVAL``, ``DEBUG``) works unchanged: a bare name applies when its ``EDGE_`` form is
-unset. Invalid values stop the agent at start-up with a sentence naming the variable.
+An existing calllogger environment works unchanged: ``TIMEOUT``, ``TIMEOUT_DECAY``,
+``MAX_TIMEOUT``, ``QUEUE_SIZE``, ``CHECKIN_INTERVAL``, ``DEBUG``, ``PLUGIN``, ``PLUGIN_PORT``,
+``PLUGIN_BAUDRATE`` and ``DATA_LOCATION`` apply when their ``EDGE_`` form is unset. Invalid values
+stop the agent at start-up with a sentence naming the variable.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ _BARE = {
     "EDGE_QUEUE_SIZE": "QUEUE_SIZE",
     "EDGE_CHECKIN_INTERVAL": "CHECKIN_INTERVAL",
     "EDGE_DEBUG": "DEBUG",
+    # calllogger's plugin choice, the serial plugin's settings and its data location
+    "EDGE_SOURCE": "PLUGIN",
+    "EDGE_SERIAL_PORT": "PLUGIN_PORT",
+    "EDGE_SERIAL_BAUDRATE": "PLUGIN_BAUDRATE",
+    "EDGE_DATA_DIR": "DATA_LOCATION",
 }
+# calllogger's plugin names for cdrflow's sources
+_PLUGINS = {"siemenshipathserial": "hipath-serial", "mock": "mock", "mockcalls": "mock"}
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
@@ -91,6 +99,20 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise BadSetting(f"{name}={raw!r} is not a yes/no value (1/0, true/false)")
 
 
+def _source(env: Mapping[str, str]) -> str:
+    if env.get("EDGE_SOURCE"):
+        return env["EDGE_SOURCE"]
+    plugin = env.get("PLUGIN")
+    if not plugin:
+        return "hipath-serial"
+    if plugin.lower() not in _PLUGINS:
+        raise BadSetting(
+            f"PLUGIN={plugin!r} (calllogger's plugin) has no cdrflow source; set EDGE_SOURCE "
+            "to hipath-serial, tcp or mock"
+        )
+    return _PLUGINS[plugin.lower()]
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> EdgeSettings:
     """The settings from the environment; a wrong value raises ``BadSetting`` naming it."""
     env = os.environ if env is None else env
@@ -117,7 +139,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> EdgeSettings:
     if not re.fullmatch(r"\[?[^\s\]]*\]?:\d{1,5}", listen):
         raise BadSetting(f"EDGE_TCP_LISTEN={listen!r}: use host:port")
     return EdgeSettings(
-        source=_get(env, "EDGE_SOURCE") or "hipath-serial",
+        source=_source(env),
         data_dir=Path(_get(env, "EDGE_DATA_DIR") or "./var/edge"),
         ingest_url=url,
         token=_get(env, "EDGE_TOKEN"),

@@ -2,7 +2,8 @@
 following the document's links) against the all-in-one process, on SQLite and on PostgreSQL, finds
 no 5xx, no undocumented status or content type, no answer that breaks its schema, no wrong
 ``Allow`` and no operation that needs a token answering without one (``ignored_auth``: it fails
-when a role dependency is taken off a route). The budget is ``CDRFLOW_FUZZ_SECONDS`` (default 40) per database."""
+when a role dependency is taken off a route). The budget is ``CDRFLOW_FUZZ_SECONDS`` (default
+40) per database."""
 
 from __future__ import annotations
 

@@ -24,14 +24,17 @@ from typing import Any, Protocol
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cdrkit.auth import ApiTokens, log_access_mode, parse_api_tokens
 from cdrkit.bus import Bus, open_bus
 from cdrkit.db import create_engine, migrate, ping, session_factory
+from cdrkit.openapi import Consuming, Health, Readiness, install_openapi
 from cdrkit.redact import public_error, public_text
 from cdrkit.settings import ServiceSettings
 from cdrkit.storable import RefuseUnstorable
@@ -147,7 +150,8 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         state.runtime = None
 
     uses_database = any(spec.uses_database for spec in specs)
-    app = FastAPI(title=title, lifespan=lifespan)
+    # Swagger UI and ReDoc from the package's own assets: /docs works without internet.
+    app = FastAPIOffline(title=title, lifespan=lifespan, static_url="/docs-assets")
     app.state.cdrflow = state
     app.add_middleware(RefuseUnstorable)
     # Outermost (added last): refusals and errors carry the CORS headers too.
@@ -163,6 +167,7 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
             expose_headers=["Content-Range", "Content-Length", "Accept-Ranges"],
         )
     install_error_handlers(app)
+    install_openapi(app)
     registry = ServiceRegistry([p for spec in specs for p in spec.exported_metric_prefixes()])
     app.include_router(
         health_router(
@@ -202,11 +207,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", "; ".join(parts)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route on the path; GET and DELETE
+            # /v1/alerts are two routes. Allow lists every method some route takes here.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route of ``app`` answers on the request's path."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def health_router(
@@ -221,12 +244,16 @@ def health_router(
     router = APIRouter(tags=["health"])
     exported = registry or ServiceRegistry(("cdrflow_",))
 
-    @router.get("/healthz")
+    @router.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready, and why"}},
+    )
     async def readyz() -> JSONResponse:
         """Able to answer requests: started, database reachable (the bus is not part of it)."""
         problems: list[str] = []
@@ -246,7 +273,11 @@ def health_router(
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @router.get("/readyz/consumers")
+    @router.get(
+        "/readyz/consumers",
+        response_model=Consuming,
+        responses={503: {"model": Consuming, "description": "Not consuming, and why"}},
+    )
     async def readyz_consumers() -> JSONResponse:
         """The consuming side: bus reachable and every consume loop running (503 otherwise)."""
         problems: list[str] = []

@@ -8,15 +8,34 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from cdr_billing.deps import BillingDep
-from cdr_billing.schemas import AdjustmentIn, AssignmentIn, TariffIn
+from cdr_billing.schemas import (
+    AdjustmentIn,
+    AdjustmentOut,
+    AssignmentIn,
+    AssignmentOut,
+    AssignmentView,
+    BillOut,
+    ChargeOut,
+    ChargePage,
+    TariffIn,
+    TariffList,
+    TariffOut,
+    TariffVersionOut,
+)
 from cdrkit.auth import ADMIN, READ
+from cdrkit.openapi import errors, link
 from cdrkit.query import decode_cursor, encode_cursor, parse_instant
 from cdrmodel.errors import InvalidInput
 
 router = APIRouter(tags=["billing"])
 
 
-@router.get("/v1/tariffs", dependencies=[READ])
+@router.get(
+    "/v1/tariffs",
+    response_model=TariffList,
+    response_model_exclude_unset=True,
+    dependencies=[READ],
+)
 async def list_tariffs(billing: BillingDep) -> dict[str, Any]:
     """Every tariff with its versions (without their destination lists)."""
     await billing.refresh_tariffs()
@@ -29,13 +48,31 @@ async def list_tariffs(billing: BillingDep) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/tariffs", status_code=201, dependencies=[ADMIN])
+@router.post(
+    "/v1/tariffs",
+    status_code=201,
+    response_model=TariffVersionOut,
+    response_model_exclude_unset=True,
+    dependencies=[ADMIN],
+    responses={
+        201: {
+            "description": "The new version",
+            "links": {"tariff": link("/v1/tariffs/{name}", name="$response.body#/name")},
+        },
+        **errors(409),
+    },
+)
 async def create_tariff(body: TariffIn, billing: BillingDep) -> dict[str, Any]:
     """Create a new version of a tariff; calls priced already keep their price."""
     return (await billing.create_tariff(body)).summary()
 
 
-@router.get("/v1/tariffs/{name}", dependencies=[READ])
+@router.get(
+    "/v1/tariffs/{name}",
+    response_model=TariffOut,
+    response_model_exclude_unset=True,
+    dependencies=[READ],
+)
 async def get_tariff(
     name: str,
     billing: BillingDep,
@@ -52,21 +89,25 @@ async def get_tariff(
     return {"name": name, "versions": versions}
 
 
-@router.put("/v1/tariff-assignments/{subscriber}", dependencies=[ADMIN])
+@router.put(
+    "/v1/tariff-assignments/{subscriber}", response_model=AssignmentOut, dependencies=[ADMIN]
+)
 async def assign_tariff(subscriber: str, body: AssignmentIn, billing: BillingDep) -> dict[str, str]:
     """Price this subscriber's calls with the named tariff from now on."""
     await billing.assign(subscriber, body.tariff)
     return {"subscriber": subscriber, "tariff": body.tariff}
 
 
-@router.get("/v1/tariff-assignments/{subscriber}", dependencies=[READ])
+@router.get(
+    "/v1/tariff-assignments/{subscriber}", response_model=AssignmentView, dependencies=[READ]
+)
 async def get_assignment(subscriber: str, billing: BillingDep) -> dict[str, Any]:
     """The tariff this subscriber's calls are priced with (``assigned: false``: the default)."""
     _no_nul(subscriber, "subscriber")
     return await billing.assignment(subscriber)
 
 
-@router.get("/v1/charges", dependencies=[READ])
+@router.get("/v1/charges", response_model=ChargePage, dependencies=[READ])
 async def list_charges(
     billing: BillingDep,
     subscriber: Annotated[str, Query(min_length=1, max_length=128)],
@@ -103,19 +144,30 @@ def _no_nul(value: str, name: str) -> None:
         raise InvalidInput(f"{name} holds a NUL character")
 
 
-@router.get("/v1/charges/{call_id}", dependencies=[READ])
+@router.get("/v1/charges/{call_id}", response_model=ChargeOut, dependencies=[READ])
 async def get_charge(call_id: str, billing: BillingDep) -> dict[str, Any]:
     """A call's charge, how it was priced, and its adjustments."""
     return await billing.charge(call_id)
 
 
-@router.post("/v1/charges/{call_id}/adjustments", status_code=201, dependencies=[ADMIN])
+@router.post(
+    "/v1/charges/{call_id}/adjustments",
+    status_code=201,
+    response_model=AdjustmentOut,
+    dependencies=[ADMIN],
+    responses=errors(409),
+)
 async def add_adjustment(call_id: str, body: AdjustmentIn, billing: BillingDep) -> dict[str, Any]:
     """Add a signed adjustment to a charge (the charge itself never changes)."""
     return await billing.add_adjustment(call_id, body)
 
 
-@router.get("/v1/bills/{subscriber}", dependencies=[READ])
+@router.get(
+    "/v1/bills/{subscriber}",
+    response_model=BillOut,
+    response_model_exclude_unset=True,
+    dependencies=[READ],
+)
 async def get_bill(
     subscriber: str,
     billing: BillingDep,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cdrkit.openapi import Answer
 from cdrkit.storable import StorableBody
 
 
@@ -102,3 +103,145 @@ class RerateResult(BaseModel):
     still_unpriced: int
     since: datetime
     until: datetime
+
+
+# -- answers ------------------------------------------------------------------------------------
+# Amounts are decimal strings ("0.54"), times ISO 8601 strings. Fields may be added (the routes
+# answer with exclude_unset: a key the service leaves out stays out), never renamed.
+
+
+class BandOut(Answer):
+    name: str
+    days: list[str]
+    start: str
+    end: str
+
+
+class IncrementsOut(Answer):
+    first_s: int
+    next_s: int
+    rounding: str
+
+
+class DestinationOut(Answer):
+    prefix: str
+    name: str
+    prices: dict[str, str]
+    standing_charge: str | None = None
+
+
+class TariffVersionOut(Answer):
+    name: str
+    version: int
+    effective_from: str
+    currency: str
+    timezone: str
+    standing_charge: str
+    minimum_charge: str
+    unit_s: int
+    increments: IncrementsOut
+    bands: list[BandOut]
+    overnight: str = "same_day"
+    extension_ranges: list[str] = []
+    free_prefixes: list[str] = []
+    destination_count: int
+    destinations: list[DestinationOut] | None = None
+
+
+class TariffOut(Answer):
+    name: str
+    versions: list[TariffVersionOut]
+
+
+class TariffList(Answer):
+    default: str
+    items: list[TariffOut]
+
+
+class AssignmentOut(Answer):
+    subscriber: str
+    tariff: str
+
+
+class AdjustmentOut(Answer):
+    id: int
+    call_id: str
+    amount: str
+    currency: str
+    reason: str
+    created_at: str
+
+
+class TariffRef(Answer):
+    name: str
+    version: int
+
+
+class ChargeOut(Answer):
+    call_id: str
+    subscriber: str
+    outcome: str
+    destination: str | None
+    start_time: str
+    end_time: str
+    billed_s: int
+    amount: str
+    currency: str
+    tariff: TariffRef
+    rated_at: str
+    explanation: dict[str, Any]
+    adjustments: list[AdjustmentOut]
+    total: str
+
+
+class BillCall(Answer):
+    call_id: str
+    destination: str | None
+    start_date: str
+    start_time: str
+    duration: str
+    price: str
+    amount: str
+
+
+class BillAdjustment(AdjustmentOut):
+    price: str
+
+
+class BillOut(Answer):
+    subscriber: str
+    period: str
+    timezone: str
+    currency: str
+    total: str
+    total_price: str
+    calls: list[BillCall]
+    adjustments: list[BillAdjustment]
+    provisional: bool = False
+    as_of: str | None = Field(default=None, description="a provisional bill: when it was made")
+
+
+class AssignmentView(Answer):
+    subscriber: str
+    tariff: str
+    assigned: bool = Field(description="false: no assignment, the default tariff applies")
+    assigned_at: str | None
+
+
+class ChargeItem(Answer):
+    call_id: str
+    subscriber: str
+    outcome: str
+    destination: str | None
+    start_time: str
+    end_time: str
+    billed_s: int
+    amount: str
+    currency: str
+    tariff: TariffRef
+    reason: str | None = Field(default=None, description="why a call was not priced")
+
+
+class ChargePage(Answer):
+    items: list[ChargeItem]
+    next_cursor: str | None

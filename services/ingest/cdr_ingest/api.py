@@ -10,7 +10,10 @@ from fastapi.responses import JSONResponse
 from cdr_ingest.call_event_intake import decode_events
 from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.metrics import EVENTS
+from cdr_ingest.openapi_bodies import CDR_BODY, EVENTS_BODY
+from cdr_ingest.schemas import Accepted, EventsAccepted, EventsRefused, SpoolOut
 from cdrkit.auth import READ
+from cdrkit.openapi import errors, link
 from cdrmodel import Origin
 from cdrmodel.errors import PayloadTooLarge
 
@@ -36,10 +39,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_CALL_ID = "$response.body#/call_id"
+
+
 @router.post(
     "/v1/cdr",
-    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    response_model=Accepted,
+    responses={
+        200: {
+            "description": "Durable: on the bus or in the spool",
+            "links": {
+                "cdr": link("/v1/cdrs/{call_id}", call_id=_CALL_ID),
+                "raw": link("/v1/cdrs/{call_id}/raw", call_id=_CALL_ID),
+                "charge": link("/v1/charges/{call_id}", call_id=_CALL_ID),
+            },
+        },
+        **errors(401, 413, 415, 503),
+    },
     response_class=JSONResponse,
+    openapi_extra=CDR_BODY,
 )
 async def post_cdr(
     request: Request,
@@ -57,7 +75,7 @@ async def post_cdr(
     return JSONResponse({"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status})
 
 
-@router.get("/v1/spool", tags=["ingest"], dependencies=[READ])
+@router.get("/v1/spool", tags=["ingest"], response_model=SpoolOut, dependencies=[READ])
 async def get_spool(ingest: IngestDep) -> dict[str, object]:
     """The local spool: envelopes waiting for the bus, their bytes and age, and the drainer."""
     spool = ingest.spool
@@ -78,8 +96,13 @@ async def get_spool(ingest: IngestDep) -> dict[str, object]:
 @router.post(
     "/v1/events",
     status_code=202,
-    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    response_model=EventsAccepted,
+    responses={
+        400: {"model": EventsRefused, "description": "No valid record; the reasons per record"},
+        **errors(401, 413, 415, 503),
+    },
     response_class=JSONResponse,
+    openapi_extra=EVENTS_BODY,
 )
 async def post_events(request: Request, ingest: IngestDep, user: PosterDep) -> JSONResponse:
     """Accept call start/end records (one object or a list); 202 once the valid ones are durable.

@@ -10,6 +10,7 @@ from cdr_ingest.deps import IngestDep, PosterDep
 from cdr_ingest.edge_records import InvalidRecords, decode_checkin, decode_records
 from cdr_ingest.edge_service import accept_batch, accept_checkin
 from cdr_ingest.metrics import EDGE_LINES
+from cdr_ingest.schemas import CheckinAccepted, EdgeAccepted, EdgeRefused
 from cdrkit.app import error_body
 from cdrmodel import Origin
 
@@ -24,7 +25,14 @@ def _origin(request: Request, user: str | None) -> Origin:
 
 @router.post(
     "/v1/edge/records",
-    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    response_model=EdgeAccepted,
+    responses={
+        400: {"model": EdgeRefused, "description": "An invalid record (each named); none stored"},
+        401: {},
+        413: {},
+        415: {},
+        503: {},
+    },
     response_class=JSONResponse,
 )
 async def post_edge_records(request: Request, ingest: IngestDep, user: PosterDep) -> JSONResponse:
@@ -49,6 +57,7 @@ async def post_edge_records(request: Request, ingest: IngestDep, user: PosterDep
 
 @router.post(
     "/v1/edge/checkin",
+    response_model=CheckinAccepted,
     responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
     response_class=JSONResponse,
 )

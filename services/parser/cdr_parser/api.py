@@ -10,8 +10,9 @@ from fastapi.responses import Response, StreamingResponse
 from cdr_parser import queries
 from cdr_parser.deps import ParserDep
 from cdr_parser.repository import CdrFilter
-from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage
+from cdr_parser.schemas import CdrPage, DeadLetterOut, DeadLetterPage, PendingPage
 from cdrkit.auth import OPERATE, READ
+from cdrkit.openapi import ErrorBody, errors, link, media
 from cdrkit.params import known_query_only
 from cdrkit.query import parse_instant
 from cdrmodel import CDR, Direction, Disposition
@@ -23,6 +24,17 @@ router = APIRouter(tags=["cdrs"], dependencies=[Depends(known_query_only)])
 Since = Annotated[str | None, Query(description="start_time ≥ this (epoch s or ISO 8601)")]
 Until = Annotated[str | None, Query(description="start_time < this (epoch s or ISO 8601)")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# What a raw payload can be: whatever ingest takes.
+RAW_TYPES = (
+    "text/xml",
+    "application/xml",
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "application/x-www-form-base64-encoded",
+    "application/x-www-form-plaintext",
+    "multipart/form-data",
+    "application/octet-stream",
+)
 # Dead letter ids are BIGINT: a larger number is no id (and PostgreSQL would refuse to compare).
 LetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -86,7 +98,25 @@ def cdr_filter(
 FilterDep = Annotated[CdrFilter, Depends(cdr_filter)]
 
 
-@router.get("/v1/cdrs", response_model=CdrPage, dependencies=[READ])
+_FIRST = "$response.body#/items/0/call_id"
+
+
+@router.get(
+    "/v1/cdrs",
+    response_model=CdrPage,
+    dependencies=[READ],
+    responses={
+        200: {
+            "description": "A page of CDRs",
+            "links": {
+                "cdr": link("/v1/cdrs/{call_id}", call_id=_FIRST),
+                "raw": link("/v1/cdrs/{call_id}/raw", call_id=_FIRST),
+                "charge": link("/v1/charges/{call_id}", call_id=_FIRST),
+                "recording": link("/v1/recordings/{call_id}", call_id=_FIRST),
+            },
+        }
+    },
+)
 async def list_cdrs(
     parser: ParserDep,
     flt: FilterDep,
@@ -97,7 +127,12 @@ async def list_cdrs(
     return await queries.cdr_page(parser, flt, cursor=cursor, limit=limit)
 
 
-@router.get("/v1/cdrs.csv", dependencies=[READ])
+@router.get(
+    "/v1/cdrs.csv",
+    dependencies=[READ],
+    response_class=Response,
+    responses={200: media("The CDRs as CSV, one header row", "text/csv")},
+)
 async def export_cdrs(parser: ParserDep, flt: FilterDep) -> StreamingResponse:
     """Export CDRs as CSV (same filters as the list), streamed page by page."""
     return StreamingResponse(
@@ -114,7 +149,15 @@ async def get_cdr(call_id: str, parser: ParserDep) -> CDR:
     return await queries.cdr(parser, call_id)
 
 
-@router.get("/v1/cdrs/{call_id}/raw", dependencies=[READ])
+@router.get(
+    "/v1/cdrs/{call_id}/raw",
+    dependencies=[READ],
+    response_class=Response,
+    responses={
+        200: media("The payload as the switch sent it, with its content type", *RAW_TYPES),
+        **errors(410),
+    },
+)
 async def get_raw(call_id: str, parser: ParserDep) -> Response:
     """The payload exactly as the switch sent it (kept for the raw retention period)."""
     _no_nul(call_id, "the call id")
@@ -126,7 +169,21 @@ async def get_raw(call_id: str, parser: ParserDep) -> Response:
     )
 
 
-@router.get("/v1/dead-letters", response_model=DeadLetterPage, dependencies=[READ])
+@router.get(
+    "/v1/dead-letters",
+    response_model=DeadLetterPage,
+    dependencies=[READ],
+    responses={
+        200: {
+            "description": "A page of dead letters",
+            "links": {
+                "letter": link(
+                    "/v1/dead-letters/{letter_id}", letter_id="$response.body#/items/0/id"
+                )
+            },
+        }
+    },
+)
 async def list_dead_letters(
     parser: ParserDep, limit: Limit = 100, cursor: str | None = None
 ) -> DeadLetterPage:
@@ -145,9 +202,15 @@ async def get_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterO
     response_model=DeadLetterOut,
     dependencies=[OPERATE],
     responses={
-        404: {"description": "no such dead letter"},
-        409: {"description": "a retry is pending (retry_pending) or nothing to re-publish"},
-        429: {"description": "too many retries (rate_limited); see Retry-After"},
+        404: {"model": ErrorBody, "description": "no such dead letter"},
+        409: {
+            "model": ErrorBody,
+            "description": "a retry is pending (retry_pending) or nothing to re-publish",
+        },
+        429: {
+            "model": ErrorBody,
+            "description": "too many retries (rate_limited); see Retry-After",
+        },
     },
 )
 async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLetterOut:
@@ -159,7 +222,7 @@ async def retry_dead_letter(letter_id: LetterId, parser: ParserDep) -> DeadLette
     return await queries.retry_dead_letter(parser, letter_id)
 
 
-@router.get("/v1/events/pending", tags=["events"], dependencies=[READ])
+@router.get("/v1/events/pending", tags=["events"], response_model=PendingPage, dependencies=[READ])
 async def pending_events(
     parser: ParserDep,
     older_than: Annotated[

@@ -36,6 +36,22 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None
 
 
+class PendingHalf(BaseModel):
+    call_id: str
+    type: str
+    id: str | None
+    timestamp: str
+    source: str | None
+    destination: str | None
+    received_at: str
+    waiting_s: float
+
+
+class PendingPage(BaseModel):
+    total: int
+    items: list[PendingHalf]
+
+
 class ConferenceOut(BaseModel):
     """A Pexip conference instance (history record, or an event sink's conference_ended)."""
 
@@ -58,3 +74,9 @@ class ConferencePage(BaseModel):
 
 class ConferenceDetail(ConferenceOut):
     participants: list[CDR]  # the CDRs of its participants stored so far (GET /v1/cdrs?conference=)
+
+
+class DeviceList(BaseModel):
+    """The edge agents (GET /v1/edge/devices)."""
+
+    items: list[dict[str, Any]]

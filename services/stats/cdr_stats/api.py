@@ -13,8 +13,10 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from cdr_stats.aggregate import ALL
 from cdr_stats.call_fields import DIMENSIONS
 from cdr_stats.deps import StatsDep
+from cdr_stats.schemas import AlertPage, BucketPage, Deleted, PluginsOut
 from cdr_stats.service import NEEDS
 from cdrkit.auth import ADMIN, OPERATE, READ, READ_OR_QUERY
+from cdrkit.openapi import media
 from cdrkit.query import parse_instant
 from cdrmodel.errors import InvalidInput
 
@@ -27,7 +29,11 @@ def _epoch(value: str, name: str) -> int:
     return int(parse_instant(value, name).timestamp())
 
 
-@router.get("/v1/buckets", dependencies=[READ])
+@router.get(
+    "/v1/buckets",
+    dependencies=[READ],
+    responses={200: {"model": BucketPage, "description": "The buckets"}},
+)
 async def get_buckets(
     stats: StatsDep,
     since: Annotated[
@@ -61,7 +67,7 @@ async def get_buckets(
     return Response(body, media_type="application/json")
 
 
-@router.get("/v1/alerts", dependencies=[READ])
+@router.get("/v1/alerts", response_model=AlertPage, dependencies=[READ])
 async def get_alerts(
     stats: StatsDep,
     since: Annotated[
@@ -76,7 +82,7 @@ async def get_alerts(
     return {"items": [a.to_json() for a in rows]}
 
 
-@router.delete("/v1/alerts", dependencies=[OPERATE])
+@router.delete("/v1/alerts", response_model=Deleted, dependencies=[OPERATE])
 async def delete_alerts(
     stats: StatsDep,
     before: Annotated[
@@ -88,7 +94,14 @@ async def delete_alerts(
     return {"deleted": await stats.delete_alerts(cut)}
 
 
-@router.get("/v1/live", dependencies=[READ_OR_QUERY])
+@router.get(
+    "/v1/live",
+    dependencies=[READ_OR_QUERY],
+    response_class=Response,
+    responses={
+        200: media("Server-sent events (never ends while the service runs)", "text/event-stream")
+    },
+)
 async def live(stats: StatsDep) -> StreamingResponse:
     """Server-sent events: ``bucket`` (a changed bucket of all calls or of a carrier, at most
     every STATS_LIVE_INTERVAL_S), ``alert`` (as raised), ``dropped`` (this client was too slow and
@@ -100,13 +113,13 @@ async def live(stats: StatsDep) -> StreamingResponse:
     )
 
 
-@router.get("/v1/plugins", dependencies=[READ])
+@router.get("/v1/plugins", response_model=PluginsOut, dependencies=[READ])
 async def get_plugins(stats: StatsDep) -> dict[str, Any]:
     """The plugins in use and those that failed to load (with why)."""
     return stats.plugins.describe()
 
 
-@router.post("/v1/plugins/reload", dependencies=[ADMIN])
+@router.post("/v1/plugins/reload", response_model=PluginsOut, dependencies=[ADMIN])
 async def reload_plugins(stats: StatsDep) -> dict[str, Any]:
     """Find the plugins again (entry points of ``cdrflow.stats_plugins``); no data is lost."""
     return stats.reload_plugins().describe()

@@ -12,13 +12,21 @@ from cdr_ingest.metrics import REQUESTS
 from cdr_ingest.pexip.intake import Intake, decode_events, decode_history
 from cdr_ingest.pexip.metrics import HISTORY_RECORDS, SINK_EVENTS
 from cdr_ingest.pexip.pulls import PullReport, reports_at
+from cdr_ingest.schemas import Items, Recorded, RecordsAccepted, RecordsRefused
 from cdrkit.auth import READ
 from cdrmodel import Origin, PayloadKind
 from cdrmodel.errors import CdrflowError
 
 router = APIRouter(tags=["pexip"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 413: {}, 415: {}, 503: {}}
+_ERRORS: dict[int | str, dict[str, object]] = {
+    202: {"model": RecordsAccepted, "description": "Every valid record is durable"},
+    400: {"model": RecordsRefused, "description": "No valid record; the reasons per record"},
+    401: {},
+    413: {},
+    415: {},
+    503: {},
+}
 
 
 def _answer(intake: Intake, what: str) -> JSONResponse:
@@ -91,14 +99,14 @@ async def post_events(request: Request, ingest: IngestDep, user: PosterDep) -> J
 PULLS_FILE = "pexip-pulls.json"
 
 
-@router.post("/v1/pexip/pulls", responses={400: {}, 401: {}, 422: {}})
+@router.post("/v1/pexip/pulls", response_model=Recorded, responses={400: {}, 401: {}, 422: {}})
 async def post_pull(report: PullReport, ingest: IngestDep, user: PosterDep) -> dict[str, str]:
     """A puller's report of a completed pull (``cdrflow pexip pull`` sends it)."""
     reports_at(ingest.settings.data_dir / PULLS_FILE).record(report)
     return {"status": "recorded"}
 
 
-@router.get("/v1/pexip/pulls", dependencies=[READ])
+@router.get("/v1/pexip/pulls", response_model=Items, dependencies=[READ])
 async def get_pulls(ingest: IngestDep) -> dict[str, object]:
     """The last completed pull of each Management Node; ``stale`` once two scheduled pulls were
     missed (Pexip keeps only its latest ~10,000 conferences)."""

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from bench.common import free_port
 from cdr_ingest.edge.agent import Agent
 from cdr_ingest.edge.delivery import retry_after_s
+from cdr_ingest.edge.metrics import REGISTRY as EDGE_METRICS
 from cdr_ingest.edge.sources import Tcp
 from cdrmodel.edge import edge_call_id
 from tests.edge.conftest import (
@@ -34,6 +35,10 @@ from tests.edge.conftest import (
     running,
     until,
 )
+
+
+def failures() -> float:
+    return EDGE_METRICS.get_sample_value("cdrflow_edge_delivery_failures_total") or 0.0
 
 
 def outgoing(i: int) -> bytes:
@@ -90,7 +95,11 @@ async def test_refused_token_keeps_every_line_until_it_is_fixed(
         await pbx.drain()
         pbx.close()
         await until(lambda: run.agent.queue.depth == 30, "30 lines queued")
-        await asyncio.sleep(1.0)  # several refused attempts: the agent neither exits nor drops
+        refused = run.agent.delivery
+        await until(lambda: (refused.last_error or "").startswith("HTTP 401"), "the refusal")
+        attempts = failures()
+        # several more refused attempts (at the maximum backoff): it neither exits nor drops
+        await until(lambda: failures() >= attempts + 2, "more refused attempts")
         assert not run.task.done()
         assert run.agent.queue.depth == 30
         assert run.agent.delivery.delivered == 0

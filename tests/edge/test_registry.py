@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from cdr_parser.devices import checkin_row, refresh_gauges
@@ -41,6 +42,7 @@ def checkin(device: str, at: datetime, depth: int, interval_s: float = 60) -> Ra
     )
 
 
+@pytest.mark.timing
 async def test_newest_checkin_wins_and_a_silent_device_goes_stale(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     await migrate(engine, "cdr_parser.migrations", "alembic_version_parser")

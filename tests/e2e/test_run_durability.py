@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cdrflow.mock import generate_cdr
 from cdrkit.testing.processes import spawn, stop
@@ -81,6 +82,7 @@ async def _post_until_killed(
     await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
 
 
+@pytest.mark.timing
 def test_run_sigkilled_under_load_loses_no_acknowledged_cdr(tmp_path: Path) -> None:
     rng = random.Random(12)
     docs = [(cid, xml.encode()) for cid, xml in (generate_cdr(rng) for _ in range(1200))]

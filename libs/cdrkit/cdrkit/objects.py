@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from cdrkit.files import fsync_dir
 from cdrmodel.errors import InvalidInput, NotFound, Transient
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
@@ -189,7 +190,7 @@ class FileObjectStore(ObjectStore):
             raise
         # The rename and any new directories are durable only once their directories are synced.
         for directory in [path.parent, *(d.parent for d in created)]:
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     async def get(self, uri: str) -> bytes:
         path = self.path_of(uri)
@@ -219,14 +220,6 @@ def _make_dirs(directory: Path, root: Path) -> list[Path]:
         with contextlib.suppress(FileExistsError):
             d.mkdir()
     return list(reversed(missing))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # botocore error codes that mean "this object is not there" rather than "the store is broken".

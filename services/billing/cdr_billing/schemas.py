@@ -177,7 +177,9 @@ class TariffRef(Answer):
     version: int
 
 
-class ChargeOut(Answer):
+class ChargeFields(Answer):
+    """What a charge and a line of the charges list both show."""
+
     call_id: str
     subscriber: str
     outcome: str
@@ -188,6 +190,9 @@ class ChargeOut(Answer):
     amount: str
     currency: str
     tariff: TariffRef
+
+
+class ChargeOut(ChargeFields):
     rated_at: str
     explanation: dict[str, Any]
     adjustments: list[AdjustmentOut]
@@ -228,17 +233,7 @@ class AssignmentView(Answer):
     assigned_at: str | None
 
 
-class ChargeItem(Answer):
-    call_id: str
-    subscriber: str
-    outcome: str
-    destination: str | None
-    start_time: str
-    end_time: str
-    billed_s: int
-    amount: str
-    currency: str
-    tariff: TariffRef
+class ChargeItem(ChargeFields):
     reason: str | None = Field(default=None, description="why a call was not priced")
 
 

@@ -14,11 +14,12 @@ operators put a customer id in), ``carrier`` = ``system_location`` (where the ca
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdrmodel import CDR, Direction, Disposition
 from cdrmodel.errors import NotWellFormed, UnmappableRecord
+from cdrmodel.pexip import pexip_time
 
 SOURCE = "pexip"
 
@@ -33,20 +34,7 @@ def _text(value: object, limit: int | None = None) -> str | None:
 
 
 def _time(value: object, name: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(float(value), UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise UnmappableRecord(f"{name} {value!r} is out of range") from exc
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise UnmappableRecord(f"{name} {value!r} is not an ISO 8601 time") from exc
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    raise UnmappableRecord(f"{name} is not a time: {value!r}")
+    return pexip_time(value, name, UnmappableRecord)
 
 
 def _int(value: object) -> int | None:

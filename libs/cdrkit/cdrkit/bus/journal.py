@@ -35,6 +35,7 @@ from typing import Generic, TypeVar
 from urllib.parse import quote, unquote
 
 from cdrkit.bus.base import BusError, Message, TopicPartition
+from cdrkit.files import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -334,13 +335,8 @@ class Journal:
         return self.root / "topics" / quote(name, safe="")
 
     def _fsync_dir(self, directory: Path) -> None:
-        if not self.fsync:
-            return
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.fsync:
+            fsync_dir(directory)
 
 
 class GroupCommit(Generic[T]):

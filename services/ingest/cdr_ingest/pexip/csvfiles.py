@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cdr_ingest.pexip.records import FIELDS, RecordType
+from cdrkit.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +70,13 @@ def stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H-%M-%SZ")
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _writer(stream: IO[str]) -> Any:
     return csv.writer(stream, lineterminator="\r\n")
 
 
 def _publish(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def _close_synced(stream: IO[str]) -> None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from cdrmodel import PayloadKind
+from cdrmodel.pexip import pexip_time
 
 
 class RecordType(StrEnum):
@@ -147,23 +148,8 @@ def record_id(obj: dict[str, Any]) -> str:
 
 
 def parse_pexip_time(value: object, name: str = "time") -> datetime | None:
-    """A Pexip history time (naive ISO 8601, meaning UTC) or an epoch float, as aware UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(float(value), UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise BadRecord(f"{name} {value!r} is out of range") from exc
-    if not isinstance(value, str):
-        raise BadRecord(f"{name} is not a time: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRecord(f"{name} {value!r} is not an ISO 8601 time") from exc
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)  # Pexip speaks UTC without saying so
-    return parsed.astimezone(UTC)
+    """A Pexip history time as aware UTC (``cdrmodel.pexip.pexip_time``); ``BadRecord`` if not."""
+    return pexip_time(value, name, BadRecord)
 
 
 def format_pexip_time(value: datetime) -> str:

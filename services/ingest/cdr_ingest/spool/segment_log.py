@@ -25,6 +25,7 @@ from cdr_ingest.spool.codec import (
     encode,
     read_segment,
 )
+from cdrkit.files import fsync_dir
 from cdrmodel.errors import Transient
 
 __all__ = ["SEGMENT_SUFFIX", "Batch", "Spool", "SpoolFull", "SpoolStatus", "SpoolUnavailable"]
@@ -77,14 +78,6 @@ class _Pending:
     frame: bytes
     spooled_at: float
     future: asyncio.Future[None]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -266,7 +259,7 @@ class Spool:
     def _write_sync(self, segment: _Segment, data: bytes, new: bool) -> None:
         if new:
             self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            _fsync_dir(self.directory)  # the new file's name must survive a crash too
+            fsync_dir(self.directory)  # the new file's name must survive a crash too
         assert self._fd is not None
         view = memoryview(data)
         while view:

@@ -7,6 +7,7 @@ from bench import (
     bench_billing,
     bench_bus,
     bench_console,
+    bench_e2e,
     bench_edge,
     bench_events,
     bench_ingest,
@@ -35,9 +36,13 @@ BENCHES = {
     "events": bench_events.main,
     "edge": bench_edge.main,
     "pexip": bench_pexip.main,
+    "e2e": bench_e2e.main,
 }
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHES)
-    for name in chosen:
-        BENCHES[name]()
+    if chosen[0] == "e2e":  # python -m bench e2e [distributed|allinone]
+        bench_e2e.main(chosen[1:] or None)
+    else:
+        for name in chosen:
+            BENCHES[name]()

@@ -81,7 +81,6 @@ async def test_tcp_source_takes_two_pbx_connections_at_once(
     assert numbers == sorted([*expected, "0000099"])
 
 
-@pytest.mark.timing
 async def test_refused_token_keeps_every_line_until_it_is_fixed(
     platform: Platform, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,5 +1,8 @@
 """The edge device registry (parser): newest check-in wins, first_seen kept, stale after two
-missed check-ins, gauges per device."""
+missed check-ins, gauges per device.
+
+Staleness is judged at an explicit ``now`` (``refresh_gauges(repo, now=…)``), so the test does
+not depend on how long after collection it runs."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from prometheus_client import REGISTRY
 
 from cdr_parser.devices import checkin_row, refresh_gauges
@@ -15,7 +17,7 @@ from cdr_parser.repository import CdrRepository
 from cdrkit.db import create_engine, migrate, session_factory
 from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex
 
-NOW = datetime.now(UTC)
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def checkin(device: str, at: datetime, depth: int, interval_s: float = 60) -> RawEnvelope:
@@ -42,7 +44,6 @@ def checkin(device: str, at: datetime, depth: int, interval_s: float = 60) -> Ra
     )
 
 
-@pytest.mark.timing
 async def test_newest_checkin_wins_and_a_silent_device_goes_stale(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     await migrate(engine, "cdr_parser.migrations", "alembic_version_parser")
@@ -55,18 +56,36 @@ async def test_newest_checkin_wins_and_a_silent_device_goes_stale(tmp_path: Path
         await repo.upsert_devices([checkin_row(first, first.payload or "")])
         await repo.upsert_devices([checkin_row(newer, newer.payload or "")])
         await repo.upsert_devices([checkin_row(older, older.payload or "")])
-        # Two intervals (2 x 60 s) plus a minute of slack have passed without a word:
-        quiet = checkin(silent, NOW - timedelta(seconds=200), 3)
-        await repo.upsert_devices([checkin_row(quiet, quiet.payload or "")])
-        devices = {d["device"]: d for d in await refresh_gauges(repo)}
+        # Two intervals (2 x 60 s) plus a minute of slack: silent just beyond, on_edge just at
+        # it; slow checks in every 10 minutes, so 20 silent minutes are not yet two missed.
+        on_edge, slow = "reg-on-edge", "reg-slow"
+        for device, silent_s, interval_s in [
+            (silent, 181, 60),
+            (on_edge, 180, 60),
+            (slow, 1200, 600),
+        ]:
+            env = checkin(device, NOW - timedelta(seconds=silent_s), 3, interval_s)
+            await repo.upsert_devices([checkin_row(env, env.payload or "")])
+        devices = {d["device"]: d for d in await refresh_gauges(repo, now=NOW)}
         assert devices[fresh]["queue_depth"] == 700  # not rolled back by the late one
         assert devices[fresh]["first_seen"] == first.received_at.isoformat()
+        assert devices[fresh]["last_seen"] == newer.received_at.isoformat()
         assert devices[fresh]["remote_addr"] == "10.1.2.3"
-        assert devices[fresh]["stale"] is False
-        assert devices[silent]["stale"] is True
+        assert devices[fresh]["since_last_seen_s"] == 30
+        stale = {name: d["stale"] for name, d in devices.items()}
+        assert stale == {fresh: False, silent: True, on_edge: False, slow: False}
         gauge = REGISTRY.get_sample_value
         assert gauge("cdrflow_edge_device_queue_depth", {"device": fresh}) == 700
         assert gauge("cdrflow_edge_device_stale", {"device": silent}) == 1
         assert gauge("cdrflow_edge_device_stale", {"device": fresh}) == 0
+        assert gauge("cdrflow_edge_device_stale", {"device": on_edge}) == 0
+        # The same registry a quarter of an hour later: the fresh device (60 s interval) is
+        # stale now, the slow one (600 s) is beyond its 21 minutes too; judged at that instant.
+        later = {
+            d["device"]: d["stale"]
+            for d in await refresh_gauges(repo, now=NOW + timedelta(minutes=15))
+        }
+        assert later == {fresh: True, silent: True, on_edge: True, slow: True}
+        assert gauge("cdrflow_edge_device_stale", {"device": fresh}) == 1
     finally:
         await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import datetime
 from pathlib import Path
@@ -175,6 +176,55 @@ async def test_the_agent_http_client_reads_chunked_answers_and_reconnects() -> N
         await server.wait_closed()
     with pytest.raises(HttpError):
         await HttpClient(f"http://127.0.0.1:{port}").post_json("/v1/x", {}, timeout=5)
+
+
+async def test_a_cancel_reaching_the_agent_http_client_is_never_lost() -> None:
+    """Stopping the agent cancels its delivery task, usually inside ``post_json``. The cancel is
+    tried at every step of an exchange (after 0, 1, 2 … turns of the event loop, until the
+    exchange finishes first): whenever it reached the request it must end it, never hand back
+    the answer (Python 3.11's ``asyncio.wait_for`` did, when the answer completed at that very
+    turn, and the delivery loop went on posting while the agent's stop waited for it)."""
+    import asyncio
+
+    from cdr_ingest.edge.http import HttpClient
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lost: list[int] = []
+    cancelled = 0
+    try:
+        for turns in range(1000):
+            client = HttpClient(f"http://127.0.0.1:{port}")
+            request = asyncio.create_task(client.post_json("/v1/edge/records", {"n": turns}))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            reached = request.cancel()
+            try:
+                await request
+            except asyncio.CancelledError:
+                cancelled += 1
+            else:
+                if reached:
+                    lost.append(turns)
+            await client.aclose()
+            if not reached:
+                break  # the whole exchange fits in fewer turns: every step was tried
+        else:
+            raise AssertionError("the exchange never finished before the cancel")
+    finally:
+        server.close()
+    assert lost == [], f"cancel lost (the answer returned) after {lost} turns"
+    assert cancelled == turns  # each earlier step was a cancel that reached the request
 
 
 def test_a_hand_built_line_envelope_is_what_the_model_would_write() -> None:

@@ -88,9 +88,10 @@ def device_view(row: Any, now: datetime) -> dict[str, Any]:
     return data
 
 
-async def refresh_gauges(repo: CdrRepository) -> list[dict[str, Any]]:
-    """Read the registry, set the gauges, return the devices (``GET /v1/edge/devices``)."""
-    now = datetime.now(UTC)
+async def refresh_gauges(repo: CdrRepository, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Read the registry, set the gauges, return the devices (``GET /v1/edge/devices``).
+    Staleness is judged at ``now`` (default: the current time)."""
+    now = now or datetime.now(UTC)
     rows = await repo.list_devices()
     for row in rows:
         EDGE_DEVICE_QUEUE_DEPTH.labels(row.device).set(row.queue_depth or 0)

@@ -78,7 +78,8 @@ class Agent:
         while self.free() < resume_at:
             self.drained.clear()
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.drained.wait(), 1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: it can lose a cancel (http.py)
+                    await self.drained.wait()
         self._paused = False
         metrics.QUEUE_FULL.set(0)
         log.warning("the queue has room again (%d lines): reading resumes", self.queue.depth)
@@ -153,11 +154,24 @@ class Agent:
                 if task is not stopping and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
-            for task in [stopping, *tasks]:
-                task.cancel()
-            await asyncio.gather(stopping, *tasks, return_exceptions=True)
+            await _cancel_all([stopping, *tasks])
             await self.client.aclose()
             self.queue.close()
             log.info(
                 "edge agent stopped; %d lines stay queued for the next start", self.queue.depth
             )
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended. A cancel can be lost on its way down
+    (a library that catches it, Python 3.11's ``wait_for`` returning a result that completed at
+    the same moment), and a task that lost it goes on looping: cancel again until all are done,
+    so a stop never waits for a loop that did not hear it."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("task %s ended with %r while stopping", task.get_name(), task.exception())

@@ -77,7 +77,11 @@ class HttpClient:
             for attempt in (1, 2):
                 reused = self._conn is not None
                 try:
-                    return await asyncio.wait_for(self._exchange(request), timeout)
+                    # Not asyncio.wait_for: on Python 3.11 it returns the answer when the
+                    # caller's cancel arrives as the exchange completes (the cancel is lost, and
+                    # the agent's stop waited for a delivery loop that went on posting).
+                    async with asyncio.timeout(timeout):
+                        return await self._exchange(request)
                 except TimeoutError:
                     self._drop()
                     raise HttpError(f"no answer within {timeout:g}s") from None

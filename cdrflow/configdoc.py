@@ -18,13 +18,14 @@ import functools
 import inspect
 import sys
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
 from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 from cdrkit.settings import ServiceSettings
 
@@ -114,7 +115,7 @@ def _comments(cls: type) -> dict[str, str]:
     return found
 
 
-def _env_name(cls: type[ServiceSettings], name: str, field: FieldInfo) -> str:
+def _env_name(cls: type[BaseSettings], name: str, field: FieldInfo) -> str:
     alias = field.validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
@@ -123,10 +124,14 @@ def _env_name(cls: type[ServiceSettings], name: str, field: FieldInfo) -> str:
     return f"{cls.model_config.get('env_prefix', '')}{name}".upper()
 
 
-def _fields(cls: type[ServiceSettings], service: str, own_only: bool) -> list[Variable]:
+def _fields(cls: type[BaseSettings], service: str, own_only: bool) -> list[Variable]:
     comments: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if isinstance(klass, type) and issubclass(klass, ServiceSettings):
+        if (
+            isinstance(klass, type)
+            and issubclass(klass, BaseSettings)
+            and klass is not BaseSettings
+        ):
             comments.update(_comments(klass))
     out = []
     for name, field in cls.model_fields.items():
@@ -153,12 +158,75 @@ def services() -> dict[str, type[ServiceSettings]]:
     return {name: svc.settings for name, svc in SERVICES.items()}
 
 
+def _with_fallbacks(v: Variable, fallbacks: list[str], whose: str) -> Variable:
+    if not fallbacks:
+        return v
+    names = ", ".join(f"`{f}`" for f in fallbacks)
+    return replace(v, description=f"{v.description} ({whose}: {names}, read when this is unset.)")
+
+
+def edge_variables() -> list[Variable]:
+    """``cdrflow edge``, the serial PBX agent (a dataclass, read without pydantic)."""
+    from cdr_ingest.edge import settings as edge
+
+    comments = _comments(edge.EdgeSettings)
+    out = []
+    for f in fields(edge.EdgeSettings):
+        name = edge.ENV[f.name]
+        text = comments.get(f.name, "")
+        default = "unset" if f.default is None else f.default
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        v = Variable(name, "edge", _type_name(f.type), str(default), name == "EDGE_TOKEN", text)
+        bare = [edge._BARE[name]] if name in edge._BARE else []
+        out.append(_with_fallbacks(v, bare, "calllogger's name"))
+    out.append(
+        Variable(
+            edge.METRICS_PORT,
+            "edge",
+            "int | None",
+            "unset",
+            False,
+            "Serve the agent's own Prometheus metrics on this port.",
+        )
+    )
+    return out
+
+
+def pexip_variables() -> list[Variable]:
+    """``cdrflow pexip``, the Pexip Infinity history puller."""
+    from cdr_ingest.pexip.settings import METRICS_PORT, PexipSettings
+
+    out = []
+    for v, field in zip(
+        _fields(PexipSettings, "pexip", own_only=False),
+        PexipSettings.model_fields.values(),
+        strict=True,
+    ):
+        alias = field.validation_alias
+        rest = [str(c) for c in alias.choices[1:]] if isinstance(alias, AliasChoices) else []
+        out.append(_with_fallbacks(v, rest, "pex_data_collector's name"))
+    text = "`cdrflow pexip run` serves its Prometheus metrics on this port."
+    out.append(Variable(METRICS_PORT, "pexip", "int | None", "unset", False, text))
+    return out
+
+
+# The programs beside the services, with the title of their section.
+PROGRAMS = {
+    "edge": "`cdrflow edge`: the serial PBX agent (`EDGE_*`, docs/edge.md)",
+    "pexip": "`cdrflow pexip`: the Pexip Infinity history puller (`PEXIP_*`, docs/pexip.md)",
+}
+
+
 @functools.cache
 def variables() -> tuple[Variable, ...]:
-    """Every variable a service reads: the common ones, then each service's own."""
+    """Every variable a service reads (the common ones, then each service's own), then those of
+    the programs beside them (``edge``, ``pexip``)."""
     out = _fields(ServiceSettings, "common", own_only=False)
     for name, cls in services().items():
         out += _fields(cls, name, own_only=True)
+    out += edge_variables()
+    out += pexip_variables()
     return tuple(out)
 
 
@@ -191,6 +259,7 @@ def render() -> str:
         groups.setdefault(v.service, []).append(v)
     for service, items in groups.items():
         title = "Every service (`CDRFLOW_*`)" if service == "common" else f"{service}"
+        title = PROGRAMS.get(service, title)
         out += [f"## {title}", "", "| variable | default | type | meaning |", "|---|---|---|---|"]
         for v in items:
             lock = " 🔒" if v.secret else ""

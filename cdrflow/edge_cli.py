@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from cdr_ingest.edge.settings import BadSetting, EdgeSettings, load_settings
+from cdr_ingest.edge.settings import METRICS_PORT, BadSetting, EdgeSettings, load_settings
 
 log = logging.getLogger("cdrflow.edge")
 
@@ -34,7 +34,7 @@ def _configure_logging(debug: bool) -> None:
 async def _run_agent(settings: EdgeSettings) -> None:
     from cdr_ingest.edge.agent import Agent
 
-    if port := os.environ.get("EDGE_METRICS_PORT"):
+    if port := os.environ.get(METRICS_PORT):
         from prometheus_client import start_http_server
 
         from cdr_ingest.edge.metrics import REGISTRY

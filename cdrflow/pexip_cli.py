@@ -118,7 +118,9 @@ def run_command() -> int:
         print(f"cdrflow pexip run: {exc}", file=sys.stderr)
         return 1
     _log_to_data_dir(settings.data_dir)
-    port = os.environ.get("PEXIP_METRICS_PORT")
+    from cdr_ingest.pexip.settings import METRICS_PORT
+
+    port = os.environ.get(METRICS_PORT)
     if port:
         from prometheus_client import start_http_server
 

@@ -39,8 +39,15 @@ REQUIRED: dict[str, set[str]] = {
     "billing": COMMON_REQUIRED | {"CDRFLOW_API_TOKENS"},
     "stats": COMMON_REQUIRED | {"CDRFLOW_API_TOKENS"},
     "recordings": COMMON_REQUIRED | {"CDRFLOW_API_TOKENS", "RECORDINGS_S3_BUCKET"},
+    # The programs beside the services: where they deliver, with what, and where they keep
+    # what must survive a restart (the edge queue, the Pexip checkpoint).
+    "edge": {"EDGE_INGEST_URL", "EDGE_TOKEN", "EDGE_DATA_DIR"},
+    "pexip": {"PEXIP_URL", "PEXIP_INGEST_URL", "PEXIP_INGEST_TOKEN", "PEXIP_DATA_DIR"},
 }
-PREFIXES = ["CDRFLOW", *(n.upper() for n in services())]
+PREFIXES = ["CDRFLOW", *(n.upper() for n in services()), "EDGE", "PEXIP"]
+# Names the docs and deploy files use that no program reads: a benchmark's scale and the compose
+# variable naming the host file mounted as the Pexip password secret.
+NOT_SETTINGS = {"EDGE_BENCH_SCALE", "PEXIP_PASSWORD_FILE_ON_HOST"}
 SERVICE_PREFIX = re.compile(rf"\b(?:{'|'.join(PREFIXES)})_[A-Z][A-Z0-9_]*\b")
 # Names Kubernetes injects for Services (enableServiceLinks), named in comments as the reason
 # the manifests turn them off.
@@ -51,6 +58,8 @@ INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?+]([^}$]*))?")
 def _service_of(command: list[str]) -> str | None:
     if command[:1] == ["serve"] and len(command) > 1:
         return command[1]
+    if command[:1] in (["edge"], ["pexip"]):
+        return command[0]
     return "migrate" if command[:1] == ["migrate"] else None
 
 
@@ -102,7 +111,7 @@ def test_env_example_matches_what_compose_interpolates() -> None:
     assert sorted(set(interpolated) - set(example)) == [], "compose variables .env.example misses"
     service_names = {v.name for v in variables()}
     for name, value in example.items():
-        if SERVICE_PREFIX.fullmatch(name) and name != "CDRFLOW_IMAGE":
+        if SERVICE_PREFIX.fullmatch(name) and name not in NOT_SETTINGS | {"CDRFLOW_IMAGE"}:
             assert name in service_names, f"{name} looks like a service setting but none reads it"
         defaults = {d for d in interpolated[name] if d and "set " not in d}
         if value and defaults and name in service_names:
@@ -141,7 +150,9 @@ def k8s_problems() -> list[str]:
             sources[doc["metadata"]["name"]] = set(doc.get("data") or {}) | set(
                 doc.get("stringData") or {}
             )
-        spec = (doc.get("spec") or {}).get("template", {}).get("spec")
+        spec = (doc.get("spec") or {}).get("template", {}).get("spec") or (
+            (doc.get("spec") or {}).get("jobTemplate", {}).get("spec", {}).get("template", {})
+        ).get("spec")
         if spec:
             workloads.append((path, doc, spec))
     problems = []
@@ -185,13 +196,14 @@ def test_kubernetes_pods_get_only_names_they_read_and_all_they_need() -> None:
 def test_docs_name_only_variables_something_reads() -> None:
     known = {v.name for v in variables()} | set(RUNNER_VARIABLES) | set(RETIRED) | {"CDRFLOW_IMAGE"}
     known |= {"CDRFLOW_TEST_PG_ADMIN"}  # the test suite's PostgreSQL login (docs/testing)
+    known |= NOT_SETTINGS
     files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "deploy").rglob("*.md")]
     files += [*(ROOT / "deploy").rglob("*.yaml"), *(ROOT / "deploy").rglob("*.yml"), ENV_EXAMPLE]
     unknown = sorted(
         f"{f.relative_to(ROOT)}: {name}"
         for f in files
         for name in set(SERVICE_PREFIX.findall(f.read_text(encoding="utf-8")))
-        if name not in known and not SERVICE_LINK.match(name)
+        if name not in known and not SERVICE_LINK.match(name) and not name.endswith("_")
     )
     assert unknown == []
 
@@ -201,9 +213,14 @@ def test_the_checks_catch_a_wrong_name() -> None:
     doc = yaml.safe_load(COMPOSE.read_text())
     doc["services"]["ingest"]["environment"]["INGEST_BEARER_TOKENS"] = "x"
     del doc["services"]["ingest"]["environment"]["INGEST_BASIC_AUTH"]
+    # The agent's baud rate under a name it does not read: the PBX's 19200 would be ignored.
+    doc["services"]["edge"]["environment"]["EDGE_BAUDRATE"] = "19200"
+    del doc["services"]["pexip"]["environment"]["PEXIP_DATA_DIR"]
     problems = compose_problems(doc)
     assert any("INGEST_BEARER_TOKENS is not read by ingest" in p for p in problems)
     assert any("ingest needs INGEST_BASIC_AUTH" in p for p in problems)
+    assert any("EDGE_BAUDRATE is not read by edge" in p for p in problems)
+    assert any("pexip needs PEXIP_DATA_DIR" in p for p in problems)
     assert set(services()) == {"ingest", "parser", "billing", "stats", "recordings"} | (
         set(services()) - {"ingest", "parser", "billing", "stats", "recordings"}
     )

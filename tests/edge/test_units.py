@@ -12,7 +12,7 @@ import pytest
 
 from cdr_ingest.edge.capture import MAX_LINE, LineSplitter
 from cdr_ingest.edge.identity import device_id, primary_mac
-from cdr_ingest.edge.settings import BadSetting, load_settings
+from cdr_ingest.edge.settings import ENV, BadSetting, EdgeSettings, load_settings
 from cdr_ingest.edge.sources import mock_call, source_class
 from cdr_parser.hipath import RingNotice, map_line
 from cdrmodel.edge import SerialLine
@@ -35,6 +35,43 @@ def test_a_line_without_an_end_is_cut_not_grown_forever() -> None:
     lines = splitter.feed(b"x" * (MAX_LINE * 2 + 10))
     assert lines == [b"x" * MAX_LINE, b"x" * MAX_LINE]
     assert splitter.flush() == [b"x" * 10]
+
+
+# A value other than the default for every setting, as the variable's text and as read.
+OTHER = {
+    "source": ("tcp", "tcp"),
+    "data_dir": ("/srv/edge", Path("/srv/edge")),
+    "ingest_url": ("https://cdr.example.net/", "https://cdr.example.net"),
+    "token": ("t0k", "t0k"),
+    "device_id": ("pbx-1", "pbx-1"),
+    "pbx_timezone": ("Europe/Berlin", "Europe/Berlin"),
+    "queue_size": ("500", 500),
+    "batch_size": ("7", 7),
+    "timeout_s": ("2.5", 2.5),
+    "timeout_decay": ("2", 2.0),
+    "max_timeout_s": ("90", 90.0),
+    "request_timeout_s": ("12", 12.0),
+    "checkin_interval_min": ("30", 30.0),
+    "debug": ("yes", True),
+    "serial_port": ("/dev/ttyS3", "/dev/ttyS3"),
+    "serial_baudrate": ("19200", 19200),
+    "serial_bytesize": ("7", 7),
+    "serial_parity": ("e", "E"),
+    "serial_stopbits": ("2", 2.0),
+    "serial_xonxoff": ("1", True),
+    "serial_rtscts": ("true", True),
+    "tcp_listen": ("127.0.0.1:9100", "127.0.0.1:9100"),
+    "mock_rate": ("60", 60.0),
+}
+
+
+def test_every_setting_is_read_from_the_variable_the_docs_name() -> None:
+    # docs/configuration.md lists EDGE_* from ENV: each must really reach its field, and
+    # unset, the loader must give the dataclass defaults the page shows.
+    assert load_settings({}) == EdgeSettings()
+    assert set(OTHER) == set(ENV) == {f for f in EdgeSettings.__dataclass_fields__}
+    for field, (text, value) in OTHER.items():
+        assert getattr(load_settings({ENV[field]: text}), field) == value, ENV[field]
 
 
 def test_calllogger_names_apply_when_the_edge_form_is_unset() -> None:

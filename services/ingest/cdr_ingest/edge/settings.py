@@ -32,6 +32,36 @@ _BARE = {
 # calllogger's plugin names for cdrflow's sources
 _PLUGINS = {"siemenshipathserial": "hipath-serial", "mock": "mock", "mockcalls": "mock"}
 
+# The variable each EdgeSettings field is read from (docs/configuration.md is generated from it;
+# tests/edge/test_settings.py checks load_settings reads exactly these).
+ENV = {
+    "source": "EDGE_SOURCE",
+    "data_dir": "EDGE_DATA_DIR",
+    "ingest_url": "EDGE_INGEST_URL",
+    "token": "EDGE_TOKEN",
+    "device_id": "EDGE_DEVICE_ID",
+    "pbx_timezone": "EDGE_PBX_TIMEZONE",
+    "queue_size": "EDGE_QUEUE_SIZE",
+    "batch_size": "EDGE_BATCH_SIZE",
+    "timeout_s": "EDGE_TIMEOUT",
+    "timeout_decay": "EDGE_TIMEOUT_DECAY",
+    "max_timeout_s": "EDGE_MAX_TIMEOUT",
+    "request_timeout_s": "EDGE_REQUEST_TIMEOUT",
+    "checkin_interval_min": "EDGE_CHECKIN_INTERVAL",
+    "debug": "EDGE_DEBUG",
+    "serial_port": "EDGE_SERIAL_PORT",
+    "serial_baudrate": "EDGE_SERIAL_BAUDRATE",
+    "serial_bytesize": "EDGE_SERIAL_BYTESIZE",
+    "serial_parity": "EDGE_SERIAL_PARITY",
+    "serial_stopbits": "EDGE_SERIAL_STOPBITS",
+    "serial_xonxoff": "EDGE_SERIAL_XONXOFF",
+    "serial_rtscts": "EDGE_SERIAL_RTSCTS",
+    "tcp_listen": "EDGE_TCP_LISTEN",
+    "mock_rate": "EDGE_MOCK_RATE",
+}
+# Read by `cdrflow edge` itself, not a setting of the agent: its own /metrics port.
+METRICS_PORT = "EDGE_METRICS_PORT"
+
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
@@ -41,28 +71,49 @@ class BadSetting(ValueError):
 
 @dataclass(frozen=True)
 class EdgeSettings:
+    # hipath-serial, tcp, mock, or any source registered in the entry-point group
+    # cdrflow.edge_sources.
     source: str = "hipath-serial"
+    # The queue (queue.db) and the device id file; put it on a persistent volume.
     data_dir: Path = Path("./var/edge")
+    # Ingest's base URL (records go to its /v1/edge/records).
     ingest_url: str = "http://127.0.0.1:8000"
+    # Bearer token, one of ingest's INGEST_TOKENS.
     token: str | None = None
+    # The device's name at ingest (1-64 of A-Z a-z 0-9 . _ : -); unset: derived from the MAC on
+    # the first start and kept in the data dir.
     device_id: str | None = None
+    # IANA name of the PBX clock (Europe/Berlin).
     pbx_timezone: str = "UTC"
+    # Lines the queue holds; when full the source is not read (nothing is dropped).
     queue_size: int = 1_000_000
+    # Lines per POST (at most ingest's INGEST_EDGE_MAX_RECORDS, 1,000).
     batch_size: int = 100
+    # First retry delay, seconds.
     timeout_s: float = 3.0
+    # Delay factor per failed attempt.
     timeout_decay: float = 1.5
+    # Longest retry delay, seconds.
     max_timeout_s: float = 300.0
+    # One HTTP request, seconds.
     request_timeout_s: float = 30.0
+    # Minutes between check-ins, at most 30.
     checkin_interval_min: float = 5.0
+    # Log every captured line.
     debug: bool = False
+    # The serial device.
     serial_port: str = "/dev/ttyUSB0"
+    # Serial line settings: baud rate, byte size, parity (N E O M S), stop bits (1 1.5 2).
     serial_baudrate: int = 9600
     serial_bytesize: int = 8
     serial_parity: str = "N"
     serial_stopbits: float = 1
+    # Flow control: software (XON/XOFF) or hardware (RTS/CTS).
     serial_xonxoff: bool = False
     serial_rtscts: bool = False
+    # host:port the tcp source listens on.
     tcp_listen: str = "0.0.0.0:9000"
+    # Mock calls per minute (mock source).
     mock_rate: float = 6.0
 
     @property

@@ -20,6 +20,10 @@ from cdrkit.settings import ConfigurationError
 log = logging.getLogger(__name__)
 
 
+# Read by `cdrflow pexip run` itself, not a setting of the puller: its own /metrics port.
+METRICS_PORT = "PEXIP_METRICS_PORT"
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -43,33 +47,56 @@ class PexipSettings(BaseSettings):
 
     # The Management Node: https://host[:port] (http:// only for tests, warned at start-up).
     url: str | None = Field(default=None, validation_alias=_env("PEXIP_URL", "DEFAULT_MGR_ADDRESS"))
+
+    # The Management Node account the history is read with (HTTP Basic).
     username: str = Field(
         default="admin", validation_alias=_env("PEXIP_USERNAME", "DEFAULT_MGR_USERNAME")
     )
+
+    # Its password; prefer PEXIP_PASSWORD_FILE (never in the environment of a deployment).
     password: SecretStr | None = Field(
         default=None, validation_alias=_env("PEXIP_PASSWORD", "DEFAULT_MGR_SECRET")
     )
+
     # A file holding the password (Docker / Kubernetes secrets); wins over PEXIP_PASSWORD.
     password_file: Path | None = Field(default=None, validation_alias=_env("PEXIP_PASSWORD_FILE"))
+
+    # Check the Management Node's TLS certificate (turn off only for a lab node).
     verify_tls: bool = Field(default=True, validation_alias=_env("PEXIP_VERIFY_TLS"))
+
+    # PEM file of the CA that signed the Management Node's certificate (default: the system's).
     ca_file: Path | None = Field(default=None, validation_alias=_env("PEXIP_CA_FILE"))
+
+    # Records per page of the history API.
     page_size: int = Field(
         default=500,
         ge=1,
         le=10_000,
         validation_alias=_env("PEXIP_PAGE_SIZE", "DEFAULT_PART_LIMIT", "DEFAULT_CONF_LIMIT"),
     )
+
+    # The CSV files of each pull and the checkpoint; keep it on a persistent volume.
     data_dir: Path = Field(default=Path("var/pexip"), validation_alias=_env("PEXIP_DATA_DIR"))
+
     # Where records go: an ingest base URL (its /v1/pexip/history route) and its bearer token.
     # Unset: the pull writes only the CSV files (and says so).
     ingest_url: str | None = Field(default=None, validation_alias=_env("PEXIP_INGEST_URL"))
     ingest_token: SecretStr | None = Field(
         default=None, validation_alias=_env("PEXIP_INGEST_TOKEN")
     )
+
+    # The next window starts at the checkpoint minus this: 600, 600s, 10m, 1h.
     overlap_s: float = Field(default=600.0, ge=0, validation_alias=_env("PEXIP_OVERLAP"))
+
+    # When `cdrflow pexip run` pulls (5-field cron, UTC).
     cron: str = Field(default="*/15 * * * *", validation_alias=_env("PEXIP_CRON", "DATA_CRON_TIME"))
+
+    # One HTTP request to the Management Node or ingest: seconds, or 1m.
     timeout_s: float = Field(default=60.0, gt=0, validation_alias=_env("PEXIP_TIMEOUT"))
+
+    # Retries per request.
     retries: int = Field(default=5, ge=0, le=50, validation_alias=_env("PEXIP_RETRIES"))
+
     # Longest wait between retries (a Retry-After above it is capped to it).
     retry_max_s: float = Field(default=60.0, gt=0, validation_alias=_env("PEXIP_RETRY_MAX"))
     # How long Pexip keeps history in practice (it keeps the last ~10,000 conference instances,

@@ -368,8 +368,11 @@ def _drive(
     _wait(ports, base + warm["acked"], 60)
     start_done = _done(progress(ports))
     cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    spies = _profile(pids)
     t0 = time.monotonic()
     res = load.run(ingest_port, SECONDS, CONNECTIONS)
+    for spy in spies:
+        spy.wait()
     t_load = time.monotonic()
     at_load_end = _done(progress(ports)) - start_done
     target = start_done + res["acked"]
@@ -390,6 +393,39 @@ def _drive(
         "dead_letters": final["dead_letter"],
         "cpu_us": {name: c / max(acked, 1) * 1e6 for name, c in cpu.items()},
     }
+
+
+def _profile(pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """With ``E2E_PROFILE=<dir>``: py-spy (if installed) records each Python process during the
+    load into ``<dir>/<name>.txt`` (collapsed stacks; its own CPU then counts in the figures)."""
+    out = os.environ.get("E2E_PROFILE")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not out or not Path(spy).exists():
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-r",
+                "200",
+                "-d",
+                str(max(1, round(SECONDS))),
+                "-p",
+                str(pid),
+                "-o",
+                f"{out}/{name}.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+        if name not in ("broker", "postgres")
+    ]
 
 
 def _wait(ports: dict[str, int], target: float, timeout: float) -> dict[str, float]:

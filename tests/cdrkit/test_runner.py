@@ -221,3 +221,32 @@ async def test_consuming_dead_letters_poison_to_the_dlq_by_default(bus: Bus) -> 
     assert (letter.stage, letter.error, letter.raw_value) == ("billing", "poison", "4")
     assert "cannot store this" in letter.reason
     assert letter.topic == topic
+
+
+@pytest.mark.parametrize("gather_s", [60.0, 0.0])
+async def test_a_short_fetch_is_topped_up_before_the_batch_is_handled(
+    bus: Bus, gather_s: float
+) -> None:
+    """Issue 15: a fetch of fewer than batch_size messages waits (up to gather_s) for more, so
+    a trickle is handled in full batches; gather_s=0 handles what each fetch returned."""
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 1)
+    batches: list[list[bytes]] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        batches.append([m.value for m in batch])
+
+    loop = ConsumeLoop(bus, [topic], "g", handler, batch_size=5, gather_s=gather_s)
+    await loop.start()
+    # The first message was fetched (nothing left to fetch), then four more arrive.
+    await _until(lambda: loop._consumer is not None and not any(loop._consumer.lag().values()))
+    await bus.producer.send_many(
+        topic, [Record(value=str(i).encode(), key=b"0") for i in range(1, 5)]
+    )
+    await _until(lambda: sum(len(b) for b in batches) == 5)
+    await loop.stop()
+    if gather_s:
+        # Full at five: handled at once, long before gather_s.
+        assert batches == [[b"0", b"1", b"2", b"3", b"4"]]
+    else:
+        assert batches[0] == [b"0"]

@@ -135,6 +135,26 @@ async def test_store_batch_is_idempotent_and_takes_any_start_time(
             assert await conn.scalar(select(func.count()).select_from(cdr_keys)) == 3
 
 
+async def test_raw_payloads_are_lz4_compressed_on_postgresql(fresh_pg_url: str) -> None:
+    """Migration 0007: a TOASTed raw document is compressed with lz4, not pglz (issue 15)."""
+    eng = create_engine(fresh_pg_url)
+    try:
+        await migrate(eng, "cdr_parser.migrations", "alembic_version_parser")
+        repo = CdrRepository(session_factory(eng), eng.dialect.name)
+        _, xml = generate_cdr(random.Random(15), size_bytes=12_000)
+        raw = raw_row("lz4-call", NOW) | {"payload": xml, "sha256": sha256_hex(xml)}
+        assert await repo.store_batch([cdr_row("lz4-call", NOW)], [raw], []) == {"lz4-call"}
+        async with eng.connect() as conn:
+            method = await conn.scalar(
+                text("SELECT pg_column_compression(payload) FROM raw_payloads")
+            )
+            stored = await conn.scalar(text("SELECT payload FROM raw_payloads"))
+    finally:
+        await eng.dispose()
+    assert method == "lz4"
+    assert stored == xml
+
+
 async def test_concurrent_batches_store_each_call_once(
     repo: CdrRepository, engine: AsyncEngine
 ) -> None:

@@ -20,6 +20,13 @@ cannot take, stops a consumer. Without ``on_poison`` (or when ``max_consecutive_
 in a row fail: that is a systematic fault, not poison) the loop stops: ``ready()`` reports the
 reason (``/readyz`` turns red) instead of draining the topic into the dead letters.
 Handlers still dead-letter what they can recognise themselves (cheaper than bisection).
+
+Batching: a fetch that returns fewer than ``batch_size`` messages is topped up for at most
+``gather_s`` (default ``GATHER_S``, 20 ms) before the batch is handled. Each batch costs a
+database transaction, a produce round trip and an offset commit whatever its size, so at a
+steady few hundred CDRs/s handling the trickle message by message spent more CPU on those than
+on the CDRs (issue 15). Nothing is acknowledged or committed during the wait; it only adds up to
+``gather_s`` to the time a CDR takes through each stage.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ from cdrmodel import DeadLetter, topics
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
+
+GATHER_S = 0.02
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 # Called with a message that fails on its own, every time, and the last error: make it a dead
@@ -70,8 +79,10 @@ class ConsumeLoop:
         commit_timeout_s: float = 30.0,
         on_poison: PoisonHandler | None = None,
         max_consecutive_poison: int = 20,
+        gather_s: float = GATHER_S,
     ) -> None:
         self.bus = bus
+        self.gather_s = gather_s
         self.topics = list(topics)
         self.group = group
         self.handler = handler
@@ -147,6 +158,8 @@ class ConsumeLoop:
                     log.warning("consumer %s: fetch failed, retrying: %s", self.group, exc)
                     await self._sleep(self.retry_initial_s)
                     continue
+                if batch and len(batch) < self.batch_size and self.gather_s > 0:
+                    batch = await self._gather(consumer, batch)
                 self._report_lag(consumer)
                 if not batch:
                     continue
@@ -166,6 +179,27 @@ class ConsumeLoop:
         except Exception as exc:
             log.exception("consumer %s stopped on an unexpected error", self.group)
             self._fail(f"consumer {self.group} stopped: {public_error(exc)}")
+
+    async def _gather(self, consumer: Consumer, batch: list[Message]) -> list[Message]:
+        """``batch`` topped up with what arrives within ``gather_s`` (up to ``batch_size``).
+        Successive fetches keep each partition's offset order. A fetch error ends the wait:
+        the messages in hand are handled, the next fetch meets the error again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.gather_s
+        while len(batch) < self.batch_size and not self._stopping.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                more = await consumer.getmany(
+                    timeout_s=left, max_records=self.batch_size - len(batch)
+                )
+            except Exception:  # handled by the next fetch in _run
+                break
+            if not more:
+                break
+            batch = [*batch, *more]
+        return batch
 
     def _report_lag(self, consumer: Consumer) -> None:
         per_topic = dict.fromkeys(self.topics, 0)

@@ -2,9 +2,9 @@
 billing and counted by stats, each a separate ``cdrflow serve`` process on a Tansu broker and a
 PostgreSQL cluster of the bench's own, against a bare FastAPI endpoint in the same run.
 
-``python -m bench e2e`` (distributed, then all-in-one), ``python -m bench e2e distributed`` or
-``python -m bench e2e allinone`` for one of them. ``E2E_SECONDS`` (default 15) and
-``E2E_CONNECTIONS`` (default 16) change the load.
+``python -m bench e2e`` (ingest alone on the broker, distributed, then all-in-one), or
+``python -m bench e2e ingest|distributed|allinone`` for some of them. ``E2E_SECONDS``
+(default 15) and ``E2E_CONNECTIONS`` (default 16) change the load.
 
 The load is wrk (C, a Lua script) when installed, else ``bench.loadgen``: the three FreeSWITCH XML
 fixtures of ``tests/fixtures/freeswitch`` posted url-encoded (``cdr=``, the FusionPBX default), each
@@ -471,6 +471,34 @@ def distributed(load: Load, workdir: Path) -> dict[str, Any]:
             return _drive(load, ports["ingest"], stage_ports, pids)
 
 
+def ingest_alone(load: Load, workdir: Path) -> dict[str, Any]:
+    """``cdrflow serve ingest`` on Tansu with nothing consuming: what the edge takes by itself
+    (every request a new call, so none is answered from the duplicate window)."""
+    from cdrkit.testing.tansu import TansuBroker
+
+    with TansuBroker() as broker:
+        port = free_port()
+        env = {
+            "CDRFLOW_BUS_URL": broker.url,
+            "CDRFLOW_DATA_DIR": str(workdir / "ingest-alone"),
+            "CDRFLOW_LOG_LEVEL": "WARNING",
+        }
+        args = [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)]
+        with _proc(args, port, env, workdir / "ingest-alone.log") as proc:
+            pids = {"ingest": proc.pid, "broker": broker._process.pid}  # type: ignore[union-attr]
+            load.run(port, 2, 4)
+            cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+            spies = _profile({"ingest-alone": proc.pid})
+            res = load.run(port, SECONDS, CONNECTIONS)
+            for spy in spies:
+                spy.wait()
+            cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    return {
+        **{f"ack_{k}": v for k, v in res.items()},
+        "cpu_us": {name: c / max(res["acked"], 1) * 1e6 for name, c in cpu.items()},
+    }
+
+
 def allinone(load: Load, workdir: Path) -> dict[str, Any]:
     port = free_port()
     env = {"CDRFLOW_DATA_DIR": str(workdir / "run"), "CDRFLOW_LOG_LEVEL": "WARNING"}
@@ -486,7 +514,7 @@ CDRFLOW = ("ingest", "parser", "billing", "stats")
 
 
 def main(modes: list[str] | None = None) -> dict[str, Any]:
-    modes = modes or ["distributed", "allinone"]
+    modes = modes or ["ingest", "distributed", "allinone"]
     workdir = Path(tempfile.mkdtemp(prefix="cdrflow-e2e-"))
     load = Load(workdir)
     figures: dict[str, Any] = {"seconds": SECONDS, "connections": CONNECTIONS, "load": load.tool}
@@ -501,9 +529,10 @@ def main(modes: list[str] | None = None) -> dict[str, Any]:
             )
         ]
         for mode in modes:
-            r = distributed(load, workdir) if mode == "distributed" else allinone(load, workdir)
+            run = {"ingest": ingest_alone, "distributed": distributed, "allinone": allinone}
+            r = run[mode](load, workdir)
             figures[mode] = r
-            rows += _rows(mode, r, b)
+            rows += _ingest_rows(r, b) if mode == "ingest" else _rows(mode, r, b)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report(
@@ -513,6 +542,18 @@ def main(modes: list[str] | None = None) -> dict[str, Any]:
     )
     save("e2e", figures)
     return figures
+
+
+def _ingest_rows(r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, str]]:
+    return [
+        (
+            "ingest alone: acked",
+            f"{r['ack_rps']:7.0f} CDR/s  p50 {r['ack_p50_ms']:.1f} ms  "
+            f"p99 {r['ack_p99_ms']:.1f} ms  = {r['ack_rps'] / b['rps']:.0%} of bare "
+            f"(errors {r['ack_errors']:.0f})",
+        ),
+        *[(f"ingest alone: CPU {name}", f"{us:7.0f} µs/CDR") for name, us in r["cpu_us"].items()],
+    ]
 
 
 def _rows(mode: str, r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, str]]:

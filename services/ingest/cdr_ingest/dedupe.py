@@ -35,7 +35,14 @@ class RecentAccepts:
         """The index key of a payload, or None when there is nothing to dedupe on."""
         if call_id is None:
             return None
-        return call_id.encode() + b"\0" + hashlib.sha256(payload.encode()).digest()
+        return RecentAccepts.key_of(call_id, hashlib.sha256(payload.encode()).digest())
+
+    @staticmethod
+    def key_of(call_id: str | None, digest: bytes) -> bytes | None:
+        """``key`` from the payload's raw sha256 digest (computed once for the envelope too)."""
+        if call_id is None:
+            return None
+        return call_id.encode() + b"\0" + digest
 
     def get(self, key: bytes | None) -> str | None:
         """The envelope id of an acknowledged copy of these bytes for this call, if recent."""

@@ -19,6 +19,7 @@ the parser stores it once (idempotent on the call id).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -82,11 +83,12 @@ class IngestService:
         doc = decode_post(body, content_type)
         call_id, a_leg = leg_hint(uuid_param)
         call_id = call_id or doc.call_id()
-        seen_key = self.recent.key(call_id, doc.text)  # same call, same bytes: see dedupe.py
+        digest = hashlib.sha256(doc.text.encode()).digest()  # the dedupe key's and the envelope's
+        seen_key = self.recent.key_of(call_id, digest)  # same call, same bytes: see dedupe.py
         if (first_id := self.recent.get(seen_key)) is not None:
             DUPLICATES.inc()
             return Accepted(first_id, call_id, "duplicate")
-        envelope = await self.seal(doc, call_id, a_leg, origin)
+        envelope = await self.seal(doc, call_id, a_leg, origin, sha256=digest.hex())
         await self.publish(envelope)
         self.recent.add(seen_key, envelope.id)
         BODY_BYTES.observe(len(body))
@@ -119,7 +121,13 @@ class IngestService:
         )
 
     async def seal(
-        self, doc: Document, call_id: str | None, a_leg: bool | None, origin: Origin
+        self,
+        doc: Document,
+        call_id: str | None,
+        a_leg: bool | None,
+        origin: Origin,
+        *,
+        sha256: str | None = None,
     ) -> RawEnvelope:
         """The envelope to publish, claim-checked when the payload is over the inline maximum.
 
@@ -128,12 +136,14 @@ class IngestService:
         from ingest's own envelope id and the date, never from anything the switch sent. If the
         publish then fails the object stays behind (the switch's retry writes a new one); it is
         never referenced and never deleted here, because a timed-out publish may still land.
+
+        ``sha256``: the hex digest of ``doc.text`` when the caller has it already.
         """
         if self.store is None:
-            return self.envelope(doc, call_id, a_leg, origin)
+            return self.envelope(doc, call_id, a_leg, origin, sha256=sha256)
         data = doc.text.encode()
         if len(data) <= self.settings.inline_max_bytes:
-            return self.envelope(doc, call_id, a_leg, origin)
+            return self.envelope(doc, call_id, a_leg, origin, sha256=sha256)
         envelope_id = uuid.uuid4().hex
         received_at = datetime.now(UTC)
         ref = await self.store.put(object_key(CLAIM_NAMESPACE, envelope_id, received_at), data)
@@ -147,7 +157,7 @@ class IngestService:
             envelope_id=envelope_id,
             received_at=received_at,
             payload_ref=ref,
-            sha256=sha256_hex(data),
+            sha256=sha256 or sha256_hex(data),
         )
 
     async def publish(self, envelope: RawEnvelope) -> None:
@@ -175,7 +185,9 @@ class IngestService:
         self, envelope: RawEnvelope, value: bytes, key: bytes | None, timeout_s: float
     ) -> None:
         try:
-            await asyncio.wait_for(self.producer.send(topics.RAW, value, key=key), timeout_s)
+            # asyncio.timeout, not wait_for: no task per post (issue 15).
+            async with asyncio.timeout(timeout_s):
+                await self.producer.send(topics.RAW, value, key=key)
         except (BusError, TimeoutError) as exc:
             BUS_ERRORS.inc()
             log.warning("bus did not acknowledge envelope %s: %s", envelope.id, exc)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +253,40 @@ async def test_a_short_fetch_is_topped_up_before_the_batch_is_handled(
         assert batches == [[b"0", b"1", b"2", b"3", b"4"]]
     else:
         assert batches[0] == [b"0"]
+
+
+async def test_fault_injection_holds_a_durable_batch_before_its_offsets_are_committed(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """CDRFLOW_FAULT_HOLD_DIR (crash tests): armed with 7, the loop handles batches of 5 and
+    stops after the second (10 messages) is durable, before committing it; a crash there
+    redelivers that batch. Once the arm file is gone a loop goes on and commits."""
+    topic = f"t-{uuid.uuid4().hex}"
+    await _produce(bus, topic, 20)
+    handled: list[bytes] = []
+
+    async def handler(batch: Sequence[Message]) -> None:
+        handled.extend(m.value for m in batch)
+
+    arm, held = tmp_path / "g.arm", tmp_path / "g.held"
+    arm.write_text("7")
+    loop = ConsumeLoop(bus, [topic], "g", handler, batch_size=5, hold_dir=tmp_path)
+    await loop.start()
+    await _until(held.exists)
+    state = json.loads(held.read_text())
+    assert (state["pid"], state["group"], state["processed"]) == (os.getpid(), "g", 10)
+    assert len(handled) == 10  # durable (the handler returned) …
+    await loop.abort()  # … and a crash here: only the first batch was committed
+    rest = await _drain_from_committed(bus, topic, "g")
+    assert sorted(rest, key=int) == sorted(
+        set(map(str.encode, map(str, range(20)))) - set(handled[:5]), key=int
+    )
+    arm.unlink()
+    held.unlink()  # a killed process leaves it behind
+    handled.clear()
+    loop = ConsumeLoop(bus, [topic], "g", handler, batch_size=5, hold_dir=tmp_path)
+    await loop.start()
+    await _until(lambda: len(handled) == 15)
+    await loop.stop()
+    assert not held.exists()  # not armed: never held
+    assert await _drain_from_committed(bus, topic, "g") == []

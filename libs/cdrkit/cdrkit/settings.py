@@ -64,6 +64,10 @@ class ServiceSettings(BaseSettings):
     # API tokens, "role:token[,role:token]" with roles read < operate < admin (cdrkit.auth);
     # unset: the APIs are open (warned at start-up).
     api_tokens: SecretStr | None = Field(default=None, validation_alias=_common("api_tokens"))
+    # Fault injection for crash tests only, never set in production: a consume loop whose
+    # <dir>/<group>.arm file holds N pauses after the batch that reaches N messages is stored,
+    # before its offset commit, until the file is removed (cdrkit/bus/runner.py).
+    fault_hold_dir: Path | None = Field(default=None, validation_alias=_common("fault_hold_dir"))
 
     @field_validator("api_tokens")
     @classmethod

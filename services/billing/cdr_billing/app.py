@@ -40,6 +40,7 @@ def spec(settings: BillingSettings) -> ServiceSpec:
             settings.consumer_group,
             service.handle_batch,
             batch_size=settings.batch_size,
+            hold_dir=settings.fault_hold_dir,
         ) as loop:
             yield BillingComponent(service, loop)
 

@@ -47,6 +47,7 @@ def spec(settings: ParserSettings) -> ServiceSpec:
                     settings.consumer_group,
                     service.handle_batch,
                     batch_size=settings.batch_size,
+                    hold_dir=settings.fault_hold_dir,
                     on_poison=service.dead_letter_poison,
                 ) as loop,
                 background(retention.run_forever(), "parser:retention"),

@@ -55,6 +55,7 @@ def spec(settings: RecordingsSettings) -> ServiceSpec:
                     settings.consumer_group,
                     service.handle_batch,
                     batch_size=settings.batch_size,
+                    hold_dir=settings.fault_hold_dir,
                 )
             )
             archiver: Archiver | None = None

@@ -39,6 +39,7 @@ def spec(settings: StatsSettings) -> ServiceSpec:
                 settings.consumer_group,
                 service.handle_batch,
                 batch_size=settings.batch_size,
+                hold_dir=settings.fault_hold_dir,
             ) as loop,
             background(service.run_publisher(), "stats:live"),
             background(service.run_pruner(), "stats:prune"),

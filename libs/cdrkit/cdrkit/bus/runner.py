@@ -27,17 +27,28 @@ database transaction, a produce round trip and an offset commit whatever its siz
 steady few hundred CDRs/s handling the trickle message by message spent more CPU on those than
 on the CDRs (issue 15). Nothing is acknowledged or committed during the wait; it only adds up to
 ``gather_s`` to the time a CDR takes through each stage.
+
+Fault injection (tests only, ``CDRFLOW_FAULT_HOLD_DIR``, never set in production): with
+``hold_dir`` set, a loop whose ``<hold_dir>/<group>.arm`` file holds a number N stops right
+after the batch that brings the messages it has handled to N or more is durable and *before*
+its offsets are committed: it writes ``<group>.held`` (JSON: pid, group, processed, the offsets
+it is about to commit) and waits, serving everything else, until the ``.arm`` file is removed.
+A crash test SIGKILLs the process there, exactly in the window a crash must survive
+(tests/e2e/test_chaos_processes.py). Without the ``.arm`` file the loop never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from cdrkit.bus.base import Bus, CommitFailed, Consumer, Delivery, Message, TopicPartition
@@ -80,6 +91,7 @@ class ConsumeLoop:
         on_poison: PoisonHandler | None = None,
         max_consecutive_poison: int = 20,
         gather_s: float = GATHER_S,
+        hold_dir: Path | None = None,
     ) -> None:
         self.bus = bus
         self.gather_s = gather_s
@@ -94,6 +106,7 @@ class ConsumeLoop:
         self.commit_timeout_s = commit_timeout_s
         self.on_poison = on_poison
         self.max_consecutive_poison = max_consecutive_poison
+        self.hold_dir = hold_dir  # fault injection (module docstring); None in production
         self._poison_run = 0  # messages in a row that were poison
         self.stopped_reason: str | None = None
         self.processed = 0
@@ -169,6 +182,8 @@ class ConsumeLoop:
                         return  # stopping while a batch was failing: leave it uncommitted
                     for msg in batch:
                         self._uncommitted[msg.tp] = msg.offset + 1
+                    if self.hold_dir is not None:
+                        await self._hold_before_commit(self.processed + len(batch))
                     await self._commit()
                     BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
                 self.processed += len(batch)
@@ -200,6 +215,37 @@ class ConsumeLoop:
                 break
             batch = [*batch, *more]
         return batch
+
+    async def _hold_before_commit(self, processed: int) -> None:
+        """Fault injection (module docstring): the batch is durable, its offsets not committed."""
+        assert self.hold_dir is not None
+        arm = self.hold_dir / f"{self.group}.arm"
+        try:
+            threshold = int(arm.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return  # not armed (or not yet written in full)
+        if processed < threshold:
+            return
+        held = self.hold_dir / f"{self.group}.held"
+        state = {
+            "pid": os.getpid(),
+            "group": self.group,
+            "processed": processed,
+            "offsets": {f"{tp.topic}:{tp.partition}": off for tp, off in self._uncommitted.items()},
+        }
+        tmp = held.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(held)  # whole or absent: the test reads it as soon as it appears
+        log.warning(
+            "consumer %s: fault injection: %d messages durable, holding before the offset "
+            "commit until %s is removed",
+            self.group,
+            processed,
+            arm,
+        )
+        while arm.exists() and not self._stopping.is_set():
+            await self._sleep(0.05)
+        held.unlink(missing_ok=True)
 
     def _report_lag(self, consumer: Consumer) -> None:
         per_topic = dict.fromkeys(self.topics, 0)
@@ -308,8 +354,11 @@ class ConsumeLoop:
                 return True
 
     async def _sleep(self, seconds: float) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancel (abort) that arrives as the
+        # stop event is set, and the loop would go on to commit what a crash must not.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
         if self._consumer is None or not self._uncommitted:
@@ -375,10 +424,12 @@ async def consuming(
     *,
     batch_size: int,
     on_poison: PoisonHandler | None = None,
+    hold_dir: Path | None = None,
 ) -> AsyncIterator[ConsumeLoop]:
     """A started ``ConsumeLoop`` for the block; stopped gracefully (commit what is durable) at
     its end. The shape every service's ``start`` uses. A poison message is dead-lettered by
-    ``on_poison``, by default published to ``cdr.dlq`` with the stage ``group``."""
+    ``on_poison``, by default published to ``cdr.dlq`` with the stage ``group``. ``hold_dir``:
+    fault injection for crash tests (module docstring; ``CDRFLOW_FAULT_HOLD_DIR``)."""
     loop = ConsumeLoop(
         bus,
         topics,
@@ -386,6 +437,7 @@ async def consuming(
         handler,
         batch_size=batch_size,
         on_poison=on_poison or publish_poison(bus, group),
+        hold_dir=hold_dir,
     )
     await loop.start()
     try:

@@ -67,11 +67,7 @@ services: ## make sure the PostgreSQL the tests use is up (PGHOST/PGPORT, defaul
 
 .PHONY: test
 test: setup services chromium promtool ## run the tests (real PostgreSQL, Tansu Kafka broker, moto S3)
-	$(BIN)/pytest -q -m 'not timing'
-
-.PHONY: test-timing
-test-timing: setup services ## the tests that depend on scheduling luck (flaky on a quiet machine; being fixed)
-	$(BIN)/pytest -q -m timing
+	$(BIN)/pytest -q
 
 .PHONY: chromium
 chromium: ## install Debian's chromium for the dashboard browser test (apt-get; fails loudly when it cannot)

@@ -51,7 +51,8 @@ async def _run_agent(settings: EdgeSettings) -> None:
     stopped.cancel()
     try:
         # agent.run sees the stop itself; this only bounds how long it may take.
-        await asyncio.wait_for(task, STOP_GRACE_S)
+        async with asyncio.timeout(STOP_GRACE_S):
+            await task
     except TimeoutError:
         log.error("the agent did not stop within %gs; exiting (the queue is committed)", 8.0)
 

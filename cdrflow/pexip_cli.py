@@ -104,7 +104,8 @@ async def run_schedule(settings: PexipSettings, stop: asyncio.Event) -> None:
         wait = (due.replace(tzinfo=UTC) - now).total_seconds()
         log.info("next pull at %sZ (PEXIP_CRON %r)", due.isoformat(), settings.cron)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(wait, 0.0))
+            async with asyncio.timeout(max(wait, 0.0)):
+                await stop.wait()
 
 
 def run_command() -> int:

@@ -177,6 +177,7 @@ def mock_edge_spec(
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 10)
+                async with asyncio.timeout(10):
+                    await task
 
     return ServiceSpec("mockedge", start, uses_database=False)

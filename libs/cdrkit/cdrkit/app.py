@@ -263,7 +263,8 @@ def health_router(
         else:
             if uses_database:
                 try:
-                    await asyncio.wait_for(ping(runtime.engine), 5)
+                    async with asyncio.timeout(5):
+                        await ping(runtime.engine)
                 except Exception as exc:
                     problems.append(f"database unreachable: {public_error(exc)}")
             for name, comp in state.components.items():
@@ -286,7 +287,8 @@ def health_router(
             problems.append("not started")
         elif consumers & state.components.keys():
             try:
-                await asyncio.wait_for(runtime.bus.ping(), 5)
+                async with asyncio.timeout(5):
+                    await runtime.bus.ping()
             except Exception as exc:
                 problems.append(f"bus unreachable: {public_error(exc)}")
             for name, comp in state.components.items():

@@ -48,7 +48,8 @@ class IngestComponent:
 
 async def _try_ensure_topics(bus: Bus) -> bool:
     try:
-        await asyncio.wait_for(bus.ensure_topics([topics.RAW]), 5)
+        async with asyncio.timeout(5):
+            await bus.ensure_topics([topics.RAW])
     except Exception as exc:
         log.warning("cannot create topic %s yet (%s); ingest spools until it can", topics.RAW, exc)
         return False

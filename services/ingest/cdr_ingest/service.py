@@ -259,7 +259,8 @@ class IngestService:
 
     async def _send_many(self, records: list[Record], timeout_s: float) -> None:
         try:
-            await asyncio.wait_for(self.producer.send_many(topics.RAW, records), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self.producer.send_many(topics.RAW, records)
         except (BusError, TimeoutError) as exc:
             BUS_ERRORS.inc()
             log.warning("bus did not acknowledge %d event envelopes: %s", len(records), exc)

@@ -513,7 +513,8 @@ class ParserService:
         headers = ((RETRY_HEADER, str(letter_id).encode()),)
         try:
             send = self.producer.send(topics.RAW, env.to_json(), key=key, headers=headers)
-            await asyncio.wait_for(send, 10)
+            async with asyncio.timeout(10):
+                await send
         except TimeoutError as exc:
             raise Transient(
                 "the message bus did not acknowledge the retry in 10 s; try again later"

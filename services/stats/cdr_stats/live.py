@@ -66,7 +66,8 @@ class LiveHub:
                     yield sse("dropped", {"events": client.dropped})
                     client.dropped = 0
                 try:
-                    message = await asyncio.wait_for(client.queue.get(), self.keepalive_s)
+                    async with asyncio.timeout(self.keepalive_s):
+                        message = await client.queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue

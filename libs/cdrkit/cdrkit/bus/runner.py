@@ -137,7 +137,8 @@ class ConsumeLoop:
         self._stopping.set()
         if self._task is not None and not self._task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.commit_timeout_s)
+                async with asyncio.timeout(self.commit_timeout_s):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 await cancel_and_wait(self._task)
         await self._commit()
@@ -367,7 +368,8 @@ class ConsumeLoop:
         if not offsets:
             return
         try:
-            await asyncio.wait_for(self._consumer.commit(offsets), self.commit_timeout_s)
+            async with asyncio.timeout(self.commit_timeout_s):
+                await self._consumer.commit(offsets)
         except (CommitFailed, TimeoutError) as exc:
             # The work is durable and idempotent: whoever owns the partition now re-reads it.
             COMMITS.labels(self.group, "failed").inc()
@@ -386,7 +388,8 @@ class ConsumeLoop:
         """Final commit before partitions move to another member."""
         try:
             # Bounded: a batch stuck retrying must not hold up the whole group's rebalance.
-            await asyncio.wait_for(self._lock.acquire(), self.commit_timeout_s)
+            async with asyncio.timeout(self.commit_timeout_s):
+                await self._lock.acquire()
         except TimeoutError:
             return
         try:

@@ -85,9 +85,11 @@ class Drainer:
                 continue
             try:
                 if self.failing:
-                    await asyncio.wait_for(self.probe(), self.send_timeout_s)
+                    async with asyncio.timeout(self.send_timeout_s):
+                        await self.probe()
                     if self.on_recover is not None:
-                        await asyncio.wait_for(self.on_recover(), self.send_timeout_s)
+                        async with asyncio.timeout(self.send_timeout_s):
+                            await self.on_recover()
                 await self._send(batch.records)
             except (Transient, TimeoutError) as exc:
                 if not self.failing:
@@ -113,7 +115,8 @@ class Drainer:
     async def _send(self, records: Sequence[SpooledRecord]) -> None:
         batch = [Record(value=r.value, key=r.key) for r in records]
         try:
-            await asyncio.wait_for(self.producer.send_many(self.topic, batch), self.send_timeout_s)
+            async with asyncio.timeout(self.send_timeout_s):
+                await self.producer.send_many(self.topic, batch)
         except Transient:
             raise
         except CdrflowError:
@@ -121,10 +124,8 @@ class Drainer:
             # the batch one by one and keep every refused record aside instead of losing it.
             for record in batch:
                 try:
-                    await asyncio.wait_for(
-                        self.producer.send(self.topic, record.value, key=record.key),
-                        self.send_timeout_s,
-                    )
+                    async with asyncio.timeout(self.send_timeout_s):
+                        await self.producer.send(self.topic, record.value, key=record.key)
                 except Transient:
                     raise
                 except CdrflowError as exc:

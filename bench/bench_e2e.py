@@ -446,7 +446,10 @@ def distributed(load: Load, workdir: Path) -> dict[str, Any]:
         postmaster = int((pg.data / "postmaster.pid").read_text().split("\n", 1)[0])
         broker_pid = broker._process.pid  # type: ignore[union-attr]
         env = {
-            "CDRFLOW_BUS_URL": broker.url,
+            # E2E_BUS_OPTIONS: more bus URL options, e.g. "compression=none".
+            "CDRFLOW_BUS_URL": "&".join(
+                filter(None, [broker.url, os.environ.get("E2E_BUS_OPTIONS")])
+            ),
             "CDRFLOW_DATABASE_URL": db_url,
             "CDRFLOW_DATA_DIR": str(workdir / "data"),
             "CDRFLOW_LOG_LEVEL": "WARNING",

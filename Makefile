@@ -15,7 +15,13 @@ CDRFLOW_PORT ?= 8000
 CDRFLOW_MOCK_RATE ?= 30
 CDRFLOW_MOCK_EDGE ?= 6
 CDRFLOW_DATA_DIR ?= ./var
-export CDRFLOW_HOST CDRFLOW_PORT CDRFLOW_MOCK_RATE CDRFLOW_MOCK_EDGE CDRFLOW_DATA_DIR
+# Exported to `make run` and `make migrate` only: a test's own `cdrflow run` must not inherit the
+# mock feeds (a mock HiPath call once showed up as "a call that was never posted is stored").
+run migrate: export CDRFLOW_HOST := $(CDRFLOW_HOST)
+run migrate: export CDRFLOW_PORT := $(CDRFLOW_PORT)
+run migrate: export CDRFLOW_MOCK_RATE := $(CDRFLOW_MOCK_RATE)
+run migrate: export CDRFLOW_MOCK_EDGE := $(CDRFLOW_MOCK_EDGE)
+run migrate: export CDRFLOW_DATA_DIR := $(CDRFLOW_DATA_DIR)
 
 CHROMIUM ?= chromium
 

@@ -79,6 +79,7 @@ def test_quick_start_commands_answer_as_the_readme_says(tmp_path: Path) -> None:
     steps = quick_start_steps(README.read_text())
     port = _free_port()
     env = {**os.environ, "CDRFLOW_DATA_DIR": str(tmp_path / "var"), "CDRFLOW_MOCK_RATE": "0"}
+    env["CDRFLOW_MOCK_EDGE"] = "0"
     for name in ("CDRFLOW_DATABASE_URL", "CDRFLOW_BUS_URL", "INGEST_TOKENS", "INGEST_BASIC_AUTH"):
         env.pop(name, None)
     env.pop("CDRFLOW_API_TOKENS", None)

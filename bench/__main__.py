@@ -6,6 +6,7 @@ import sys
 from bench import (
     bench_billing,
     bench_bus,
+    bench_codec,
     bench_console,
     bench_e2e,
     bench_edge,
@@ -30,6 +31,7 @@ BENCHES = {
     "replay": bench_replay.main,
     "billing": bench_billing.main,
     "bus": bench_bus.main,
+    "codec": bench_codec.main,
     "console": bench_console.main,
     "recordings": bench_recordings.main,
     "stats": bench_stats.main,

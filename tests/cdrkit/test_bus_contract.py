@@ -307,7 +307,7 @@ async def test_another_group_reads_everything_again(bus: Bus) -> None:
 
 
 async def test_large_values_round_trip_under_each_compression(bus_url: str) -> None:
-    codecs = ("gzip", "lz4", "zstd")
+    codecs = ("gzip", "lz4", "snappy", "zstd")
     topics = {codec: unique(codec) for codec in codecs}
     expected: dict[str, list[bytes]] = {}
     buses = [open_bus(f"{bus_url}&compression={codec}") for codec in codecs]
@@ -390,7 +390,7 @@ async def test_ping(backend: str, request: pytest.FixtureRequest) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("memory://", {"scheme": "memory", "hosts": "", "partitions": 4, "compression": "zstd"}),
+        ("memory://", {"scheme": "memory", "hosts": "", "partitions": 4, "compression": "snappy"}),
         ("memory://test-a?partitions=2", {"hosts": "test-a", "partitions": 2}),
         (
             "kafka://k1:9092,k2:9092?idempotence=false&compression=none&session_timeout_ms=6000",
@@ -406,7 +406,8 @@ async def test_ping(backend: str, request: pytest.FixtureRequest) -> None:
                 },
             },
         ),
-        ("kafka://k1:9092", {"idempotence": True, "compression": "zstd", "partitions": 4}),
+        ("kafka://k1:9092", {"idempotence": True, "compression": "snappy", "partitions": 4}),
+        ("kafka://k1:9092?compression=zstd", {"compression": "zstd"}),
     ],
 )
 def test_bus_config_parse_accepts(url: str, expected: dict[str, object]) -> None:

@@ -3,8 +3,8 @@
 ``TansuBroker`` runs one ``tansu broker`` subprocess with in-memory storage on a free
 127.0.0.1 port. Its storage lives in the process, so ``stop()`` / ``restart()`` lose every topic,
 message and committed offset: tests that use it for broker outages must not expect data to survive.
-Tansu supports consumer groups, commits, rebalances, gzip/lz4/zstd and topic auto-creation, but
-not idempotent producers or transactions, hence ``idempotence=false`` in ``url``.
+Tansu supports consumer groups, commits, rebalances, gzip/lz4/snappy/zstd and topic auto-creation,
+but not idempotent producers or transactions, hence ``idempotence=false`` in ``url``.
 
 Fixtures (exported by ``cdrkit.testing.plugin``):
 

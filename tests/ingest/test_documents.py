@@ -163,3 +163,42 @@ def test_multipart_cdr_part_found_among_others(fixtures_dir: Path, content_type:
     )
     doc = decode_post(body, content_type)
     assert doc.text == raw.decode()
+
+
+# Ingest checks a posted XML document without building its tree (cdrkit.xml.check_xml) and reads
+# the root element's name from the text (root_tag): the same documents as a full parse must pass.
+ROOTS = [
+    (b"<cdr/>", "cdr"),
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<cdr><a/></cdr>', "cdr"),
+    (b"\xef\xbb\xbf<cdr/>", "cdr"),  # UTF-8 byte order mark
+    (b"<!-- <html> --><?pi <x>?>\n <cdr core-uuid='1'/>", "cdr"),
+    (b'<cdr a=">" b="/>"><x/></cdr>', "cdr"),
+    (b'<cdr xmlns=""/>', "cdr"),
+    (b'<cdr xmlns="urn:x"/>', "{urn:x}cdr"),
+    (b"<cdr\n  xmlns = 'urn:y' b='1'/>", "{urn:y}cdr"),
+    (b'<p:cdr xmlns:p="urn:x"/>', None),
+    (b"<cdrx/>", "cdrx"),
+    (b"<html><cdr/></html>", "html"),
+]
+
+
+@pytest.mark.parametrize(("document", "tag"), ROOTS)
+def test_xml_root_is_named_as_a_full_parse_names_it(document: bytes, tag: str | None) -> None:
+    from cdrkit.xml import parse_xml
+
+    assert tag is None or parse_xml(document).tag == tag
+    if parse_xml(document).tag == "cdr":
+        doc = decode_post(document, "text/xml")
+        assert doc.kind is PayloadKind.FREESWITCH_XML
+    else:
+        with pytest.raises(NotWellFormed, match="root element"):
+            decode_post(document, "text/xml")
+
+
+def test_call_id_without_uuid_parameter_comes_from_the_checked_document(
+    fixtures_dir: Path,
+) -> None:
+    doc = decode_post(_read(fixtures_dir, TINY_2009), "text/xml")
+    assert doc.tree is None  # checked, not built
+    # A 2009 document: no uuid variable, the caller profile's uuid.
+    assert doc.call_id() == "91353230-461f-11de-aa7f-b10b4edc0c92"

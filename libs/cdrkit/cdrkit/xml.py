@@ -8,6 +8,8 @@ references one is read, and no switch writes a DOCTYPE into a CDR.
 
 from __future__ import annotations
 
+import re
+import threading
 from typing import Any, Final
 
 from lxml import etree
@@ -72,3 +74,76 @@ def parse_xml(payload: bytes | str) -> etree._Element:
             "the document declares a DOCTYPE; CDRs never do, and entity declarations are refused"
         )
     return root
+
+
+class _DoctypeFound(Exception):
+    """Raised by the checking parser's target: stops libxml2 at the DOCTYPE, before its
+    declarations are read."""
+
+
+class _CheckTarget:
+    """A parser target that builds nothing: libxml2 still applies every well-formedness rule, but
+    no element, attribute or text object is made (a CDR is checked in ~40 % of the time its tree
+    takes to build: issue 15). A DOCTYPE stops the parse at once."""
+
+    def doctype(self, name: str | None, public_id: str | None, system_url: str | None) -> None:
+        raise _DoctypeFound
+
+    def close(self) -> None:
+        return None
+
+
+_CHECKERS = threading.local()  # a target parser keeps state while it parses: one per thread
+
+
+def _checker() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_CHECKERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            target=_CheckTarget(),  # type: ignore[arg-type]  # lxml calls only what it has
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=True,
+        )
+        parser.resolvers.add(_RefuseExternal())
+        _CHECKERS.parser = parser
+    return parser
+
+
+def check_xml(payload: bytes) -> None:
+    """What ``parse_xml`` refuses, refused the same way (``NotWellFormed``, ``UnsafeDocument``
+    for a DOCTYPE), without building the tree: for a caller that only needs to know the document
+    is sound (ingest's acceptance check). See ``root_tag`` for the root element's name."""
+    try:
+        etree.fromstring(payload, _checker())
+    except _DoctypeFound:
+        raise UnsafeDocument(
+            "the document declares a DOCTYPE; CDRs never do, and entity declarations are refused"
+        ) from None
+    except etree.XMLSyntaxError as exc:
+        raise NotWellFormed(f"the XML document is not well-formed: {exc.msg}") from exc
+    except ValueError as exc:
+        raise NotWellFormed(f"the XML document is not well-formed: {exc}") from exc
+
+
+# The prolog before the root element of a document without DOCTYPE: a BOM, white space, the XML
+# declaration, processing instructions, comments.
+_PROLOG: Final = re.compile(r"\ufeff?(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_START_TAG: Final = re.compile(r"<([^\s/>]+)((?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*/?>")
+_DEFAULT_NS: Final = re.compile(r"\sxmlns\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+
+
+def root_tag(text: str) -> str:
+    """The root element's tag of a document ``check_xml`` accepted, as lxml names it when the
+    root has no prefix (``{uri}name`` under a default namespace declared on it, else ``name``);
+    a prefixed root is returned as written (``p:name``)."""
+    match = _START_TAG.match(text, _PROLOG.match(text).end())  # type: ignore[union-attr]
+    if match is None:  # not reached for a checked document
+        raise NotWellFormed("the XML document has no root element")
+    name, attributes = match.groups()
+    if ":" not in name and (ns := _DEFAULT_NS.search(attributes)):
+        uri = ns.group(1) if ns.group(1) is not None else ns.group(2)
+        if uri:
+            return f"{{{uri}}}{name}"
+    return name

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from lxml import etree
 
-from cdrkit.xml import parse_xml
+from cdrkit.xml import check_xml, parse_xml, root_tag
 from cdrmodel import PayloadKind
 from cdrmodel.errors import MissingField, NotWellFormed, UnsupportedMediaType
 
@@ -48,11 +48,14 @@ class Document:
             variables = self.tree.get("variables")
             uuid = variables.get("uuid") if isinstance(variables, dict) else None
             return _call_id(uuid) if isinstance(uuid, str) else None
-        if self.tree is not None:
+        tree = self.tree
+        if tree is None and self.kind is PayloadKind.FREESWITCH_XML:
+            tree = parse_xml(self.text)  # decode_post checked it without building the tree
+        if tree is not None:
             # Old (2009-era) documents have no uuid variable; the caller profile always has one.
-            found = self.tree.find("variables/uuid")
+            found = tree.find("variables/uuid")
             if found is None or not found.text:
-                found = self.tree.find("callflow/caller_profile/uuid")
+                found = tree.find("callflow/caller_profile/uuid")
             return _call_id(found.text) if found is not None and found.text else None
         return None
 
@@ -229,10 +232,13 @@ def _sniff(raw: Raw) -> Document:
 
 
 def _xml(raw: Raw) -> Document:
-    root = parse_xml(raw)  # type: ignore[arg-type]  # lxml reads any buffer
-    if root.tag != "cdr":
-        raise NotWellFormed(f"the XML root element is <{root.tag}>, not <cdr>")
-    return Document(_utf8(raw, "XML"), PayloadKind.FREESWITCH_XML, "application/xml", root)
+    # Checked without building the tree (the parser builds its own); call_id() parses the text
+    # in the rare post without a uuid parameter.
+    check_xml(raw)  # type: ignore[arg-type]  # lxml reads any buffer
+    text = _utf8(raw, "XML")
+    if (tag := root_tag(text)) != "cdr":
+        raise NotWellFormed(f"the XML root element is <{tag}>, not <cdr>")
+    return Document(text, PayloadKind.FREESWITCH_XML, "application/xml")
 
 
 def _json(raw: Raw) -> Document:

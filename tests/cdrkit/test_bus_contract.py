@@ -390,7 +390,7 @@ async def test_ping(backend: str, request: pytest.FixtureRequest) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("memory://", {"scheme": "memory", "hosts": "", "partitions": 4, "compression": "snappy"}),
+        ("memory://", {"scheme": "memory", "hosts": "", "partitions": 4, "compression": "zstd"}),
         ("memory://test-a?partitions=2", {"hosts": "test-a", "partitions": 2}),
         (
             "kafka://k1:9092,k2:9092?idempotence=false&compression=none&session_timeout_ms=6000",
@@ -406,8 +406,8 @@ async def test_ping(backend: str, request: pytest.FixtureRequest) -> None:
                 },
             },
         ),
-        ("kafka://k1:9092", {"idempotence": True, "compression": "snappy", "partitions": 4}),
-        ("kafka://k1:9092?compression=zstd", {"compression": "zstd"}),
+        ("kafka://k1:9092", {"idempotence": True, "compression": "zstd", "partitions": 4}),
+        ("kafka://k1:9092?compression=snappy", {"compression": "snappy"}),
     ],
 )
 def test_bus_config_parse_accepts(url: str, expected: dict[str, object]) -> None:

@@ -39,14 +39,20 @@ def build_request(path: str, body: bytes, content_type: str, host: str = "127.0.
 
 
 async def _worker(
-    host: str, port: int, requests: list[bytes], stop_at: float, result: LoadResult, start: int
+    host: str,
+    port: int,
+    requests: list[bytes],
+    stop_at: float,
+    result: LoadResult,
+    start: int,
+    step: int,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = start
     try:
         while time.perf_counter() < stop_at:
             req = requests[i % len(requests)]
-            i += 1
+            i += step  # connection n sends n, n + step, …: no two connections send the same one
             t0 = time.perf_counter()
             writer.write(req)
             status_line = await reader.readline()
@@ -74,7 +80,10 @@ async def run_load(
     started = time.perf_counter()
     stop_at = started + seconds
     await asyncio.gather(
-        *(_worker(host, port, requests, stop_at, result, n * 7) for n in range(connections))
+        *(
+            _worker(host, port, requests, stop_at, result, n, connections)
+            for n in range(connections)
+        )
     )
     result.seconds = time.perf_counter() - started
     return result

@@ -1,0 +1,142 @@
+"""cdr_ingest.hot_path answers the hot POST routes exactly as the app's own routes do."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from cdr_ingest.hot_path import HotPosts
+from tests.e2e.conftest import serving
+from tests.ingest.conftest import INCOMING, ingest_app
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FORM = "application/x-www-form-urlencoded"
+UUID = "26444af2-5f94-40b5-9578-824ce7c75ab8"
+
+
+def _doc() -> bytes:
+    return (FIXTURES / INCOMING).read_bytes()
+
+
+def _form(doc: bytes) -> bytes:
+    return b"cdr=" + quote(doc, safe="").encode()
+
+
+_EVENT = {
+    "type": "call.end",
+    "call_id": "hot-path-1",
+    "start": "2026-01-01T10:00:00Z",
+    "end": "2026-01-01T10:01:00Z",
+}
+
+# (method, url, body, headers): the same requests to both apps.
+REQUESTS: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("POST", f"/v1/cdr?uuid=a_{UUID}", _form(_doc()), {"content-type": FORM}),
+    ("POST", f"/v1/cdr?uuid={UUID}", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr?uuid=", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr?uuid=a_", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr?uuid=first&uuid=a_second", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr?%75uid=a_escaped&other=1", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr?uuid=x%00y", _form(_doc()), {"content-type": FORM}),
+    ("POST", "/v1/cdr", _doc(), {"content-type": "text/xml"}),
+    ("POST", "/v1/cdr", b"", {"content-type": FORM}),
+    ("POST", "/v1/cdr", b"cdr=%3Cnot-xml", {"content-type": FORM}),
+    ("POST", "/v1/cdr", b"cdr=%3Croot%2F%3E", {"content-type": FORM}),
+    ("POST", "/v1/cdr", _doc(), {"content-type": "application/pdf"}),
+    ("POST", "/v1/cdr", _doc(), {}),
+    ("POST", "/v1/cdr", b"x" * 5000, {"content-type": FORM}),
+    ("POST", "/v1/cdr/", _form(_doc()), {"content-type": FORM}),
+    ("GET", "/v1/cdr", b"", {}),
+    ("PUT", "/v1/cdr", b"", {}),
+    ("POST", "/v1/events", json.dumps(_EVENT).encode(), {"content-type": "application/json"}),
+    (
+        "POST",
+        "/v1/events",
+        json.dumps([_EVENT, {"x": 1}]).encode(),
+        {"content-type": "application/json"},
+    ),
+    ("POST", "/v1/events", b"[]", {"content-type": "application/json"}),
+    ("POST", "/v1/events", b"{", {"content-type": "application/json"}),
+    ("POST", "/v1/events", b"{}", {"content-type": "text/plain"}),
+]
+
+_VOLATILE = re.compile(r'"id":"[0-9a-f]{32}"')
+
+
+def _answer(response: httpx.Response) -> tuple[int, list[tuple[str, str]], str]:
+    return (
+        response.status_code,
+        sorted(response.headers.items()),
+        _VOLATILE.sub('"id":"-"', response.text),
+    )
+
+
+def _counted() -> dict[str, float]:
+    """cdrflow_ingest_requests_total per label set (the registry is the process's: compared as
+    differences)."""
+    return {
+        str(sorted(sample.labels.items())): sample.value
+        for family in REGISTRY.collect()
+        if family.name == "cdrflow_ingest_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def _answers(app: FastAPI, **auth: str) -> list[Any]:
+    out: list[Any] = []
+    before = _counted()
+    async with serving(app) as client:
+        for method, url, body, headers in REQUESTS:
+            response = await client.request(method, url, content=body, headers={**headers, **auth})
+            out.append(_answer(response))
+    after = _counted()
+    out.append({k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)})
+    return out
+
+
+def _without_hot_path(app: FastAPI) -> FastAPI:
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not HotPosts]
+    return app
+
+
+@pytest.mark.parametrize("auth", [{}, {"authorization": "Basic bm86bm8="}])
+async def test_the_same_answers_as_the_routes(tmp_path: Path, auth: dict[str, str]) -> None:
+    settings: dict[str, Any] = {"max_body_bytes": 4096 + 1024 * 1024}
+    if auth:
+        settings["basic_auth"] = "switch:secret"
+    hot = await _answers(ingest_app(tmp_path / "hot", **settings), **auth)
+    routed = await _answers(_without_hot_path(ingest_app(tmp_path / "routed", **settings)), **auth)
+    for request, a, b in zip([*REQUESTS, ("metrics",)], hot, routed, strict=True):
+        assert a == b, request[:2]
+    if not auth:
+        assert [a[0] for a in hot[:3]] == [200, 200, 200]
+
+
+async def test_the_hot_path_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ingest_app(tmp_path)
+    assert sum(m.cls is HotPosts for m in app.user_middleware) == 1
+    assert app.user_middleware[-1].cls is HotPosts  # innermost: every other middleware applies
+    taken: list[str] = []
+    original = HotPosts.__call__
+
+    async def spy(self: HotPosts, scope: Any, receive: Any, send: Any) -> None:
+        taken.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(HotPosts, "__call__", spy)
+    async with serving(app) as client:
+        response = await client.post(
+            f"/v1/cdr?uuid=a_{UUID}", content=_form(_doc()), headers={"content-type": FORM}
+        )
+    assert response.status_code == 200
+    assert taken == ["/v1/cdr"]

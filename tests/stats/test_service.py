@@ -1,4 +1,5 @@
-"""Stats end to end on PostgreSQL: the consumer, the database and the HTTP API."""
+"""Stats end to end on PostgreSQL and on SQLite (the all-in-one's database): the consumer, the
+database and the HTTP API."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ from tests.stats.conftest import (
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test on PostgreSQL and on SQLite: their consumer statements differ."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/stats.db"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
+
+
 async def _buckets(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
     r = await client.get("/v1/buckets", params=params)
     assert r.status_code == 200, r.text
@@ -33,10 +43,8 @@ async def _buckets(client: httpx.AsyncClient, **params: Any) -> list[dict[str, A
     return buckets
 
 
-async def test_boundaries_out_of_order_late_and_real_cdrs(
-    fresh_pg_url: str, tmp_path: Path
-) -> None:
-    app = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+async def test_boundaries_out_of_order_late_and_real_cdrs(db_url: str, tmp_path: Path) -> None:
+    app = stats_app(db_url, memory_bus(), tmp_path)
     b = recent_bucket(3)
     async with serving(app) as client:
         # newest first, the one ending exactly on the boundary, then one an hour late
@@ -89,8 +97,8 @@ async def test_boundaries_out_of_order_late_and_real_cdrs(
         assert iso[-1] == {"start": b, "end": b + BUCKET_S, "group": {}, "metrics": {"attempts": 6}}
 
 
-async def test_bad_parameters_are_clear_4xx(fresh_pg_url: str, tmp_path: Path) -> None:
-    app = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+async def test_bad_parameters_are_clear_4xx(db_url: str, tmp_path: Path) -> None:
+    app = stats_app(db_url, memory_bus(), tmp_path)
     async with serving(app) as client:
         for params, word in [
             ({"since": "yesterday"}, "since"),
@@ -108,14 +116,14 @@ async def test_bad_parameters_are_clear_4xx(fresh_pg_url: str, tmp_path: Path) -
         assert r.status_code == 400
 
 
-async def test_redelivery_restart_and_alerts(fresh_pg_url: str, tmp_path: Path) -> None:
+async def test_redelivery_restart_and_alerts(db_url: str, tmp_path: Path) -> None:
     """Counted once however often delivered; a restarted instance serves the same buckets and
     goes on adding to them; a fraud alert is stored once and can be deleted."""
     bus = memory_bus()
     b = recent_bucket(1)
     cdrs = [make_cdr(b + i, billsec=i % 7) for i in range(300)]
     fraud = make_cdr(b + 5, callee="15195551234", billsec=40, carrier="carrier-f")
-    app = stats_app(fresh_pg_url, bus, tmp_path)
+    app = stats_app(db_url, bus, tmp_path)
     async with serving(app) as client:
         await publish(app, [*cdrs, fraud])
         await publish(app, [*cdrs[:100], fraud])  # redelivered
@@ -125,7 +133,7 @@ async def test_redelivery_restart_and_alerts(fresh_pg_url: str, tmp_path: Path) 
         alerts = (await client.get("/v1/alerts")).json()["items"]
         assert [(a["kind"], a["labels"]["prefix"]) for a in alerts] == [("fraud_prefix", "1519555")]
     # a new instance on the same database (a restart): nothing lost, redelivery still deduped
-    app2 = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+    app2 = stats_app(db_url, memory_bus(), tmp_path)
     async with serving(app2) as client:
         assert await _buckets(client, since=b, until=b + 1) == before
         await publish(app2, [*cdrs[200:], make_cdr(b + 9, call_id="after-restart", billsec=0)])
@@ -141,12 +149,12 @@ async def test_redelivery_restart_and_alerts(fresh_pg_url: str, tmp_path: Path) 
         assert (await client.get("/v1/alerts")).json()["items"] == []
 
 
-async def test_two_instances_merge(fresh_pg_url: str, tmp_path: Path) -> None:
+async def test_two_instances_merge(db_url: str, tmp_path: Path) -> None:
     """Two instances (each its own partition set: here its own bus) write additive deltas into
     one database; either serves the merged buckets; a call both see is counted once."""
     b = recent_bucket(2)
-    app_a = stats_app(fresh_pg_url, memory_bus(), tmp_path)
-    app_b = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+    app_a = stats_app(db_url, memory_bus(), tmp_path)
+    app_b = stats_app(db_url, memory_bus(), tmp_path)
     shared = make_cdr(b + 1, call_id="both-saw-it", carrier="c1", billsec=100)
     a_calls = [make_cdr(b + i, carrier="c1", billsec=10 + i) for i in range(120)]
     b_calls = [make_cdr(b + i, carrier=f"c{1 + i % 2}", billsec=0) for i in range(80)]
@@ -169,8 +177,8 @@ async def test_two_instances_merge(fresh_pg_url: str, tmp_path: Path) -> None:
             assert total["attempts"] == 201
 
 
-async def test_threshold_rule_alerts_once_per_bucket(fresh_pg_url: str, tmp_path: Path) -> None:
-    app = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+async def test_threshold_rule_alerts_once_per_bucket(db_url: str, tmp_path: Path) -> None:
+    app = stats_app(db_url, memory_bus(), tmp_path)
     b = recent_bucket(1)
     async with serving(app) as client:
         for i in range(4):  # four batches of failing calls on one carrier, one bucket
@@ -191,7 +199,7 @@ async def test_threshold_rule_alerts_once_per_bucket(fresh_pg_url: str, tmp_path
 
 
 async def test_entry_point_plugin_and_reload_keep_data(
-    fresh_pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site"
     (site / "longcalls-1.0.dist-info").mkdir(parents=True)
@@ -212,7 +220,7 @@ async def test_entry_point_plugin_and_reload_keep_data(
         )
     )
     b = recent_bucket(1)
-    app = stats_app(fresh_pg_url, memory_bus(), tmp_path)
+    app = stats_app(db_url, memory_bus(), tmp_path)
     async with serving(app) as client:
         await publish(app, [make_cdr(b + i, billsec=50 + i) for i in range(20)])
         await wait_processed(app, 20)
@@ -231,8 +239,8 @@ async def test_entry_point_plugin_and_reload_keep_data(
     sys.modules.pop("stats_longcalls_test", None)
 
 
-async def test_prune_drops_buckets_past_the_retention(fresh_pg_url: str, tmp_path: Path) -> None:
-    app = stats_app(fresh_pg_url, memory_bus(), tmp_path, retention_hours=1)
+async def test_prune_drops_buckets_past_the_retention(db_url: str, tmp_path: Path) -> None:
+    app = stats_app(db_url, memory_bus(), tmp_path, retention_hours=1)
     b = recent_bucket(0)
     async with serving(app) as client:
         await publish(app, [make_cdr(b - 5 * BUCKET_S), make_cdr(b - 20 * BUCKET_S)])

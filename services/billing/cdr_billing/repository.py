@@ -3,17 +3,32 @@ updated (the database refuses it too, see the migration)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    Numeric,
+    Row,
+    Table,
+    and_,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cdr_billing.models import (
+    Money,
     adjustments,
     billing_calls,
     charges,
@@ -22,10 +37,82 @@ from cdr_billing.models import (
     tariffs,
 )
 from cdr_billing.tariff import Band, Destination, Tariff
-from cdrkit.db import insert_ignore
+from cdrkit.db import UtcDateTime, insert_ignore
 from cdrmodel.errors import CdrflowError
 
 DEST_CHUNK = 5000
+_SQLITE_MAX_VARIABLES = 32766
+
+
+class _InsertIgnore:
+    """``INSERT … ON CONFLICT (call_id) DO NOTHING RETURNING call_id`` of many rows as one plain
+    statement: PostgreSQL gets the columns as arrays (``unnest``) on asyncpg, SQLite one VALUES
+    tuple per row. The values go through the columns' own SQLAlchemy bind processors (UTC
+    datetimes, money, JSON: stored exactly as an ORM insert stores them); SQLAlchemy's
+    executemany cost more per row than the database did (~100 µs per CDR for billing's two
+    inserts, batches of 30)."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        self.columns = [c.name for c in table.columns]
+        self.processors = [
+            c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns
+        ]
+        names = ", ".join(self.columns)
+        self.postgresql = dialect.name == "postgresql"
+        if self.postgresql:
+            arrays, picks = [], []
+            for n, c in enumerate(table.columns, 1):
+                kind = c.type.impl if isinstance(c.type, UtcDateTime | Money) else c.type
+                if isinstance(c.type, UtcDateTime):
+                    pg = "timestamptz"
+                elif isinstance(c.type, Money) or isinstance(kind, Numeric):
+                    pg = "numeric"
+                elif isinstance(kind, Integer):
+                    pg = "bigint"
+                else:
+                    pg = "text"  # strings, and JSON as its text (cast below)
+                arrays.append(f"${n}::{pg}[]")
+                picks.append(f"u.{c.name}::json" if isinstance(c.type, JSON) else f"u.{c.name}")
+            self.sql = (
+                f"INSERT INTO {table.name} ({names}) SELECT {', '.join(picks)} "
+                f"FROM unnest({', '.join(arrays)}) AS u({names}) "
+                "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
+            )
+        else:
+            self.one = "(" + ", ".join("?" * len(self.columns)) + ")"
+            self.head = f"INSERT INTO {table.name} ({names}) VALUES "
+            self.tail = " ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
+            self.chunk = _SQLITE_MAX_VARIABLES // len(self.columns)
+
+    def _values(self, row: dict[str, Any]) -> list[Any]:
+        out = []
+        for name, process in zip(self.columns, self.processors, strict=True):
+            value = row[name]
+            out.append(value if process is None or value is None else process(value))
+        return out
+
+    async def __call__(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert ``rows``; return the call ids of the rows inserted (not there before)."""
+        if not rows:
+            return set()
+        values = [self._values(r) for r in rows]
+        if self.postgresql:
+            conn = await session.connection()
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            columns = [list(c) for c in zip(*values, strict=True)]
+            return {r[0] for r in await raw.fetch(self.sql, *columns)}
+        conn = await session.connection()
+        new: set[str] = set()
+        for start in range(0, len(values), self.chunk):
+            part = values[start : start + self.chunk]
+            params: list[Any] = []
+            for v in part:
+                params += v
+            sql = self.head + ", ".join([self.one] * len(part)) + self.tail
+            result = await conn.exec_driver_sql(sql, tuple(params))
+            new.update(r[0] for r in result.all())
+        return new
 
 
 class VersionConflict(CdrflowError):
@@ -69,11 +156,9 @@ class BillingRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self.sessions = sessions
         self.dialect = dialect
-        self._insert_calls = insert_ignore(billing_calls, dialect, ["call_id"])
-        self._insert_charges = insert_ignore(charges, dialect, ["call_id"]).returning(
-            charges.c.call_id
-        )
         self._insert_tariff_ignore = insert_ignore(tariffs, dialect, ["name", "version"])
+        self._insert_calls_raw: _InsertIgnore | None = None
+        self._insert_charges_raw: _InsertIgnore | None = None
 
     # -- tariffs -------------------------------------------------------------------------------
 
@@ -81,9 +166,22 @@ class BillingRepository:
         async with self.sessions() as session:
             return int(await session.scalar(select(func.max(tariffs.c.id))) or 0)
 
-    async def tariff_ids(self) -> set[int]:
-        async with self.sessions() as session:
-            return set((await session.scalars(select(tariffs.c.id))).all())
+    @asynccontextmanager
+    async def _using(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        """``session`` when given (a batch's one transaction), else a session of its own."""
+        if session is not None:
+            yield session
+            return
+        async with self.sessions() as own:
+            yield own
+
+    def transaction(self) -> Any:
+        """One session and transaction for a whole consumed batch (``async with``)."""
+        return self.sessions.begin()
+
+    async def tariff_ids(self, session: AsyncSession | None = None) -> set[int]:
+        async with self._using(session) as s:
+            return set((await s.scalars(select(tariffs.c.id))).all())
 
     async def load_tariffs(self, after_id: int = 0) -> list[Tariff]:
         """Every tariff version with an id above ``after_id``, destinations included."""
@@ -187,12 +285,14 @@ class BillingRepository:
 
     # -- assignments ---------------------------------------------------------------------------
 
-    async def assignments(self, subscribers: Iterable[str]) -> dict[str, str]:
+    async def assignments(
+        self, subscribers: Iterable[str], session: AsyncSession | None = None
+    ) -> dict[str, str]:
         subs = list(set(subscribers))
         if not subs:
             return {}
-        async with self.sessions() as session:
-            rows = await session.execute(
+        async with self._using(session) as s:
+            rows = await s.execute(
                 select(tariff_assignments.c.subscriber, tariff_assignments.c.tariff_name).where(
                     tariff_assignments.c.subscriber.in_(subs)
                 )
@@ -222,26 +322,35 @@ class BillingRepository:
     # -- calls and charges ---------------------------------------------------------------------
 
     async def store(
-        self, call_rows: Sequence[dict[str, Any]], charge_rows: Sequence[dict[str, Any]]
+        self,
+        call_rows: Sequence[dict[str, Any]],
+        charge_rows: Sequence[dict[str, Any]],
+        session: AsyncSession | None = None,
     ) -> set[str]:
-        """One transaction: the consumed calls (first version wins) and their charges (a call
-        charged already keeps its charge). Returns the call ids whose charge is new."""
-        inserted: set[str] = set()
-        async with self.sessions.begin() as session:
-            if call_rows:
-                await session.execute(self._insert_calls, list(call_rows))
-            if charge_rows:
-                result = await session.execute(self._insert_charges, list(charge_rows))
-                inserted = set(result.scalars().all())
-                if inserted:
-                    await session.execute(
-                        update(billing_calls)
-                        .where(
-                            billing_calls.c.call_id.in_(inserted),
-                            billing_calls.c.unpriced_reason.is_not(None),
-                        )
-                        .values(unpriced_reason=None)
-                    )
+        """One transaction (``session``'s when given): the consumed calls (first version wins)
+        and their charges (a call charged already keeps its charge). Returns the call ids whose
+        charge is new."""
+        if session is None:
+            async with self.sessions.begin() as own:
+                return await self.store(call_rows, charge_rows, own)
+        if self._insert_calls_raw is None or self._insert_charges_raw is None:
+            dialect = (await session.connection()).dialect
+            self._insert_calls_raw = _InsertIgnore(billing_calls, dialect)
+            self._insert_charges_raw = _InsertIgnore(charges, dialect)
+        new_calls = await self._insert_calls_raw(session, call_rows)
+        inserted = await self._insert_charges_raw(session, charge_rows)
+        # A call stored before without a charge (unpriced) that has one now: forget its reason.
+        # A call stored by this very batch was stored with its outcome already.
+        priced_late = inserted - new_calls
+        if priced_late:
+            await session.execute(
+                update(billing_calls)
+                .where(
+                    billing_calls.c.call_id.in_(priced_late),
+                    billing_calls.c.unpriced_reason.is_not(None),
+                )
+                .values(unpriced_reason=None)
+            )
         return inserted
 
     async def set_unpriced(self, reasons: dict[str, str]) -> None:
@@ -253,12 +362,14 @@ class BillingRepository:
                     .values(unpriced_reason=reason)
                 )
 
-    async def charges_for(self, call_ids: Iterable[str]) -> list[Row[Any]]:
+    async def charges_for(
+        self, call_ids: Iterable[str], session: AsyncSession | None = None
+    ) -> list[Row[Any]]:
         ids = list(call_ids)
         if not ids:
             return []
-        async with self.sessions() as session:
-            rows = await session.execute(select(charges).where(charges.c.call_id.in_(ids)))
+        async with self._using(session) as s:
+            rows = await s.execute(select(charges).where(charges.c.call_id.in_(ids)))
             return list(rows.all())
 
     async def list_charges(

@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cdr_billing.bills import (
     check_closed,
@@ -178,11 +179,11 @@ class BillingService:
         if await self.repo.ensure_tariff(default_tariff(self.settings.timezone), datetime.now(UTC)):
             log.info("created the default tariff (timezone %s)", self.settings.timezone)
 
-    async def refresh_tariffs(self) -> None:
+    async def refresh_tariffs(self, session: AsyncSession | None = None) -> None:
         """Load the tariff versions created since the last load (by any replica). Ids become
         visible in commit order, not id order: what is missing is looked for by id, not as
-        "above the highest id loaded"."""
-        missing = await self.repo.tariff_ids() - self._loaded
+        "above the highest id loaded". ``session``: look in that one (a batch's)."""
+        missing = await self.repo.tariff_ids(session) - self._loaded
         if not missing:
             return
         started = time.perf_counter()
@@ -289,20 +290,27 @@ class BillingService:
                 dead.append(Record(value=letter.to_json()))
                 continue
             calls.setdefault(cdr.call_id, facts(cdr))
-        await self.refresh_tariffs()
-        assigned = await self.repo.assignments(c.subscriber for c in calls.values() if c.subscriber)
-        priced = self.price(calls.values(), assigned, now)
-        call_rows = [
-            call_row(
-                c, now, priced.unpriced[c.call_id][1] if c.call_id in priced.unpriced else None
+        # One session and transaction for the batch's reads and writes (one pool checkout).
+        async with self.repo.transaction() as session:
+            await self.refresh_tariffs(session)
+            assigned = await self.repo.assignments(
+                (c.subscriber for c in calls.values() if c.subscriber), session
             )
-            for c in calls.values()
-        ]
-        inserted = await self.repo.store(call_rows, priced.charges)
-        new = [r for r in priced.charges if r["call_id"] in inserted]
-        # Redelivered calls: publish the charge as stored (the first one), never the new price.
-        again = [r["call_id"] for r in priced.charges if r["call_id"] not in inserted]
-        stored: list[Any] = [row._mapping for row in await self.repo.charges_for(again)]
+            priced = self.price(calls.values(), assigned, now)
+            call_rows = [
+                call_row(
+                    c, now, priced.unpriced[c.call_id][1] if c.call_id in priced.unpriced else None
+                )
+                for c in calls.values()
+            ]
+            inserted = await self.repo.store(call_rows, priced.charges, session)
+            new = [r for r in priced.charges if r["call_id"] in inserted]
+            # Redelivered calls: publish the charge as stored (the first one), never the new
+            # price.
+            again = [r["call_id"] for r in priced.charges if r["call_id"] not in inserted]
+            stored: list[Any] = [
+                row._mapping for row in await self.repo.charges_for(again, session)
+            ]
         records = [rated_record(r, calls[r["call_id"]].account) for r in [*new, *stored]]
         if records:
             await self.producer.send_many(topics.RATED, records)

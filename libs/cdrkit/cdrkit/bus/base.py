@@ -163,7 +163,8 @@ class BusConfig:
 
     ``kafka://`` only, integers in ms unless noted (unset: aiokafka's default):
     ``idempotence`` (default true; false for brokers without idempotent producers, like Tansu),
-    ``linger_ms`` (5), ``request_timeout_ms`` (30000; bounds ``send`` and ``commit``; consumers
+    ``linger_ms`` (5), ``max_batch_size`` (bytes of records batched per partition, 512 KiB),
+    ``request_timeout_ms`` (30000; bounds ``send`` and ``commit``; consumers
     use at least the rebalance timeout + 5 s, since a JoinGroup waits out the rebalance),
     ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
     ``max_partition_fetch_bytes`` / ``fetch_max_bytes`` (default: at least ``max_request_size``),

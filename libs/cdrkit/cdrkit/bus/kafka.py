@@ -57,6 +57,12 @@ _TOPIC_ALREADY_EXISTS = 36
 # Integer URL options and their defaults (None: aiokafka's default). See BusConfig's docstring.
 _INT_OPTIONS: dict[str, int | None] = {
     "linger_ms": 5,
+    # Bytes of (uncompressed) records the producer batches per partition. aiokafka's default,
+    # 16 KiB, holds one 10-15 KB CDR envelope: every send behind it waited for the batch to be
+    # drained, one message per batch was compressed alone (issue 15). 512 KiB of records stays
+    # under a broker's default message.max.bytes (1 MiB) compressed or not; a larger message
+    # still goes alone in its own batch.
+    "max_batch_size": 512 * 1024,
     # 8 MiB of payload plus room for the record and batch framing.
     "max_request_size": 8 * 1024 * 1024 + 64 * 1024,
     "request_timeout_ms": 30_000,
@@ -364,7 +370,9 @@ class KafkaBus:
                 acks="all",
                 enable_idempotence=self._config.idempotence,
                 compression_type=self._config.compression,
-                **_no_none(options, "linger_ms", "max_request_size", "request_timeout_ms"),
+                **_no_none(
+                    options, "linger_ms", "max_batch_size", "max_request_size", "request_timeout_ms"
+                ),
                 **self._tls_kwargs,
             )
             try:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
+    JSON,
+    Column,
     ColumnElement,
     Row,
     Select,
+    String,
+    Table,
     and_,
     bindparam,
     delete,
     func,
-    insert,
     not_,
     or_,
     select,
@@ -26,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from cdr_parser.models import (
     call_event_halves,
@@ -39,7 +43,7 @@ from cdr_parser.models import (
     raw_payloads,
 )
 from cdr_parser.pairing import EventWork, Half, Rows, resolve
-from cdrkit.db import insert_ignore
+from cdrkit.db import UtcDateTime, insert_ignore
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,96 @@ def _month_starts(now: datetime, months_ahead: int) -> list[datetime]:
     return starts
 
 
+_PG_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_type(column: Column[Any]) -> str:
+    """The column's PostgreSQL type as an array element: JSON travels as text (cast per row),
+    and strings as TEXT, since a cast to VARCHAR(n) would cut an over-long value where the
+    insert into the column refuses it."""
+    if isinstance(column.type, JSON | String):
+        return "TEXT"
+    return str(column.type.compile(dialect=_PG_DIALECT))
+
+
+def _unnest(table: Table, first: int) -> tuple[str, str]:
+    """``unnest($first::t1[], ...) AS u(c1, ...)`` over every column of ``table``, and the select
+    list that turns it into the table's row (JSON columns cast back from text)."""
+    names = [c.name for c in table.c]
+    arrays = ", ".join(f"CAST(${first + i} AS {_pg_type(c)}[])" for i, c in enumerate(table.c))
+    select_list = ", ".join(
+        f"u.{c.name}::json" if isinstance(c.type, JSON) else f"u.{c.name}" for c in table.c
+    )
+    return f"unnest({arrays}) AS u({', '.join(names)})", select_list
+
+
+def _store_sql() -> str:
+    cdr_from, cdr_select = _unnest(cdrs, 1)
+    raw_from, raw_select = _unnest(raw_payloads, 1 + len(cdrs.c))
+    names = [c.name for c in cdrs.c]
+    call_id, start_time = 1 + names.index("call_id"), 1 + names.index("start_time")
+    return (
+        "WITH k AS (INSERT INTO cdr_keys (call_id, start_time) "
+        f"SELECT * FROM unnest(CAST(${call_id} AS TEXT[]), "
+        f"CAST(${start_time} AS TIMESTAMP WITH TIME ZONE[])) "
+        "ON CONFLICT (call_id) DO NOTHING RETURNING call_id), "
+        f"c AS (INSERT INTO cdrs ({', '.join(names)}) "
+        f"SELECT {cdr_select} FROM {cdr_from} JOIN k ON k.call_id = u.call_id), "
+        f"r AS (INSERT INTO raw_payloads ({', '.join(c.name for c in raw_payloads.c)}) "
+        f"SELECT {raw_select} FROM {raw_from} ON CONFLICT (call_id) DO NOTHING) "
+        "SELECT call_id FROM k"
+    )
+
+
+# PostgreSQL: a batch's CDRs (claimed in cdr_keys, then the claimed ones into the partitioned
+# cdrs) and raw payloads in one statement of column arrays: one round trip and one execution
+# whatever the batch size, and the same text every time (prepared once per connection).
+_STORE_SQL: Final = _store_sql()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # What UtcDateTime does to a bound value (a naive datetime is refused, not guessed).
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: cdrflow stores timezone-aware UTC times only")
+    return value.astimezone(UTC)
+
+
+def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """``rows`` as one list per column of ``table``, bound as SQLAlchemy would bind them."""
+    out: list[list[Any]] = []
+    for column in table.c:
+        name = column.name
+        values = [row.get(name) for row in rows]
+        if isinstance(column.type, UtcDateTime):
+            values = [_utc(v) for v in values]
+        elif isinstance(column.type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        out.append(values)
+    return out
+
+
+def _first_per_call(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    firsts: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        firsts.setdefault(row["call_id"], row)
+    return list(firsts.values())
+
+
+async def _store_pg(
+    conn: AsyncConnection, cdr_rows: Sequence[dict[str, Any]], raw_rows: Sequence[dict[str, Any]]
+) -> set[str]:
+    """Store CDRs and raw payloads on PostgreSQL (``_STORE_SQL``); the call ids claimed.
+    The first row of a call id wins, within the batch as against the store."""
+    params = [
+        *_columns(cdrs, _first_per_call(cdr_rows)),
+        *_columns(raw_payloads, _first_per_call(raw_rows)),
+    ]
+    result = await conn.exec_driver_sql(_STORE_SQL, tuple(params))
+    return set(result.scalars().all())
+
+
 class CdrRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self.sessions = sessions
@@ -103,9 +197,6 @@ class CdrRepository:
         # PostgreSQL: cdrs is partitioned by month and cdr_keys holds the call-id uniqueness.
         self.partitioned = dialect == "postgresql"
         self._insert_cdrs = insert_ignore(cdrs, dialect, ["call_id"]).returning(cdrs.c.call_id)
-        self._insert_keys = insert_ignore(cdr_keys, dialect, ["call_id"]).returning(
-            cdr_keys.c.call_id
-        )
         self._insert_raw = insert_ignore(raw_payloads, dialect, ["call_id"])
         self._insert_dead = _dead_letter_upsert(dialect)
         self._insert_halves = insert_ignore(call_event_halves, dialect, ["call_id", "type"])
@@ -132,7 +223,10 @@ class CdrRepository:
         first version of a call wins; CDRs are immutable). A dead letter whose dedup key is
         stored already keeps its row, with the latest reason. On PostgreSQL the call id is
         claimed in ``cdr_keys`` (``ON CONFLICT DO NOTHING RETURNING``) and only the claimed rows
-        go into the partitioned ``cdrs``, in the same transaction.
+        go into the partitioned ``cdrs``, with the raw payloads, all in one statement
+        (``_STORE_SQL``). Always in a transaction, even when that statement is all there is: a
+        consumer cancelled mid-statement (``ConsumeLoop.abort``) must leave nothing stored that
+        its outcome counters did not count.
         """
         inserted: set[str] = set()
         async with self.sessions.begin() as session:
@@ -140,21 +234,15 @@ class CdrRepository:
                 more_cdrs, more_raw, more_dead = await self._pair_events(session, events)
                 cdr_rows, raw_rows = [*cdr_rows, *more_cdrs], [*raw_rows, *more_raw]
                 dead_rows = [*dead_rows, *more_dead]
-            if cdr_rows and self.partitioned:
-                keys = [{"call_id": r["call_id"], "start_time": r["start_time"]} for r in cdr_rows]
-                result = await session.execute(self._insert_keys, keys)
-                inserted = set(result.scalars().all())
-                new: dict[str, dict[str, Any]] = {}
-                for row in cdr_rows:
-                    if row["call_id"] in inserted:
-                        new.setdefault(row["call_id"], row)
-                if new:
-                    await session.execute(insert(cdrs), list(new.values()))
-            elif cdr_rows:
-                result = await session.execute(self._insert_cdrs, list(cdr_rows))
-                inserted = set(result.scalars().all())
-            if raw_rows:
-                await session.execute(self._insert_raw, list(raw_rows))
+            if self.partitioned:
+                if cdr_rows or raw_rows:
+                    inserted = await _store_pg(await session.connection(), cdr_rows, raw_rows)
+            else:
+                if cdr_rows:
+                    result = await session.execute(self._insert_cdrs, list(cdr_rows))
+                    inserted = set(result.scalars().all())
+                if raw_rows:
+                    await session.execute(self._insert_raw, list(raw_rows))
             if dead_rows:
                 by_key = {
                     r["dedup_key"]: {**r, "last_failed_at": r["created_at"]} for r in dead_rows

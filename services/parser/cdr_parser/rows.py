@@ -27,7 +27,9 @@ __all__ = [
 
 
 def cdr_row(cdr: CDR, stored_at: datetime) -> dict[str, Any]:
-    row = cdr.model_dump()
+    # The validated fields as they are (a shallow copy: model_dump would copy every value, and
+    # the row is only read); enums as their text.
+    row = dict(cdr.__dict__)
     for key in ("leg", "direction", "disposition"):
         if row[key] is not None:
             row[key] = str(row[key].value)

@@ -74,7 +74,7 @@ RETRY_HEADER = "cdrflow-retry"  # on a dead letter re-published by an operator: 
 
 
 def is_retry(msg: Message) -> bool:
-    return any(name == RETRY_HEADER for name, _ in msg.headers)
+    return bool(msg.headers) and any(name == RETRY_HEADER for name, _ in msg.headers)
 
 
 class RetryPending(InvalidInput):

@@ -181,8 +181,7 @@ class ConsumeLoop:
                     started = time.perf_counter()
                     if not await self._handle(batch):
                         return  # stopping while a batch was failing: leave it uncommitted
-                    for msg in batch:
-                        self._uncommitted[msg.tp] = msg.offset + 1
+                    self._uncommitted.update(_next_offsets(batch))
                     if self.hold_dir is not None:
                         await self._hold_before_commit(self.processed + len(batch))
                     await self._commit()
@@ -270,8 +269,11 @@ class ConsumeLoop:
             return False
         if outcome is True:
             self._poison_run = 0
+            per_topic: dict[str, int] = {}
             for msg in batch:
-                CONSUMED.labels(self.group, msg.topic).inc()
+                per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
+            for topic, n in per_topic.items():  # a labels() lookup per topic, not per message
+                CONSUMED.labels(self.group, topic).inc(n)
             return True
         if len(batch) > 1:
             mid = len(batch) // 2
@@ -398,6 +400,15 @@ class ConsumeLoop:
                 self._uncommitted.pop(tp, None)
         finally:
             self._lock.release()
+
+
+def _next_offsets(batch: Sequence[Message]) -> dict[TopicPartition, int]:
+    """The offset to commit per partition once ``batch`` is done: after its last message there
+    (a batch holds each partition's messages in offset order)."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        last[msg.topic, msg.partition] = msg.offset
+    return {TopicPartition(topic, part): off + 1 for (topic, part), off in last.items()}
 
 
 def poison_reason(exc: Exception) -> str:

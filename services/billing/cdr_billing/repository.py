@@ -179,9 +179,28 @@ class BillingRepository:
         """One session and transaction for a whole consumed batch (``async with``)."""
         return self.sessions.begin()
 
+    async def _plain(self, session: AsyncSession, sql: str, *args: Any) -> list[Any]:
+        """Rows of a plain statement (``$n`` parameters; ``?`` on SQLite, the arguments of an
+        ``ANY($n)`` spread in place) in ``session``: the batch's reads skip SQLAlchemy's
+        statement machinery (a few hundred µs a statement, per batch)."""
+        conn = await session.connection()
+        if self.dialect == "postgresql":
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            return list(await raw.fetch(sql, *args))
+        params: list[Any] = []
+        for n, arg in enumerate(args, 1):
+            if isinstance(arg, list):
+                sql = sql.replace(f"= ANY(${n})", f"IN ({', '.join('?' * len(arg))})")
+                params += arg
+            else:
+                sql = sql.replace(f"${n}", "?")
+                params.append(arg)
+        return list((await conn.exec_driver_sql(sql, tuple(params))).all())
+
     async def tariff_ids(self, session: AsyncSession | None = None) -> set[int]:
         async with self._using(session) as s:
-            return set((await s.scalars(select(tariffs.c.id))).all())
+            return {r[0] for r in await self._plain(s, "SELECT id FROM tariffs")}
 
     async def load_tariffs(self, after_id: int = 0) -> list[Tariff]:
         """Every tariff version with an id above ``after_id``, destinations included."""
@@ -292,12 +311,12 @@ class BillingRepository:
         if not subs:
             return {}
         async with self._using(session) as s:
-            rows = await s.execute(
-                select(tariff_assignments.c.subscriber, tariff_assignments.c.tariff_name).where(
-                    tariff_assignments.c.subscriber.in_(subs)
-                )
+            rows = await self._plain(
+                s,
+                "SELECT subscriber, tariff_name FROM tariff_assignments WHERE subscriber = ANY($1)",
+                subs,
             )
-            return {s: n for s, n in rows.all()}
+            return {sub: name for sub, name in rows}
 
     async def get_assignment(self, subscriber: str) -> Row[Any] | None:
         async with self.sessions() as session:

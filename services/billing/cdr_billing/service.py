@@ -153,6 +153,20 @@ def rated_record(row: Any, account: str | None) -> Record:
     return Record(value=json.dumps(value).encode(), key=row["call_id"].encode())
 
 
+def count_charges(rows: Iterable[dict[str, Any]]) -> None:
+    """The charges and amounts counters for new charges: one ``labels`` lookup per outcome and
+    currency of the batch, not per charge."""
+    outcomes: dict[str, int] = {}
+    amounts: dict[str, float] = {}
+    for r in rows:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+        amounts[r["currency"]] = amounts.get(r["currency"], 0.0) + float(r["amount"])
+    for outcome, n in outcomes.items():
+        CHARGES.labels(outcome).inc(n)
+    for currency, amount in amounts.items():
+        AMOUNT.labels(currency).inc(amount)
+
+
 @dataclass
 class Priced:
     charges: list[dict[str, Any]]
@@ -316,9 +330,7 @@ class BillingService:
             await self.producer.send_many(topics.RATED, records)
         if dead:
             await self.producer.send_many(topics.DLQ, dead)
-        for r in new:
-            CHARGES.labels(r["outcome"]).inc()
-            AMOUNT.labels(r["currency"]).inc(float(r["amount"]))
+        count_charges(new)
         CHARGES.labels("duplicate").inc(len(stored))
         for code, reason in priced.unpriced.values():
             CHARGES.labels("unpriced").inc()
@@ -349,9 +361,7 @@ class BillingService:
                 await self.producer.send_many(
                     topics.RATED, [rated_record(r, calls[r["call_id"]].account) for r in new]
                 )
-            for r in new:
-                CHARGES.labels(r["outcome"]).inc()
-                AMOUNT.labels(r["currency"]).inc(float(r["amount"]))
+            count_charges(new)
             RERATED.inc(len(new))
             priced_n += len(new)
             still += len(priced.unpriced)

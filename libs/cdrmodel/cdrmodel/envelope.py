@@ -62,7 +62,7 @@ class RawEnvelope(BaseModel):
         return self
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RawEnvelope:
@@ -90,4 +90,4 @@ class DeadLetter(BaseModel):
     raw_value: str | None = None
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)

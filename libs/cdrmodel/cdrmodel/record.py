@@ -31,6 +31,8 @@ class Disposition(StrEnum):
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # most: the mapping builds its times in UTC
+        return value
     if value.tzinfo is None:
         raise ValueError("times must carry a timezone")
     return value.astimezone(UTC)
@@ -72,7 +74,8 @@ class CDR(BaseModel):
     received_at: UtcDatetime | None = None
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        # The serializer's bytes as they are: model_dump_json would make a str to encode again.
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> CDR:

@@ -108,18 +108,24 @@ async def _asyncpg(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
+# What an alert row is read as (AlertRow), by the insert's RETURNING and by the listing.
+_ALERT_COLUMNS = (
+    alerts.c.id,
+    alerts.c.kind,
+    alerts.c.text,
+    alerts.c.labels,
+    alerts.c.bucket,
+    alerts.c.created_at,
+)
+
+
 class StatsRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], dialect: str) -> None:
         self.sessions = sessions
         self.dialect = dialect
         ins: Any = postgresql.insert(alerts) if dialect == "postgresql" else sqlite.insert(alerts)
         self._insert_alerts = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(
-            alerts.c.id,
-            alerts.c.kind,
-            alerts.c.text,
-            alerts.c.labels,
-            alerts.c.bucket,
-            alerts.c.created_at,
+            *_ALERT_COLUMNS
         )
 
     async def first_seen(self, session: AsyncSession, calls: dict[str, int]) -> set[str]:
@@ -233,18 +239,7 @@ class StatsRepository:
     async def list_alerts(
         self, *, since: datetime | None, kind: str | None, limit: int
     ) -> list[AlertRow]:
-        query = (
-            select(
-                alerts.c.id,
-                alerts.c.kind,
-                alerts.c.text,
-                alerts.c.labels,
-                alerts.c.bucket,
-                alerts.c.created_at,
-            )
-            .order_by(alerts.c.id.desc())
-            .limit(limit)
-        )
+        query = select(*_ALERT_COLUMNS).order_by(alerts.c.id.desc()).limit(limit)
         if since is not None:
             query = query.where(alerts.c.created_at >= since)
         if kind is not None:

@@ -10,9 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Integer,
-    Numeric,
     Row,
     Table,
     and_,
@@ -23,12 +20,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cdr_billing.models import (
-    Money,
     adjustments,
     billing_calls,
     charges,
@@ -37,82 +32,44 @@ from cdr_billing.models import (
     tariffs,
 )
 from cdr_billing.tariff import Band, Destination, Tariff
-from cdrkit.db import UtcDateTime, insert_ignore
+from cdrkit.db import ColumnArrays, driver_connection, insert_ignore, sqlite_values
 from cdrmodel.errors import CdrflowError
 
 DEST_CHUNK = 5000
-_SQLITE_MAX_VARIABLES = 32766
 
 
 class _InsertIgnore:
     """``INSERT … ON CONFLICT (call_id) DO NOTHING RETURNING call_id`` of many rows as one plain
-    statement: PostgreSQL gets the columns as arrays (``unnest``) on asyncpg, SQLite one VALUES
-    tuple per row. The values go through the columns' own SQLAlchemy bind processors (UTC
-    datetimes, money, JSON: stored exactly as an ORM insert stores them); SQLAlchemy's
-    executemany cost more per row than the database did (~100 µs per CDR for billing's two
-    inserts, batches of 30)."""
+    statement: PostgreSQL gets the columns as arrays (``ColumnArrays``, ``unnest``) on asyncpg,
+    SQLite one VALUES tuple per row; the values go through the columns' own bind processors
+    either way. SQLAlchemy's executemany cost more per row than the database did (~100 µs per CDR
+    for billing's two inserts, batches of 30)."""
 
-    def __init__(self, table: Table, dialect: Dialect) -> None:
-        self.columns = [c.name for c in table.columns]
-        self.processors = [
-            c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns
-        ]
-        names = ", ".join(self.columns)
-        self.postgresql = dialect.name == "postgresql"
-        if self.postgresql:
-            arrays, picks = [], []
-            for n, c in enumerate(table.columns, 1):
-                kind = c.type.impl if isinstance(c.type, UtcDateTime | Money) else c.type
-                if isinstance(c.type, UtcDateTime):
-                    pg = "timestamptz"
-                elif isinstance(c.type, Money) or isinstance(kind, Numeric):
-                    pg = "numeric"
-                elif isinstance(kind, Integer):
-                    pg = "bigint"
-                else:
-                    pg = "text"  # strings, and JSON as its text (cast below)
-                arrays.append(f"${n}::{pg}[]")
-                picks.append(f"u.{c.name}::json" if isinstance(c.type, JSON) else f"u.{c.name}")
-            self.sql = (
-                f"INSERT INTO {table.name} ({names}) SELECT {', '.join(picks)} "
-                f"FROM unnest({', '.join(arrays)}) AS u({names}) "
-                "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
-            )
-        else:
-            self.one = "(" + ", ".join("?" * len(self.columns)) + ")"
-            self.head = f"INSERT INTO {table.name} ({names}) VALUES "
-            self.tail = " ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
-            self.chunk = _SQLITE_MAX_VARIABLES // len(self.columns)
-
-    def _values(self, row: dict[str, Any]) -> list[Any]:
-        out = []
-        for name, process in zip(self.columns, self.processors, strict=True):
-            value = row[name]
-            out.append(value if process is None or value is None else process(value))
-        return out
+    def __init__(self, table: Table) -> None:
+        self.columns = ColumnArrays(table)
+        names = ", ".join(self.columns.names)
+        source, picks = self.columns.unnest(1)
+        self.pg_sql = (
+            f"INSERT INTO {table.name} ({names}) SELECT {picks} FROM {source} "
+            "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
+        )
+        self.sqlite_sql = (
+            f"INSERT INTO {table.name} ({names}) VALUES {{values}} "
+            "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
+        )
 
     async def __call__(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert ``rows``; return the call ids of the rows inserted (not there before)."""
         if not rows:
             return set()
-        values = [self._values(r) for r in rows]
-        if self.postgresql:
-            conn = await session.connection()
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            columns = [list(c) for c in zip(*values, strict=True)]
-            return {r[0] for r in await raw.fetch(self.sql, *columns)}
         conn = await session.connection()
-        new: set[str] = set()
-        for start in range(0, len(values), self.chunk):
-            part = values[start : start + self.chunk]
-            params: list[Any] = []
-            for v in part:
-                params += v
-            sql = self.head + ", ".join([self.one] * len(part)) + self.tail
-            result = await conn.exec_driver_sql(sql, tuple(params))
-            new.update(r[0] for r in result.all())
-        return new
+        if conn.dialect.name == "postgresql":
+            arrays = self.columns.arrays(conn.dialect, rows)
+            return {
+                r[0] for r in await (await driver_connection(session)).fetch(self.pg_sql, *arrays)
+            }
+        new = await sqlite_values(conn, self.sqlite_sql, self.columns.rows(conn.dialect, rows))
+        return {r[0] for r in new}
 
 
 class VersionConflict(CdrflowError):
@@ -157,8 +114,8 @@ class BillingRepository:
         self.sessions = sessions
         self.dialect = dialect
         self._insert_tariff_ignore = insert_ignore(tariffs, dialect, ["name", "version"])
-        self._insert_calls_raw: _InsertIgnore | None = None
-        self._insert_charges_raw: _InsertIgnore | None = None
+        self._insert_calls = _InsertIgnore(billing_calls)
+        self._insert_charges = _InsertIgnore(charges)
 
     # -- tariffs -------------------------------------------------------------------------------
 
@@ -185,9 +142,7 @@ class BillingRepository:
         statement machinery (a few hundred µs a statement, per batch)."""
         conn = await session.connection()
         if self.dialect == "postgresql":
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            return list(await raw.fetch(sql, *args))
+            return list(await (await driver_connection(session)).fetch(sql, *args))
         params: list[Any] = []
         for n, arg in enumerate(args, 1):
             if isinstance(arg, list):
@@ -352,12 +307,8 @@ class BillingRepository:
         if session is None:
             async with self.sessions.begin() as own:
                 return await self.store(call_rows, charge_rows, own)
-        if self._insert_calls_raw is None or self._insert_charges_raw is None:
-            dialect = (await session.connection()).dialect
-            self._insert_calls_raw = _InsertIgnore(billing_calls, dialect)
-            self._insert_charges_raw = _InsertIgnore(charges, dialect)
-        new_calls = await self._insert_calls_raw(session, call_rows)
-        inserted = await self._insert_charges_raw(session, charge_rows)
+        new_calls = await self._insert_calls(session, call_rows)
+        inserted = await self._insert_charges(session, charge_rows)
         # A call stored before without a charge (unpriced) that has one now: forget its reason.
         # A call stored by this very batch was stored with its outcome already.
         priced_late = inserted - new_calls

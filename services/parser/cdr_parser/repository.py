@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
-    JSON,
-    Column,
     ColumnElement,
     Row,
     Select,
-    String,
-    Table,
     and_,
     bindparam,
     delete,
@@ -43,7 +38,7 @@ from cdr_parser.models import (
     raw_payloads,
 )
 from cdr_parser.pairing import EventWork, Half, Rows, resolve
-from cdrkit.db import UtcDateTime, insert_ignore
+from cdrkit.db import ColumnArrays, insert_ignore
 
 
 @dataclass(frozen=True)
@@ -100,33 +95,14 @@ def _month_starts(now: datetime, months_ahead: int) -> list[datetime]:
     return starts
 
 
-_PG_DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
-
-
-def _pg_type(column: Column[Any]) -> str:
-    """The column's PostgreSQL type as an array element: JSON travels as text (cast per row),
-    and strings as TEXT, since a cast to VARCHAR(n) would cut an over-long value where the
-    insert into the column refuses it."""
-    if isinstance(column.type, JSON | String):
-        return "TEXT"
-    return str(column.type.compile(dialect=_PG_DIALECT))
-
-
-def _unnest(table: Table, first: int) -> tuple[str, str]:
-    """``unnest($first::t1[], ...) AS u(c1, ...)`` over every column of ``table``, and the select
-    list that turns it into the table's row (JSON columns cast back from text)."""
-    names = [c.name for c in table.c]
-    arrays = ", ".join(f"CAST(${first + i} AS {_pg_type(c)}[])" for i, c in enumerate(table.c))
-    select_list = ", ".join(
-        f"u.{c.name}::json" if isinstance(c.type, JSON) else f"u.{c.name}" for c in table.c
-    )
-    return f"unnest({arrays}) AS u({', '.join(names)})", select_list
+_CDR_ARRAYS: Final = ColumnArrays(cdrs)
+_RAW_ARRAYS: Final = ColumnArrays(raw_payloads)
 
 
 def _store_sql() -> str:
-    cdr_from, cdr_select = _unnest(cdrs, 1)
-    raw_from, raw_select = _unnest(raw_payloads, 1 + len(cdrs.c))
-    names = [c.name for c in cdrs.c]
+    cdr_from, cdr_select = _CDR_ARRAYS.unnest(1)
+    raw_from, raw_select = _RAW_ARRAYS.unnest(1 + len(cdrs.c))
+    names = _CDR_ARRAYS.names
     call_id, start_time = 1 + names.index("call_id"), 1 + names.index("start_time")
     return (
         "WITH k AS (INSERT INTO cdr_keys (call_id, start_time) "
@@ -135,7 +111,7 @@ def _store_sql() -> str:
         "ON CONFLICT (call_id) DO NOTHING RETURNING call_id), "
         f"c AS (INSERT INTO cdrs ({', '.join(names)}) "
         f"SELECT {cdr_select} FROM {cdr_from} JOIN k ON k.call_id = u.call_id), "
-        f"r AS (INSERT INTO raw_payloads ({', '.join(c.name for c in raw_payloads.c)}) "
+        f"r AS (INSERT INTO raw_payloads ({', '.join(_RAW_ARRAYS.names)}) "
         f"SELECT {raw_select} FROM {raw_from} ON CONFLICT (call_id) DO NOTHING) "
         "SELECT call_id FROM k"
     )
@@ -145,29 +121,6 @@ def _store_sql() -> str:
 # cdrs) and raw payloads in one statement of column arrays: one round trip and one execution
 # whatever the batch size, and the same text every time (prepared once per connection).
 _STORE_SQL: Final = _store_sql()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # What UtcDateTime does to a bound value (a naive datetime is refused, not guessed).
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: cdrflow stores timezone-aware UTC times only")
-    return value.astimezone(UTC)
-
-
-def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    """``rows`` as one list per column of ``table``, bound as SQLAlchemy would bind them."""
-    out: list[list[Any]] = []
-    for column in table.c:
-        name = column.name
-        values = [row.get(name) for row in rows]
-        if isinstance(column.type, UtcDateTime):
-            values = [_utc(v) for v in values]
-        elif isinstance(column.type, JSON):
-            values = [None if v is None else json.dumps(v) for v in values]
-        out.append(values)
-    return out
 
 
 def _first_per_call(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,8 +136,8 @@ async def _store_pg(
     """Store CDRs and raw payloads on PostgreSQL (``_STORE_SQL``); the call ids claimed.
     The first row of a call id wins, within the batch as against the store."""
     params = [
-        *_columns(cdrs, _first_per_call(cdr_rows)),
-        *_columns(raw_payloads, _first_per_call(raw_rows)),
+        *_CDR_ARRAYS.arrays(conn.dialect, _first_per_call(cdr_rows)),
+        *_RAW_ARRAYS.arrays(conn.dialect, _first_per_call(raw_rows)),
     ]
     result = await conn.exec_driver_sql(_STORE_SQL, tuple(params))
     return set(result.scalars().all())

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cdr_stats.aggregate import Row
 from cdr_stats.models import alerts, buckets, seen
 from cdr_stats.plugins import Alert
+from cdrkit.db import driver_connection, sqlite_values
 
 # PostgreSQL: one statement carries the whole batch (arrays unnested server-side), sent on
 # asyncpg directly (inside the session's transaction): SQLAlchemy's parameter and row
@@ -41,8 +42,6 @@ _PG_READ = (
 )
 _PG_READ_ORDER = " ORDER BY bucket, value, metric"
 _COLUMNS = ("dim", "bucket", "value", "metric", "count", "sum", "squares", "min", "max")
-_SQLITE_ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32766
-_SQLITE_SEEN_ROWS = 5000
 # SQLite (the all-in-one): the same statements as plain SQL with one VALUES tuple per row, sent
 # with exec_driver_sql. SQLAlchemy compiled a multi-row .values() afresh for every batch (its
 # row count varies, so the compiled cache never hit): ~400 µs of CPU per CDR on the batches
@@ -66,21 +65,6 @@ _SQLITE_UPSERT = (
 )
 
 
-_sqlite_texts: dict[tuple[str, int], str] = {}
-
-
-def _sqlite_values(sql: str, rows: int, width: int) -> str:
-    """``sql`` with ``rows`` placeholder tuples of ``width`` for its ``{values}``."""
-    key = (sql, rows)
-    text = _sqlite_texts.get(key)
-    if text is None:
-        one = "(" + ", ".join("?" * width) + ")"
-        text = sql.format(values=", ".join([one] * rows))
-        if len(_sqlite_texts) < 1024:
-            _sqlite_texts[key] = text
-    return text
-
-
 @dataclass
 class AlertRow:
     id: int
@@ -99,13 +83,6 @@ class AlertRow:
             "bucket": self.bucket,
             "created_at": self.created_at.isoformat(),
         }
-
-
-async def _asyncpg(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session (in its transaction)."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
 
 
 # What an alert row is read as (AlertRow), by the insert's RETURNING and by the listing.
@@ -134,20 +111,13 @@ class StatsRepository:
             return set()
         ids = sorted(calls)
         if self.dialect == "postgresql":
-            rows = await (await _asyncpg(session)).fetch(_PG_SEEN, ids, [calls[i] for i in ids])
-            return {r[0] for r in rows}
-        new: set[str] = set()
-        conn = await session.connection()
-        for start in range(0, len(ids), _SQLITE_SEEN_ROWS):
-            chunk = ids[start : start + _SQLITE_SEEN_ROWS]
-            params: list[Any] = []
-            for i in chunk:
-                params += (i, calls[i])
-            result = await conn.exec_driver_sql(
-                _sqlite_values(_SQLITE_SEEN, len(chunk), 2), tuple(params)
+            rows = await (await driver_connection(session)).fetch(
+                _PG_SEEN, ids, [calls[i] for i in ids]
             )
-            new.update(r[0] for r in result.all())
-        return new
+            return {r[0] for r in rows}
+        conn = await session.connection()
+        new = await sqlite_values(conn, _SQLITE_SEEN, [(i, calls[i]) for i in ids])
+        return {r[0] for r in new}
 
     async def add_deltas(
         self, session: AsyncSession, rows: Sequence[Row], returned: Sequence[str]
@@ -159,19 +129,11 @@ class StatsRepository:
             return []
         if self.dialect == "postgresql":
             columns = list(zip(*rows, strict=True))  # 9 columns
-            return list(await (await _asyncpg(session)).fetch(_PG_UPSERT, *columns, returned))
-        merged: list[Any] = []
-        conn = await session.connection()
-        for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
-            params: list[Any] = []
-            for r in chunk:
-                params += r
-            result = await conn.exec_driver_sql(
-                _sqlite_values(_SQLITE_UPSERT, len(chunk), len(_COLUMNS)), tuple(params)
+            return list(
+                await (await driver_connection(session)).fetch(_PG_UPSERT, *columns, returned)
             )
-            merged.extend(r for r in result.all() if r[0] in returned)
-        return merged
+        merged = await sqlite_values(await session.connection(), _SQLITE_UPSERT, rows)
+        return [r for r in merged if r[0] in returned]
 
     async def add_alerts(
         self, session: AsyncSession, found: Sequence[Alert], now: datetime
@@ -219,7 +181,7 @@ class StatsRepository:
                     tests.append(f"starts_with(metric, ${len(args)})")
                 sql += f" AND ({' OR '.join(tests)})"
             async with self.sessions() as session:
-                rows: Sequence[Any] = await (await _asyncpg(session)).fetch(
+                rows: Sequence[Any] = await (await driver_connection(session)).fetch(
                     sql + _PG_READ_ORDER, *args
                 )
                 return rows

@@ -423,6 +423,7 @@ async def replay_store(
     error is retried with backoff; if it persists the replay stops there, so its summary lists
     what was published and why it stopped.
     """
+    from cdr_parser.rows import stored_payload
     from cdrkit.bus import BusError, Record
     from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex, topics
 
@@ -435,6 +436,7 @@ async def replay_store(
         for row in page:
             summary.total += 1
             try:
+                payload = stored_payload(row)
                 envelopes = [
                     RawEnvelope(
                         id=row.envelope_id,
@@ -443,14 +445,14 @@ async def replay_store(
                         source=Origin(),
                         content_type=row.content_type,
                         call_id=row.call_id,
-                        payload=row.payload,
+                        payload=payload,
                         payload_ref=row.payload_ref,
                         sha256=row.sha256,
                     )
                 ]
                 halves = None
-                if envelopes[0].kind is PayloadKind.CALL_EVENT and row.payload is not None:
-                    halves = json.loads(row.payload)
+                if envelopes[0].kind is PayloadKind.CALL_EVENT and payload is not None:
+                    halves = json.loads(payload)
                 if isinstance(halves, list):
                     # A paired call's payload is its two records, [start, end]; the parser
                     # takes one record per envelope, so each half travels on its own again.

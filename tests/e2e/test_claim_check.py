@@ -18,6 +18,7 @@ from cdr_ingest.documents import Document
 from cdr_ingest.service import IngestService
 from cdr_ingest.settings import IngestSettings
 from cdr_parser.models import raw_payloads
+from cdr_parser.rows import stored_payload
 from cdrflow.platform import create_allinone_app, create_service_app
 from cdrkit.bus import open_bus
 from cdrkit.db import create_engine
@@ -79,6 +80,7 @@ async def test_a_5mb_cdr_travels_as_a_claim_check_on_kafka_postgres_and_s3(
 
     rows = await _raw_rows(fresh_pg_url)
     assert rows[call_id].payload is None
+    assert rows[call_id].payload_lz4 is None
     ref = rows[call_id].payload_ref
     assert ref.startswith(s3_store_url.split("?", maxsplit=1)[0] + "/cdr-raw/")
     # The object really is in S3, byte for byte.
@@ -134,11 +136,12 @@ async def test_the_inline_maximum_is_a_setting(
         assert sample("cdrflow_ingest_claim_check_bytes_total") == check_bytes + referenced
 
     rows = await _raw_rows(f"sqlite+aiosqlite:///{tmp_path / 'cdrflow.db'}")
-    assert rows[ids["inline"]].payload is not None
+    assert stored_payload(rows[ids["inline"]]) == docs["inline"][0].decode()
     assert rows[ids["inline"]].payload_ref is None
     for name in ("xml_ref", "json_ref"):
         row = rows[ids[name]]
         assert row.payload is None
+        assert row.payload_lz4 is None
         path = Path(urlsplit(row.payload_ref).path)
         assert path.is_relative_to(tmp_path / "objects" / "cdr-raw")
         assert path.read_bytes() == docs[name][0]  # noqa: ASYNC240

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cdr_parser.models import cdr_keys, cdrs, dead_letters, raw_payloads
 from cdr_parser.repository import CdrFilter, CdrRepository
 from cdr_parser.retention import RetentionJob
+from cdr_parser.rows import stored_payload
 from cdr_parser.settings import ParserSettings
 from cdrflow.mock import generate_cdr
 from cdrflow.platform import create_service_app
@@ -135,24 +136,53 @@ async def test_store_batch_is_idempotent_and_takes_any_start_time(
             assert await conn.scalar(select(func.count()).select_from(cdr_keys)) == 3
 
 
-async def test_raw_payloads_are_lz4_compressed_on_postgresql(fresh_pg_url: str) -> None:
-    """Migration 0007: a TOASTed raw document is compressed with lz4, not pglz (issue 15)."""
-    eng = create_engine(fresh_pg_url)
-    try:
-        await migrate(eng, "cdr_parser.migrations", "alembic_version_parser")
-        repo = CdrRepository(session_factory(eng), eng.dialect.name)
-        _, xml = generate_cdr(random.Random(15), size_bytes=12_000)
-        raw = raw_row("lz4-call", NOW) | {"payload": xml, "sha256": sha256_hex(xml)}
-        assert await repo.store_batch([cdr_row("lz4-call", NOW)], [raw], []) == {"lz4-call"}
-        async with eng.connect() as conn:
+async def test_raw_payloads_are_stored_lz4_packed_and_read_back_exactly(
+    repo: CdrRepository, engine: AsyncEngine
+) -> None:
+    """Migration 0008: the parser stores a raw document lz4-compressed (``payload_lz4``), and the
+    readers (the raw endpoint's query, replay) get back exactly the text that came in, non-ASCII
+    and a lone surrogate included (issue 15)."""
+    _, xml = generate_cdr(random.Random(15), size_bytes=12_000)
+    xml = xml.replace("</cdr>", "<note>caf\u00e9 \u20ac \U0001f4de \ud800</note></cdr>")
+    raw = raw_row("lz4-call", NOW) | {"payload": xml, "sha256": sha256_hex("x")}
+    assert await repo.store_batch([cdr_row("lz4-call", NOW)], [raw], []) == {"lz4-call"}
+    async with engine.connect() as conn:
+        text_col, packed = (
+            await conn.execute(select(raw_payloads.c.payload, raw_payloads.c.payload_lz4))
+        ).one()
+        if engine.dialect.name == "postgresql":
+            # EXTERNAL: PostgreSQL keeps the packed bytes as they are (no second compression).
             method = await conn.scalar(
-                text("SELECT pg_column_compression(payload) FROM raw_payloads")
+                text("SELECT pg_column_compression(payload_lz4) FROM raw_payloads")
             )
-            stored = await conn.scalar(text("SELECT payload FROM raw_payloads"))
-    finally:
-        await eng.dispose()
-    assert method == "lz4"
-    assert stored == xml
+            storage = await conn.scalar(
+                text(
+                    "SELECT attstorage::text FROM pg_attribute"
+                    " WHERE attrelid = 'raw_payloads'::regclass AND attname = 'payload_lz4'"
+                )
+            )
+            assert method is None
+            assert storage == "e"
+    assert text_col is None
+    assert len(packed) < len(xml.encode("utf-8", "surrogatepass")) / 2
+    stored = await repo.get_raw("lz4-call")
+    assert stored_payload(stored) == xml
+
+
+async def test_raw_payloads_stored_as_text_before_0008_are_still_read(
+    repo: CdrRepository, engine: AsyncEngine
+) -> None:
+    """A row written before migration 0008 has its text in ``payload``: it reads as before."""
+    async with engine.begin() as conn:
+        await conn.execute(raw_payloads.insert().values(raw_row("old-call", NOW)))
+    assert await repo.store_batch([], [raw_row("new-call", NOW)], []) == set()
+    old, new = await repo.get_raw("old-call"), await repo.get_raw("new-call")
+    assert (old.payload, old.payload_lz4) == ("<cdr/>", None)
+    assert new.payload is None
+    assert new.payload_lz4 is not None
+    assert stored_payload(old) == stored_payload(new) == "<cdr/>"
+    pages = [row async for page in repo.raw_pages(NOW - timedelta(days=1)) for row in page]
+    assert sorted(stored_payload(r) for r in pages) == ["<cdr/>", "<cdr/>"]
 
 
 async def test_concurrent_batches_store_each_call_once(

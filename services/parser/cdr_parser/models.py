@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -76,7 +77,11 @@ raw_payloads = Table(
     Column("kind", String(32), nullable=False),
     Column("content_type", String(128), nullable=False),
     Column("sha256", String(64)),
+    # Rows stored before migration 0008 hold the text in ``payload``; since then the store
+    # writes it lz4-compressed to ``payload_lz4`` (``cdr_parser.rows.pack_raw``). Readers take
+    # whichever is set (``cdr_parser.rows.stored_payload``).
     Column("payload", Text),
+    Column("payload_lz4", LargeBinary),
     Column("payload_ref", Text),
     Column("received_at", UtcDateTime, nullable=False),
     Column("stored_at", UtcDateTime, nullable=False),

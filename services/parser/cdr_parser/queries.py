@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cdr_parser.repository import CdrFilter
-from cdr_parser.rows import row_to_cdr
+from cdr_parser.rows import row_to_cdr, stored_payload
 from cdr_parser.schemas import (
     CdrPage,
     ConferenceDetail,
@@ -158,12 +158,13 @@ async def raw_payload(parser: ParserService, call_id: str) -> RawPayload:
             f"({parser.settings.raw_retention_days:g} days); the CDR is still at "
             f"/v1/cdrs/{call_id}"
         )
-    if row is None or (row.payload is None and row.payload_ref is None):
+    text = stored_payload(row) if row is not None else None
+    if row is None or (text is None and row.payload_ref is None):
         raise NotFound(
             f"no raw payload for call id {call_id!r}: unknown call, or past the raw retention"
         )
     # A claim-checked payload lives in the object store (ObjectNotFound → 404 once purged).
-    content = row.payload if row.payload is not None else await parser.raw_object(row.payload_ref)
+    content = text if text is not None else await parser.raw_object(row.payload_ref)
     return RawPayload(content, row.content_type, row.sha256, row.envelope_id)
 
 

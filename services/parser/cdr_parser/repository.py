@@ -38,6 +38,7 @@ from cdr_parser.models import (
     raw_payloads,
 )
 from cdr_parser.pairing import EventWork, Half, Rows, resolve
+from cdr_parser.rows import pack_raw
 from cdrkit.db import ColumnArrays, insert_ignore
 
 
@@ -137,7 +138,7 @@ async def _store_pg(
     The first row of a call id wins, within the batch as against the store."""
     params = [
         *_CDR_ARRAYS.arrays(conn.dialect, _first_per_call(cdr_rows)),
-        *_RAW_ARRAYS.arrays(conn.dialect, _first_per_call(raw_rows)),
+        *_RAW_ARRAYS.arrays(conn.dialect, [pack_raw(r) for r in _first_per_call(raw_rows)]),
     ]
     result = await conn.exec_driver_sql(_STORE_SQL, tuple(params))
     return set(result.scalars().all())
@@ -195,7 +196,7 @@ class CdrRepository:
                     result = await session.execute(self._insert_cdrs, list(cdr_rows))
                     inserted = set(result.scalars().all())
                 if raw_rows:
-                    await session.execute(self._insert_raw, list(raw_rows))
+                    await session.execute(self._insert_raw, [pack_raw(r) for r in raw_rows])
             if dead_rows:
                 by_key = {
                     r["dedup_key"]: {**r, "last_failed_at": r["created_at"]} for r in dead_rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import cramjam
 from sqlalchemy import Table
 
 from cdr_parser.models import cdrs, pexip_conferences, raw_payloads
@@ -20,8 +21,10 @@ __all__ = [
     "call_too_long",
     "cdr_row",
     "fit_text",
+    "pack_raw",
     "raw_row",
     "row_to_cdr",
+    "stored_payload",
     "unstorable",
 ]
 
@@ -49,6 +52,29 @@ def raw_row(env: RawEnvelope, call_id: str, stored_at: datetime) -> dict[str, An
         "received_at": env.received_at,
         "stored_at": stored_at,
     }
+
+
+def pack_raw(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` (a ``raw_row``) as the store writes it: the payload text lz4-compressed into
+    ``payload_lz4`` (migration 0008). Done once per row, at the store: the checks before it
+    (``unstorable``) read the text."""
+    text = row.get("payload")
+    if text is None:  # claim-checked: the object store holds it (every row has every key)
+        return {**row, "payload_lz4": None}
+    # surrogatepass: a lone surrogate (JSON's "\ud800", decoded) round-trips instead of failing
+    # the batch on every redelivery.
+    packed = cramjam.lz4.compress_block(text.encode("utf-8", "surrogatepass"))
+    return {**row, "payload": None, "payload_lz4": bytes(packed)}
+
+
+def stored_payload(row: Any) -> str | None:
+    """The payload text of a stored ``raw_payloads`` row: ``payload`` (rows before migration
+    0008), else ``payload_lz4`` decompressed; None for a claim-checked payload."""
+    if row.payload is not None:
+        return str(row.payload)
+    if row.payload_lz4 is None:
+        return None
+    return bytes(cramjam.lz4.decompress_block(row.payload_lz4)).decode("utf-8", "surrogatepass")
 
 
 def _text_limits(table: Table) -> list[tuple[str, int | None]]:

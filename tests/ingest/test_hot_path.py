@@ -140,3 +140,24 @@ async def test_the_hot_path_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyP
         )
     assert response.status_code == 200
     assert taken == ["/v1/cdr"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"id": "0" * 32, "call_id": UUID, "status": "accepted"},
+        {"id": "0" * 32, "call_id": None, "status": "duplicate"},
+        {"id": "0" * 32, "call_id": 'c"\\é😀\u2028\x01', "status": "accepted"},
+    ],
+)
+def test_answer_response_is_json_response(content: dict[str, Any]) -> None:
+    from fastapi.responses import JSONResponse
+
+    from cdr_ingest.api import AnswerResponse
+
+    ours, theirs = AnswerResponse(content), JSONResponse(content)
+    assert (ours.body, ours.raw_headers, ours.status_code) == (
+        theirs.body,
+        theirs.raw_headers,
+        theirs.status_code,
+    )

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import to_json
 
 ENVELOPE_VERSION = 1
 
@@ -67,6 +68,48 @@ class RawEnvelope(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str) -> RawEnvelope:
         return cls.model_validate_json(data)
+
+
+def inline_envelope_json(
+    *,
+    id: str,
+    kind: PayloadKind,
+    received_at: datetime,
+    source: Origin,
+    content_type: str,
+    call_id: str | None,
+    a_leg: bool | None,
+    payload: str,
+    sha256: str,
+) -> bytes:
+    """``RawEnvelope(...).to_json()`` of an envelope with an inline payload, byte for byte,
+    without building the model: ingest's hot path (issue 15). Constructing the frozen model and
+    serialising it cost ~30 µs per 10 KB CDR; this is pydantic-core's serialiser on a dict of
+    the same fields in the same order (``exclude_none`` by leaving the Nones out), ~10 µs.
+    ``tests/cdrmodel/test_envelope_json.py`` holds it to the model's output."""
+    document: dict[str, object] = {
+        "v": ENVELOPE_VERSION,
+        "id": id,
+        "kind": kind.value,
+        "received_at": received_at,
+        "source": {
+            name: value
+            for name, value in (
+                ("remote_addr", source.remote_addr),
+                ("node", source.node),
+                ("user", source.user),
+            )
+            if value is not None
+        },
+        "content_type": content_type,
+    }
+    if call_id is not None:
+        document["call_id"] = call_id
+    if a_leg is not None:
+        document["a_leg"] = a_leg
+    document["payload"] = payload
+    document["sha256"] = sha256
+    return to_json(document)
 
 
 def sha256_hex(payload: str | bytes) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,6 +21,17 @@ from cdrmodel import Origin
 from cdrmodel.errors import PayloadTooLarge
 
 router = APIRouter(tags=["ingest"])
+
+# JSONResponse.render's json.dumps arguments, as one encoder: json.dumps builds a new encoder for
+# every call with non-default arguments (~5-10 µs per post, issue 15).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class AnswerResponse(JSONResponse):
+    """``JSONResponse`` with the same bytes and headers, rendered by one shared encoder."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode("utf-8")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -93,7 +105,9 @@ async def _post_cdr(request: Request, uuid: str | None) -> JSONResponse:
     body = await read_body(request, ingest.settings.max_body_bytes)
     origin = Origin(remote_addr=request.client.host if request.client else None, user=user)
     accepted = await ingest.accept(body, request.headers.get("content-type"), uuid, origin)
-    return JSONResponse({"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status})
+    return AnswerResponse(
+        {"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status}
+    )
 
 
 @router.get("/v1/spool", tags=["ingest"], response_model=SpoolOut, dependencies=[READ])

@@ -35,6 +35,7 @@ from cdr_ingest.spool.segment_log import Spool, SpoolFull
 from cdrkit.bus import BusError, Producer, Record
 from cdrkit.objects import ObjectStore, object_key
 from cdrmodel import Origin, PayloadKind, RawEnvelope, sha256_hex, topics
+from cdrmodel.envelope import inline_envelope_json
 from cdrmodel.errors import Transient
 
 log = logging.getLogger(__name__)
@@ -83,16 +84,33 @@ class IngestService:
         doc = decode_post(body, content_type)
         call_id, a_leg = leg_hint(uuid_param)
         call_id = call_id or doc.call_id()
-        digest = hashlib.sha256(doc.text.encode()).digest()  # the dedupe key's and the envelope's
+        data = doc.text.encode()
+        digest = hashlib.sha256(data).digest()  # the dedupe key's and the envelope's
         seen_key = self.recent.key_of(call_id, digest)  # same call, same bytes: see dedupe.py
         if (first_id := self.recent.get(seen_key)) is not None:
             DUPLICATES.inc()
             return Accepted(first_id, call_id, "duplicate")
-        envelope = await self.seal(doc, call_id, a_leg, origin, sha256=digest.hex())
-        await self.publish(envelope)
-        self.recent.add(seen_key, envelope.id)
+        if self.store is None or len(data) <= self.settings.inline_max_bytes:
+            # The envelope's JSON written directly, as RawEnvelope.to_json would (issue 15).
+            envelope_id = uuid.uuid4().hex
+            value = inline_envelope_json(
+                id=envelope_id,
+                kind=doc.kind,
+                received_at=datetime.now(UTC),
+                source=origin,
+                content_type=doc.content_type,
+                call_id=call_id,
+                a_leg=a_leg,
+                payload=doc.text,
+                sha256=digest.hex(),
+            )
+        else:
+            envelope = await self.seal(doc, call_id, a_leg, origin, sha256=digest.hex())
+            envelope_id, value = envelope.id, envelope.to_json()
+        await self.publish_value(envelope_id, value, call_id)
+        self.recent.add(seen_key, envelope_id)
         BODY_BYTES.observe(len(body))
-        return Accepted(envelope.id, envelope.call_id)
+        return Accepted(envelope_id, call_id)
 
     def envelope(
         self,
@@ -162,11 +180,14 @@ class IngestService:
 
     async def publish(self, envelope: RawEnvelope) -> None:
         """Return once the envelope is durable (bus acknowledgement or spool fsync)."""
-        value = envelope.to_json()
-        key = envelope.call_id.encode() if envelope.call_id else None
+        await self.publish_value(envelope.id, envelope.to_json(), envelope.call_id)
+
+    async def publish_value(self, envelope_id: str, value: bytes, call_id: str | None) -> None:
+        """``publish`` of an envelope already serialised (``value``), keyed by its call id."""
+        key = call_id.encode() if call_id else None
         spool = self.spool
         if spool is None:
-            await self._send(envelope, value, key, self.settings.publish_timeout_s)
+            await self._send(envelope_id, value, key, self.settings.publish_timeout_s)
             return
         if not spool.empty:
             try:
@@ -175,14 +196,14 @@ class IngestService:
             except SpoolFull:
                 pass  # the bus may be back while the drainer catches up: try it directly
         try:
-            await self._send(envelope, value, key, self.settings.spool_after_s)
+            await self._send(envelope_id, value, key, self.settings.spool_after_s)
             return
         except Transient:
             pass
         await spool.append(value, key)  # SpoolFull / SpoolUnavailable: a 503
 
     async def _send(
-        self, envelope: RawEnvelope, value: bytes, key: bytes | None, timeout_s: float
+        self, envelope_id: str, value: bytes, key: bytes | None, timeout_s: float
     ) -> None:
         try:
             # asyncio.timeout, not wait_for: no task per post (issue 15).
@@ -190,7 +211,7 @@ class IngestService:
                 await self.producer.send(topics.RAW, value, key=key)
         except (BusError, TimeoutError) as exc:
             BUS_ERRORS.inc()
-            log.warning("bus did not acknowledge envelope %s: %s", envelope.id, exc)
+            log.warning("bus did not acknowledge envelope %s: %s", envelope_id, exc)
             raise Transient(
                 "the CDR could not be stored right now (message bus unavailable); retry later"
             ) from exc

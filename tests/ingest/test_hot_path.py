@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from cdr_ingest.hot_path import HotPosts
+from cdrmodel import Origin
 from tests.e2e.conftest import serving
 from tests.ingest.conftest import INCOMING, ingest_app
 
@@ -161,3 +162,46 @@ def test_answer_response_is_json_response(content: dict[str, Any]) -> None:
         theirs.raw_headers,
         theirs.status_code,
     )
+
+
+QUERIES = [
+    b"",
+    b"uuid=" + UUID.encode(),
+    b"uuid=a_" + UUID.encode(),
+    b"uuid=",
+    b"uuid",
+    b"uuid&uuid=x",
+    b"uuid=x&uuid",
+    b"uuid=first&uuid=a_second",
+    b"other=1&uuid=u&x",
+    b"&&uuid=u&&",
+    b"uuid=a=b",
+    b"=uuid&uuid2=x&UUID=y",
+    b"uuid=x;uuid=y",
+    b"uuid=caf\xc3\xa9\xff",
+    b"%75uid=a_escaped&other=1",
+    b"uuid=x%00y",
+    b"uuid=a+b",
+    b"uu+id=a",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_query_param_is_query_params(query: bytes) -> None:
+    from starlette.datastructures import QueryParams
+
+    from cdr_ingest.api import query_param
+
+    assert query_param(query, "uuid") == QueryParams(query).get("uuid")
+
+
+def test_origins_are_shared_and_bounded() -> None:
+    from cdr_ingest import api
+
+    first = api.origin_of("10.0.0.1", "switch")
+    assert first == Origin(remote_addr="10.0.0.1", user="switch")
+    assert api.origin_of("10.0.0.1", "switch") is first
+    assert api.origin_of("10.0.0.1", None) == Origin(remote_addr="10.0.0.1")
+    for i in range(api._ORIGINS_MAX + 5):
+        assert api.origin_of(f"10.1.{i // 256}.{i % 256}", None).remote_addr is not None
+    assert len(api._ORIGINS) <= api._ORIGINS_MAX

@@ -5,6 +5,7 @@ auth dependency refused the post, or an unhandled exception turned into a 500.""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
@@ -56,9 +57,21 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
         self.app = app
         self.paths = paths
+        self._exact = frozenset(paths)
+        self._prefixes = tuple(p for p in paths if p.endswith("/"))
+        # The labelled counter per (status, kind): both come from bounded sets (issue 15:
+        # ``labels()`` validates and locks on every call).
+        self._counters: dict[tuple[int, str], Any] = {}
 
     def counts(self, path: str) -> bool:
-        return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.paths)
+        """``path`` is one of ``paths``, or under one of them that ends with a slash."""
+        return path in self._exact or path.startswith(self._prefixes)
+
+    def _count(self, status: int, kind: str) -> None:
+        counter = self._counters.get((status, kind))
+        if counter is None:
+            counter = self._counters[status, kind] = REQUESTS.labels(str(status), kind)
+        counter.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not self.counts(scope["path"]):
@@ -81,7 +94,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            REQUESTS.labels(str(status), kind_label(scope["path"], content_type)).inc()
+            self._count(status, kind_label(scope["path"], content_type))
             REQUEST_SECONDS.observe(time.perf_counter() - started)
 
 

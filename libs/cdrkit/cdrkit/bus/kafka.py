@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -116,6 +118,41 @@ def _no_none(options: Mapping[str, int | None], *names: str) -> dict[str, int]:
     return {name: value for name in names if (value := options[name]) is not None}
 
 
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of ``data``, the same value as ``aiokafka.partitioner.murmur2`` (the Java
+    client's ``Utils.murmur2``) in about half its time: the 4-byte words come from one
+    ``struct.unpack_from`` rather than four indexings and shifts each (issue 15: ~9 -> ~5 µs per
+    36-byte call id, on every message produced)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    for word in struct.unpack_from(f"<{length >> 2}I", data):
+        k = (word * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    tail = length & 3
+    if tail:
+        base = length - tail
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
+def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's ``DefaultPartitioner`` (a key's partition is Kafka's: murmur2, positive, modulo
+    the partition count; no key: a random available partition) with the faster ``murmur2``."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+
+
 class KafkaProducer:
     """Thin ``Producer`` over the bus's shared ``AIOKafkaProducer``."""
 
@@ -130,9 +167,12 @@ class KafkaProducer:
         key: bytes | None = None,
         headers: Headers = (),
     ) -> None:
-        producer = await self._bus._ensure_producer()
+        # The started producer without a coroutine call per message (issue 15).
+        producer = self._bus._producer_client or await self._bus._ensure_producer()
         try:
-            future = await producer.send(topic, value, key=key, headers=list(headers))
+            future = await producer.send(
+                topic, value, key=key, headers=list(headers) if headers else None
+            )
             await future
         except KafkaError as exc:
             raise _translate(exc, f"send to {topic}") from exc
@@ -370,6 +410,7 @@ class KafkaBus:
                 acks="all",
                 enable_idempotence=self._config.idempotence,
                 compression_type=self._config.compression,
+                partitioner=partition_for,
                 **_no_none(
                     options, "linger_ms", "max_batch_size", "max_request_size", "request_timeout_ms"
                 ),

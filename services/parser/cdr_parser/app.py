@@ -17,6 +17,7 @@ from cdr_parser.settings import ParserSettings
 from cdrkit.app import Runtime, ServiceSpec
 from cdrkit.app import create_app as _create_app
 from cdrkit.bus.runner import ConsumeLoop, background, consuming
+from cdrkit.malloc import keep_large_blocks
 from cdrkit.objects import open_object_store
 from cdrkit.settings import load
 from cdrmodel import topics
@@ -35,6 +36,9 @@ class ParserComponent:
 def spec(settings: ParserSettings) -> ServiceSpec:
     @asynccontextmanager
     async def start(runtime: Runtime) -> AsyncIterator[ParserComponent]:
+        # Each batch's store statement is megabytes (the raw payloads): keep such blocks on the
+        # heap instead of faulting them in afresh every batch (cdrkit.malloc).
+        keep_large_blocks()
         repo = CdrRepository(runtime.sessions, runtime.engine.dialect.name)
         await runtime.bus.ensure_topics(topics.ALL)
         async with open_object_store(settings.effective_object_store_url) as store:

@@ -135,3 +135,76 @@ async def _drain(consumer: Consumer) -> list[Message]:
     while batch := await consumer.getmany(timeout_s=0.1, max_records=1000):
         got += batch
     return got
+
+
+def _journal_with(tmp_path: Path, partitions: int) -> tuple[Journal, list[object]]:
+    journal = Journal(tmp_path / "bus")
+    journal.create_topic("t", partitions)
+    files = []
+    for p in range(partitions):
+        journal.load_partition("t", p)
+        files.append(journal.prepare(TopicPartition("t", p), 0))
+    return journal, files
+
+
+def test_durable_write_fsyncs_every_file_it_touched_at_the_same_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One group-commit write over three partitions: each file is fsync'd, the three fsyncs
+    running together (a barrier only the three at once can pass), and the write returns only
+    after all of them."""
+    import os
+    import threading
+
+    from cdrkit.bus import journal as journal_module
+    from cdrkit.bus.journal import decode_frames, encode
+
+    journal, files = _journal_with(tmp_path, 3)
+    together = threading.Barrier(3, timeout=5)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        together.wait()  # BrokenBarrierError if the fsyncs ran one after the other
+        real_fsync(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    frame = encode(None, b"value", (), 1)
+    journal.write([(f, frame) for f in files])  # type: ignore[misc]
+    assert sorted(synced) == sorted(f.fd for f in files)  # type: ignore[attr-defined]
+    for p in range(3):
+        (path,) = (tmp_path / "bus" / "topics" / "t" / str(p)).glob("*.log")
+        assert [v for _, _, v, _, _ in decode_frames(path.read_bytes())] == [b"value"]
+    journal.close()
+
+
+def test_durable_write_whose_fsync_fails_is_cut_back_in_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of the files' fsyncs fails: the write raises (nobody is told "durable") and every
+    file it touched is cut back to its size before, so nothing of it is read back later."""
+    import os
+
+    from cdrkit.bus import journal as journal_module
+    from cdrkit.bus.journal import encode
+
+    journal, files = _journal_with(tmp_path, 3)
+    first = encode(None, b"kept", (), 1)
+    journal.write([(f, first) for f in files])  # type: ignore[misc]
+    bad = files[2].fd  # type: ignore[attr-defined]
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if fd == bad:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        journal.write([(f, encode(None, b"lost", (), 2)) for f in files])  # type: ignore[misc]
+    journal.close()
+    again = Journal(tmp_path / "bus")
+    for p in range(3):
+        assert [m.value for m in again.load_partition("t", p).messages] == [b"kept"]
+    again.close()

@@ -7,9 +7,10 @@ Layout under ``PATH`` (one process at a time: ``PATH/lock`` is held with ``flock
     groups/<group>.offsets                        append-only "topic<TAB>partition<TAB>offset" lines
 
 * A produced message becomes visible to consumers, and ``send`` returns, only once its frame is
-  written and ``fsync``'d (group commit: every send waiting at that moment shares one fsync, done
-  in a worker thread so the event loop keeps serving). A 200 from ingest therefore means on disk,
-  as ``acks=all`` does on Kafka; a SIGKILL or a power cut after it loses nothing.
+  written and ``fsync``'d (group commit: every send waiting at that moment shares one write and
+  one fsync per partition file, done in a worker thread so the event loop keeps serving; the
+  fsyncs of the files one write touched run at the same time). A 200 from ingest therefore means
+  on disk, as ``acks=all`` does on Kafka; a SIGKILL or a power cut after it loses nothing.
 * Commits are appended (not fsync'd) to the group's offsets file, so they survive the process
   being killed; a commit lost to a power cut only means redelivery, which the sinks absorb. On
   load a committed offset is clamped to its partition's length.
@@ -22,6 +23,7 @@ Layout under ``PATH`` (one process at a time: ``PATH/lock`` is held with ``flock
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fcntl
 import json
 import logging
@@ -148,6 +150,9 @@ class Journal:
                 "data dir)"
             ) from None
         self._partitions: dict[TopicPartition, _PartitionFiles] = {}
+        # Fsyncs of the other files a write touched run here, beside the writer's own: a
+        # flush waits for the slowest fsync instead of the sum of them (docs/performance.md).
+        self._syncers: concurrent.futures.ThreadPoolExecutor | None = None
         self._group_fds: dict[str, int] = {}
         self._group_sizes: dict[str, int] = {}
 
@@ -260,9 +265,7 @@ class Journal:
                 while view:
                     view = view[os.write(files.fd, view) :]
             if self.fsync:
-                for files, _size in before.values():
-                    os.fsync(files.fd)
-                    _COUNTS["fsyncs"] += 1
+                self._fsync_all([files.fd for files, _size in before.values()])
         except OSError:
             for files, size in before.values():
                 try:
@@ -272,6 +275,31 @@ class Journal:
             raise
         for files, data in chunks:
             files.segments[-1].size += len(data)
+
+    def _fsync_all(self, fds: list[int]) -> None:
+        """``fsync`` every one of ``fds``, at the same time: each file's own in a helper thread
+        (the first in this one), so that the file system can commit them together. Returns once
+        all are done; raises the first failure, after every fsync has ended."""
+        _COUNTS["fsyncs"] += len(fds)
+        if len(fds) == 1:
+            os.fsync(fds[0])
+            return
+        if self._syncers is None:
+            self._syncers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=8, thread_name_prefix="bus-fsync"
+            )
+        others = [self._syncers.submit(os.fsync, fd) for fd in fds[1:]]
+        error: OSError | None = None
+        try:
+            os.fsync(fds[0])
+        except OSError as exc:
+            error = exc
+        for done in others:
+            failed = done.exception()
+            if error is None and failed is not None:
+                error = failed if isinstance(failed, OSError) else OSError(str(failed))
+        if error is not None:
+            raise error
 
     def commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         fd = self._group_fds.get(group)
@@ -321,6 +349,9 @@ class Journal:
             logger.debug("bus log %s dropped (retention)", gone.path)
 
     def close(self) -> None:
+        if self._syncers is not None:
+            self._syncers.shutdown(wait=True)
+            self._syncers = None
         for files in self._partitions.values():
             files.close()
         self._partitions.clear()

@@ -1,0 +1,75 @@
+"""``UtcDateTime`` on SQLite: the one-step bind processor stores the very text SQLAlchemy's own
+composition (``process_bind_param``, then the SQLite ``DATETIME`` format) stores."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.types import TypeDecorator
+
+from cdrkit.db import create_engine
+from cdrkit.db.types import UtcDateTime
+
+
+def _processors() -> tuple[object, object]:
+    dialect = sqlite.dialect()  # type: ignore[no-untyped-call]
+    impl = UtcDateTime().dialect_impl(dialect)
+    fused = impl.bind_processor(dialect)
+    composed = TypeDecorator.bind_processor(impl, dialect)  # type: ignore[arg-type]
+    assert fused is not None
+    assert composed is not None
+    assert fused.__qualname__ != composed.__qualname__  # the one-step path is in use
+    return fused, composed
+
+
+def test_sqlite_text_is_sqlalchemys_for_any_zone_and_microsecond() -> None:
+    fused, composed = _processors()
+    rng = random.Random(15)
+    zones = [UTC, ZoneInfo("UTC"), ZoneInfo("America/Sao_Paulo"), ZoneInfo("Asia/Kolkata")]
+    for i in range(20_000):
+        zone = (
+            timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60)))
+            if i % 3 == 1
+            else rng.choice(zones)
+        )
+        value = datetime(
+            rng.randrange(2, 9998),
+            rng.randrange(1, 13),
+            rng.randrange(1, 29),
+            rng.randrange(24),
+            rng.randrange(60),
+            rng.randrange(60),
+            rng.choice([0, rng.randrange(10**6)]),
+            tzinfo=zone,
+        )
+        assert fused(value) == composed(value), value  # type: ignore[operator]
+    assert fused(None) is None  # type: ignore[operator]
+
+
+def test_sqlite_refuses_a_naive_datetime() -> None:
+    fused, _ = _processors()
+    with pytest.raises(ValueError, match="naive"):
+        fused(datetime(2024, 1, 1))  # type: ignore[operator]
+
+
+async def test_sqlite_round_trip_reads_back_the_utc_instant(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    table = Table(
+        "t", MetaData(), Column("id", Integer, primary_key=True), Column("at", UtcDateTime)
+    )
+    local = datetime(2024, 3, 1, 9, 30, 0, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
+    async with engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+        await conn.execute(insert(table), [{"id": 1, "at": local}])
+        stored = (await conn.execute(text("SELECT at FROM t"))).scalar_one()
+        back = (await conn.execute(select(table.c.at))).scalar_one()
+    await engine.dispose()
+    assert stored == "2024-03-01 12:30:00.000000"
+    assert back == local
+    assert back.tzinfo is UTC

@@ -121,7 +121,8 @@ def _form_field(body: bytes) -> bytes:
             end = size
         eq = body.find(b"=", start, end)
         if eq >= 0 and form_unquote(body[start:eq]) == b"cdr":
-            if eq + 1 == end or body[eq + 1 : end].isspace():
+            # Searched in place: a slice to call isspace() on would copy the whole field.
+            if _NOT_SPACE.search(body, eq + 1, end) is None:
                 raise MissingField("the cdr field is empty")
             return form_unquote(body, eq + 1, end)
         start = end + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI
 
@@ -57,11 +58,18 @@ def create_service_app(name: str, **overrides: object) -> FastAPI:
 def embedded_overrides() -> dict[str, object]:
     """What ``cdrflow run`` changes in the environment's settings: a ``memory://`` bus keeps its
     log in the data dir (``<data dir>/bus``), so a message acknowledged to a switch survives a
-    crash of the one process, as on Kafka (docs/reliability.md)."""
+    crash of the one process, as on Kafka (docs/reliability.md); and the topics it creates have
+    one partition unless the URL says ``partitions``: every group has a single member in one
+    process, so more partitions parallelise nothing and only multiply the files each group
+    commit of the log fsyncs (docs/performance.md, fourth round). Topics already in the log keep
+    the partitions they were created with."""
     from cdrkit.bus.memory_broker import durable_url
 
     common = load(ServiceSettings)
     url = durable_url(common.bus_url, common.data_dir / "bus")
+    parts = urlsplit(url)
+    if parts.scheme == "memory" and "partitions" not in parse_qs(parts.query):
+        url += ("&" if parts.query else "?") + "partitions=1"
     return {} if url == common.bus_url else {"bus_url": url}
 
 

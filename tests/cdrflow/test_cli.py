@@ -31,7 +31,8 @@ def test_run_help_shows_defaults_env_vars_and_what_it_touches(tmp_path: Path) ->
     assert "[env var: CDRFLOW_HOST; default: 127.0.0.1]" in out
     assert "env var: CDRFLOW_MOCK_RATE; default: 0.0" in out
     assert f"database  sqlite+aiosqlite:///{tmp_path.resolve()}/cdrflow.db" in out
-    assert f"bus       memory://?dir={tmp_path.resolve()}/bus  (in this process)" in out
+    bus = f"memory://?dir={tmp_path.resolve()}/bus&partitions=1"
+    assert f"bus       {bus}  (in this process)" in out
 
 
 @pytest.mark.parametrize("command", ["migrate", "rerate", "serve"])

@@ -3,10 +3,10 @@
 uuids), on uvloop, CPU by ``time.thread_time`` (docs/performance.md, fourth round, h4ingest).
 
     python -m bench.ingest_asgi                  # memory bus, 3,000 posts
-    INGEST_ASGI_BUS=tansu python -m bench.ingest_asgi
-    INGEST_ASGI_POSTS=6000 INGEST_ASGI_LAYER=RequestMetrics python -m bench.ingest_asgi
+    ASGI_BENCH_BUS=tansu python -m bench.ingest_asgi
+    ASGI_BENCH_POSTS=6000 ASGI_BENCH_LAYER=RequestMetrics python -m bench.ingest_asgi
 
-``INGEST_ASGI_LAYER`` enters the built middleware stack at that class instead of at the app (what
+``ASGI_BENCH_LAYER`` enters the built middleware stack at that class instead of at the app (what
 the outer layers cost). Not part of ``make bench``: a tool to split ingest's CPU, compared in
 alternating runs of two checkouts (one-off figures on a shared machine are noise).
 """
@@ -27,8 +27,8 @@ import uvloop
 
 from cdrflow.mock import generate_cdr
 
-POSTS = int(os.environ.get("INGEST_ASGI_POSTS", "3000"))
-CONCURRENCY = int(os.environ.get("INGEST_ASGI_CONCURRENCY", "16"))
+POSTS = int(os.environ.get("ASGI_BENCH_POSTS", "3000"))
+CONCURRENCY = int(os.environ.get("ASGI_BENCH_CONCURRENCY", "16"))
 WARM = 200
 
 
@@ -100,7 +100,7 @@ async def _run(bus_url: str) -> dict[str, float]:
     statuses: list[int] = []
     async with root.router.lifespan_context(root):
         app: Any = root
-        layer = os.environ.get("INGEST_ASGI_LAYER")
+        layer = os.environ.get("ASGI_BENCH_LAYER")
         if layer:
             await _post(root, root, *posts[0])  # builds the middleware stack
             app = root.middleware_stack
@@ -129,7 +129,7 @@ async def _run(bus_url: str) -> dict[str, float]:
 
 
 def main() -> dict[str, float]:
-    bus = os.environ.get("INGEST_ASGI_BUS", "memory")
+    bus = os.environ.get("ASGI_BENCH_BUS", "memory")
     if bus == "tansu":
         from cdrkit.testing.tansu import TansuBroker
 

@@ -253,23 +253,28 @@ class ParserService:
 
         # The store and the publishes are independent and all must finish before the offsets
         # are committed, so they overlap: a failure of either retries the whole batch, and
-        # both sides are repeat-safe.
-        stored, _, _ = await asyncio.gather(
-            self.repo.store_batch(
+        # both sides are repeat-safe. The outcomes are counted as soon as the store's
+        # transaction has committed, in the same task step: a consumer cancelled while a
+        # publish is still in flight (ConsumeLoop.abort, a stop that timed out) must not leave
+        # stored CDRs uncounted, to be counted as duplicates when the batch is redelivered.
+        async def store_and_count() -> None:
+            inserted = await self.repo.store_batch(
                 list(cdr_rows.values()),
                 list(raw_rows.values()),
                 [row for row, _ in dead.values()],
                 pexip=side,
-            ),
+            )
+            CDRS.labels("stored").inc(len(inserted))
+            CDRS.labels("duplicate").inc(
+                len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
+            )
+            CDRS.labels("dead_letter").inc(len(dead))
+
+        await asyncio.gather(
+            store_and_count(),
             self._publish(topics.NORMALIZED, normalized),
             self._publish(topics.DLQ, [Record(value=d.to_json()) for _, d in dead.values()]),
         )
-        inserted: set[str] = stored
-        CDRS.labels("stored").inc(len(inserted))
-        CDRS.labels("duplicate").inc(
-            len(batch) - len(dead) - len(inserted) - len(side.conferences) - not_calls
-        )
-        CDRS.labels("dead_letter").inc(len(dead))
         self._check_flood()
 
     async def _store_with_events(
@@ -316,12 +321,7 @@ class ParserService:
         )
         res = work.resolution
         assert res is not None
-        paired = [Record(value=c.to_json(), key=c.call_id.encode()) for c in res.cdrs.values()]
-        letters = [Record(value=d.to_json()) for _, d in (*dead.values(), *pair_dead.values())]
-        await asyncio.gather(
-            self._publish(topics.NORMALIZED, [*normalized, *paired]),
-            self._publish(topics.DLQ, letters),
-        )
+        # Counted once the store has committed, before the publishes (see _handle_batch).
         EVENT_HALVES.labels("waiting").inc(res.waiting)
         EVENT_HALVES.labels("paired").inc(2 * len(res.new_calls))
         EVENT_HALVES.labels("duplicate").inc(res.duplicates)
@@ -330,6 +330,12 @@ class ParserService:
         CDRS.labels("stored").inc(len(inserted))
         CDRS.labels("duplicate").inc(max(mapped - len(inserted & cdr_rows.keys()), 0))
         CDRS.labels("dead_letter").inc(len(dead))
+        paired = [Record(value=c.to_json(), key=c.call_id.encode()) for c in res.cdrs.values()]
+        letters = [Record(value=d.to_json()) for _, d in (*dead.values(), *pair_dead.values())]
+        await asyncio.gather(
+            self._publish(topics.NORMALIZED, [*normalized, *paired]),
+            self._publish(topics.DLQ, letters),
+        )
 
     def _map(self, env: RawEnvelope, payload: str | None) -> Outcome:
         return outcome_of(env, payload, self.settings.max_call_duration_s)

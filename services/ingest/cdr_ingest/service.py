@@ -90,7 +90,7 @@ class IngestService:
         if (first_id := self.recent.get(seen_key)) is not None:
             DUPLICATES.inc()
             return Accepted(first_id, call_id, "duplicate")
-        if self.store is None or len(data) <= self.settings.inline_max_bytes:
+        if self.inline(len(data)):
             # The envelope's JSON written directly, as RawEnvelope.to_json would (issue 15).
             envelope_id = uuid.uuid4().hex
             value = inline_envelope_json(
@@ -111,6 +111,11 @@ class IngestService:
         self.recent.add(seen_key, envelope_id)
         BODY_BYTES.observe(len(body))
         return Accepted(envelope_id, call_id)
+
+    def inline(self, size: int) -> bool:
+        """A payload of ``size`` UTF-8 bytes travels inside its envelope (else it is
+        claim-checked: ``seal``)."""
+        return self.store is None or size <= self.settings.inline_max_bytes
 
     def envelope(
         self,
@@ -160,7 +165,7 @@ class IngestService:
         if self.store is None:
             return self.envelope(doc, call_id, a_leg, origin, sha256=sha256)
         data = doc.text.encode()
-        if len(data) <= self.settings.inline_max_bytes:
+        if self.inline(len(data)):
             return self.envelope(doc, call_id, a_leg, origin, sha256=sha256)
         envelope_id = uuid.uuid4().hex
         received_at = datetime.now(UTC)

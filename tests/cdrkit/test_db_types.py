@@ -73,3 +73,68 @@ async def test_sqlite_round_trip_reads_back_the_utc_instant(tmp_path: Path) -> N
     assert stored == "2024-03-01 12:30:00.000000"
     assert back == local
     assert back.tzinfo is UTC
+
+
+# -- PostgreSQL (asyncpg): the one-call bind processor (issue 15, fifth round) ------------------
+
+
+def _pg_processors() -> tuple[object, object]:
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+    dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
+    impl = UtcDateTime().dialect_impl(dialect)
+    fused = impl.bind_processor(dialect)
+    composed = TypeDecorator.bind_processor(impl, dialect)  # type: ignore[arg-type]
+    assert fused is not None
+    assert composed is not None
+    assert fused.__qualname__ != composed.__qualname__  # the one-call path is in use
+    return fused, composed
+
+
+def test_postgres_binds_the_datetime_sqlalchemys_composition_binds() -> None:
+    fused, composed = _pg_processors()
+    rng = random.Random(5)
+    zones = [UTC, ZoneInfo("UTC"), ZoneInfo("America/Sao_Paulo"), ZoneInfo("Asia/Kolkata")]
+    for i in range(20_000):
+        zone = (
+            timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60)))
+            if i % 3 == 1
+            else rng.choice(zones)
+        )
+        value = datetime(
+            rng.randrange(2, 9998),
+            rng.randrange(1, 13),
+            rng.randrange(1, 29),
+            rng.randrange(24),
+            rng.randrange(60),
+            rng.randrange(60),
+            rng.choice([0, rng.randrange(10**6)]),
+            tzinfo=zone,
+        )
+        got, want = fused(value), composed(value)  # type: ignore[operator]
+        # The same instant, the same fields, UTC itself as the zone: asyncpg encodes it the same.
+        assert got == want, value
+        assert got.tzinfo is UTC
+        assert want.tzinfo is UTC
+        assert (got.isoformat(), got.fold) == (want.isoformat(), want.fold)
+    already = datetime(2026, 12, 3, 11, 0, 0, 123456, tzinfo=UTC)
+    assert fused(already) is already  # type: ignore[operator]  # not copied
+    assert fused(None) is None  # type: ignore[operator]
+
+
+def test_postgres_refuses_a_naive_datetime_as_before() -> None:
+    fused, composed = _pg_processors()
+    for process in (fused, composed):
+        with pytest.raises(ValueError, match="naive datetime: cdrflow stores timezone-aware"):
+            process(datetime(2024, 1, 1))  # type: ignore[operator]
+
+
+def test_a_pydantic_parsed_time_binds_as_before() -> None:
+    from pydantic_core import TzInfo
+
+    fused, composed = _pg_processors()
+    value = datetime(2026, 12, 3, 11, 0, 0, 5, tzinfo=TzInfo(0))  # an envelope's received_at
+    got, want = fused(value), composed(value)  # type: ignore[operator]
+    assert got == want
+    assert got.tzinfo is UTC
+    assert got.isoformat() == want.isoformat()

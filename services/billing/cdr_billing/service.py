@@ -18,7 +18,6 @@ Per consumed batch (the offsets are committed by ``cdrkit.bus.runner`` afterward
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -61,6 +60,7 @@ from cdr_billing.tariff import (
     validate,
 )
 from cdrkit.bus import Message, Producer, Record
+from cdrkit.db import dumps_json
 from cdrmodel import CDR, DeadLetter, topics
 from cdrmodel.errors import CdrflowError, InvalidInput, NotFound
 
@@ -150,7 +150,8 @@ def rated_record(row: Any, account: str | None) -> Record:
         "tariff_version": row["tariff_version"],
         "rated_at": row["rated_at"].isoformat(),
     }
-    return Record(value=json.dumps(value).encode(), key=row["call_id"].encode())
+    # json.dumps's text, ~1 µs cheaper (cdrkit.db.dumps_json)
+    return Record(value=dumps_json(value).encode(), key=row["call_id"].encode())
 
 
 def count_charges(rows: Iterable[dict[str, Any]]) -> None:

@@ -35,9 +35,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         without the intermediate naive datetime and the dict of fields per value, which cost
         the sinks' inserts more than the rest of their rows (docs/performance.md, fourth round)."""
         impl = self.impl_instance.dialect_impl(dialect)
+        if dialect.name != "sqlite":
+            return self._aware_processor(dialect, impl)
         if (
-            dialect.name != "sqlite"
-            or type(impl) is not SQLITE_DATETIME
+            type(impl) is not SQLITE_DATETIME
             or impl._storage_format != SQLITE_DATETIME._storage_format
         ):
             return super().bind_processor(dialect)
@@ -61,6 +62,28 @@ class UtcDateTime(TypeDecorator[datetime]):
                 value.second,
                 value.microsecond,
             )
+
+        return process
+
+    def _aware_processor(self, dialect: Dialect, impl: Any) -> Callable[[Any], Any] | None:
+        """Elsewhere (PostgreSQL), ``process_bind_param`` in one call: a time already in UTC (all
+        of cdrflow's but a parsed envelope's) is passed as it is instead of copied by
+        ``astimezone`` behind two wrapper calls: 0.22-0.42 -> 0.12-0.24 µs a value (the parser's
+        store binds 7 a CDR, billing's 7; issue 15, fifth round). The driver gets an equal aware
+        datetime in UTC either way (``tests/cdrkit/test_db_types.py``)."""
+        then = impl.bind_processor(dialect)
+        if then is not None:  # a driver type with its own conversion: keep the general path
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            zone = value.tzinfo
+            if zone is UTC:
+                return value
+            if zone is None:
+                raise ValueError("naive datetime: cdrflow stores timezone-aware UTC times only")
+            return value.astimezone(UTC)
 
         return process
 

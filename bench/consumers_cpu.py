@@ -1,0 +1,146 @@
+"""The parser's and billing's CPU per CDR in process, without a broker or a database: the harness
+behind the fifth round's consumer figures (docs/performance.md, "Parser and billing (h5parser)").
+Not part of ``make bench``.
+
+The e2e bench's three FreeSWITCH fixtures with fresh uuids, as ingest's inline envelopes, in
+batches of 130 (the e2e run's batch size when the consumers run behind). Four figures, each the
+best and the median of ``rounds`` runs of ``time.thread_time`` over all the CDRs:
+
+* parser, store side: ``cdr_row``, ``raw_row``, ``pack_raw`` and the column arrays of the store
+  statement, bound by a PostgreSQL (asyncpg) engine's dialect (its JSON serializer included);
+* parser, in process: the envelope's decoding, the mapping, the rows and their checks,
+  ``CDR.to_json`` and the store side;
+* billing, in process: ``CDR.from_json``, the facts, the rating, both statements' column arrays and
+  the ``cdr.rated`` messages;
+* billing, rows: the same without the decoding.
+
+Run it in two worktrees one after the other, alternating, to compare two versions:
+``.venv/bin/python -m bench.consumers_cpu [rounds]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus
+
+from bench.bench_e2e import templates
+from cdr_billing.models import billing_calls, charges
+from cdr_billing.repository import _InsertIgnore
+from cdr_billing.service import BillingService, call_row, facts, rated_record
+from cdr_billing.settings import BillingSettings
+from cdr_billing.tariff import default_tariff
+from cdr_parser.outcomes import outcome_of
+from cdr_parser.repository import _CDR_ARRAYS, _RAW_ARRAYS, _first_per_call
+from cdr_parser.rows import CDR_TEXT, RAW_TEXT, cdr_row, pack_raw, raw_row, unstorable
+from cdrkit.db import create_engine
+from cdrmodel import CDR, Origin, PayloadKind, RawEnvelope
+from cdrmodel.envelope import inline_envelope_json
+
+N, BATCH = 1560, 130
+
+
+def envelopes(n: int = N) -> list[bytes]:
+    forms = [(unquote_plus(body[4:]), count) for body, count in templates()]
+    out = []
+    for i in range(n):
+        xml, count = forms[i % len(forms)]
+        uuids = [str(uuid.uuid4()) for _ in range(count)]
+        for j, u in enumerate(uuids):
+            xml = xml.replace(f"@@U{j}@@", u)
+        out.append(
+            inline_envelope_json(
+                id=uuid.uuid4().hex,
+                kind=PayloadKind.FREESWITCH_XML,
+                received_at=datetime.now(UTC),
+                source=Origin(remote_addr="127.0.0.1"),
+                content_type="application/x-www-form-urlencoded",
+                call_id=uuids[0],
+                a_leg=None,
+                payload=xml,
+                sha256=hashlib.sha256(xml.encode()).hexdigest(),
+            )
+        )
+    return out
+
+
+def main(rounds: int = 7) -> None:
+    dialect = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/none").dialect
+    now = datetime.now(UTC)
+    msgs = envelopes()
+    envs = [RawEnvelope.from_json(m) for m in msgs]
+    cdrs = [outcome_of(e, None, 1e9) for e in envs]
+    assert all(isinstance(c, CDR) for c in cdrs)
+    mapped: list[CDR] = cdrs  # type: ignore[assignment]
+    values = [c.to_json() for c in mapped]
+    settings = BillingSettings()
+    billing = BillingService(settings, None, None)  # type: ignore[arg-type]
+    tariff = default_tariff(settings.timezone)
+    tariff.id = 1
+    billing.tariffs = {"default": [tariff]}
+    calls_sql, charges_sql = _InsertIgnore(billing_calls), _InsertIgnore(charges)
+
+    def parser_store() -> None:
+        for k in range(0, N, BATCH):
+            rows = [cdr_row(c, now) for c in mapped[k : k + BATCH]]
+            pairs = zip(envs[k : k + BATCH], mapped[k : k + BATCH], strict=True)
+            raws = [raw_row(e, c.call_id, now) for e, c in pairs]
+            _CDR_ARRAYS.arrays(dialect, _first_per_call(rows))
+            _RAW_ARRAYS.arrays(dialect, [pack_raw(r) for r in _first_per_call(raws)])
+
+    def parser_all() -> None:
+        for k in range(0, N, BATCH):
+            rows, raws = [], []
+            for m in msgs[k : k + BATCH]:
+                env = RawEnvelope.from_json(m)
+                unstorable(raw_row(env, "", now), RAW_TEXT)
+                cdr = outcome_of(env, None, 1e9)
+                assert isinstance(cdr, CDR)
+                row = cdr_row(cdr, now)
+                unstorable(row, CDR_TEXT)
+                rows.append(row)
+                raws.append(raw_row(env, cdr.call_id, now))
+                cdr.to_json()
+            _CDR_ARRAYS.arrays(dialect, _first_per_call(rows))
+            _RAW_ARRAYS.arrays(dialect, [pack_raw(r) for r in _first_per_call(raws)])
+
+    def rate(batch: list[CDR]) -> None:
+        calls = {c.call_id: facts(c) for c in batch}
+        priced = billing.price(calls.values(), {}, now)
+        calls_sql.columns.arrays(dialect, [call_row(c, now, None) for c in calls.values()])
+        charges_sql.columns.arrays(dialect, priced.charges)
+        for r in priced.charges:
+            rated_record(r, calls[r["call_id"]].account)
+
+    def billing_all() -> None:
+        for k in range(0, N, BATCH):
+            rate([CDR.from_json(v) for v in values[k : k + BATCH]])
+
+    def billing_rows() -> None:
+        for k in range(0, N, BATCH):
+            rate(mapped[k : k + BATCH])
+
+    figures: list[tuple[str, Callable[[], None]]] = [
+        ("parser store side", parser_store),
+        ("parser in process", parser_all),
+        ("billing in process", billing_all),
+        ("billing rows", billing_rows),
+    ]
+    out = []
+    for name, run in figures:
+        spent = []
+        for _ in range(rounds):
+            started = time.thread_time()
+            run()
+            spent.append((time.thread_time() - started) / N * 1e6)
+        spent.sort()
+        out.append(f"{name} {spent[0]:.1f} (median {spent[len(spent) // 2]:.1f})")
+    print("µs/CDR: " + " | ".join(out))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)

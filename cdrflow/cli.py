@@ -95,6 +95,18 @@ def _announce(command: str, rows: list[tuple[str, str]]) -> None:
         click.echo(f"cdrflow {command}: {what} {where}", err=True)
 
 
+def _freeze_startup_objects() -> None:
+    """Take what exists once the all-in-one app is built (modules, apps, schemas: ~130,000
+    objects, none of them garbage) out of the cyclic collector's reach (``gc.freeze``). Its full
+    passes stop the one event loop every service shares; walking those objects each time made
+    a pass ~120 ms in ``bench e2e allinone``, ~15-40 ms without them (docs/performance.md,
+    fifth round, h5allinone)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(app: object, host: str, port: int) -> None:
     import uvicorn
 
@@ -179,7 +191,9 @@ def run(host: str, port: int, mock_rate: float, mock_edge: float) -> None:
         _announce("run", [("mock feed", f"{mock_rate:g} calls/min")])
     if mock_edge > 0:
         _announce("run", [("mock HiPath edge", f"{mock_edge:g} calls/min")])
-    _serve(create_allinone_app(extra, **embedded_overrides()), host, port)
+    app = create_allinone_app(extra, **embedded_overrides())
+    _freeze_startup_objects()
+    _serve(app, host, port)
 
 
 @cli.command(cls=Touching, touches=("database", "bus"))

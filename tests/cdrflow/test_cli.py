@@ -108,3 +108,34 @@ def test_migrate_says_which_database_and_alembic_is_quiet(tmp_path: Path) -> Non
     assert "Context impl" not in done.stderr
     assert "Will assume" not in done.stderr
     assert "Running upgrade  -> 0001" in done.stderr  # schema changes are still logged
+
+
+def test_run_freezes_what_startup_made_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cdrflow run`` hands uvicorn an app whose startup objects the cyclic collector no longer
+    walks (its full passes stop the one event loop; docs/performance.md, fifth round)."""
+    import gc
+
+    import cdrflow.cli as cli_module
+
+    frozen: list[int] = []
+    monkeypatch.setattr(
+        cli_module, "_serve", lambda app, host, port: frozen.append(gc.get_freeze_count())
+    )
+    gc.unfreeze()
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["run", "--port", "18999"],
+            env={
+                "CDRFLOW_DATA_DIR": str(tmp_path),
+                "CDRFLOW_DATABASE_URL": None,
+                "CDRFLOW_BUS_URL": None,
+            },
+        )
+        assert result.exit_code == 0, result.output
+    finally:
+        gc.unfreeze()
+    assert len(frozen) == 1
+    assert frozen[0] > 10_000  # the modules and the apps, not a handful of objects

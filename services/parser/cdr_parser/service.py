@@ -62,6 +62,7 @@ from cdr_parser.settings import ParserSettings
 from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming, poison_reason
 from cdrkit.objects import ObjectNotFound, ObjectStore
+from cdrkit.pacing import Slicer
 from cdrmodel import DeadLetter, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
 
@@ -166,7 +167,10 @@ class ParserService:
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
         envelopes: list[RawEnvelope | None] = []
         side = PexipRows()
+        # The loops below hold the event loop for the whole batch otherwise (cdrkit.pacing).
+        slicer = Slicer()
         for msg in batch:
+            await slicer.tick()
             try:
                 decoded = RawEnvelope.from_json(msg.value)
             except ValidationError as exc:
@@ -201,6 +205,7 @@ class ParserService:
         for i, (msg, env) in enumerate(zip(batch, envelopes, strict=True)):
             if env is None:
                 continue
+            await slicer.tick()
             outcome = claimed[i] if i in claimed else self._map(env, None)
             if isinstance(outcome, Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)

@@ -396,3 +396,71 @@ async def test_a_tariff_committed_after_a_newer_one_is_still_loaded(
         assert [t["name"] for t in listing["items"]] == ["default", "fast", "slow"]
         r = await client.put("/v1/tariff-assignments/11999998888", json={"tariff": "slow"})
         assert r.status_code == 200, r.text
+
+
+async def test_pricing_with_a_yield_before_every_call_prices_the_same(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer prices a batch with ``price_sliced`` (the event loop given back now and
+    then, cdrkit.pacing): the same charges and unpriced reasons as ``price``."""
+    import cdrkit.pacing
+    from cdr_billing.service import facts
+
+    service = billing.service
+    await service.refresh_tariffs()
+    calls = [
+        facts(event_cdr(f"s{i}", "2024-03-05 10:00:00", f"2024-03-05 10:{i % 60:02d}:07"))
+        for i in range(30)
+    ]
+    start = at("2024-03-05 10:00:00")
+    calls.append(
+        facts(CDR(call_id="no-end", source="call.event", caller_number="1", start_time=start))
+    )
+    calls.append(facts(CDR(call_id="nobody", source="call.event", start_time=start)))
+    now = datetime(2024, 4, 1, tzinfo=UTC)
+    monkeypatch.setattr(cdrkit.pacing, "SLICE_S", 0.0)
+    sliced = await service.price_sliced(calls, {}, now)
+    whole = service.price(calls, {}, now)
+    assert sliced == whole
+    assert len(whole.charges) == 31  # the call without an end: a zero charge
+    assert set(whole.unpriced) == {"nobody"}
+
+
+async def test_a_slow_batch_gives_the_event_loop_back(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pricing made to take 5 ms a call: a batch of 40 would hold the loop for 200 ms; it gives
+    it back every few ms instead (in ``cdrflow run`` the posts are answered on that loop)."""
+    import time
+
+    service = billing.service
+    slow_rate = service.rate
+
+    def rate(*args: Any) -> Any:
+        time.sleep(0.005)
+        return slow_rate(*args)
+
+    monkeypatch.setattr(service, "rate", rate)
+    done = asyncio.Event()
+    longest = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest
+        while not done.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0)
+            longest = max(longest, time.perf_counter() - before)
+
+    task = asyncio.create_task(ticker())
+    try:
+        await billing.publish(
+            *(
+                event_cdr(f"slow{i}", "2024-03-05 10:00:00", "2024-03-05 10:03:00")
+                for i in range(40)
+            )
+        )
+    finally:
+        done.set()
+        await task
+    assert await billing.charge_count() == 40
+    assert longest < 0.1, f"the loop was held for {longest * 1000:.0f} ms"

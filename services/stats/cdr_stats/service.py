@@ -48,6 +48,7 @@ from cdr_stats.repository import AlertRow, StatsRepository
 from cdr_stats.rules import RULE_METRICS, evaluate
 from cdr_stats.settings import StatsSettings
 from cdrkit.bus import Message
+from cdrkit.pacing import Slicer
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,9 @@ class StatsService:
         cutoff = bucket_of(now - self.settings.retention_hours * 3600)
         calls: dict[str, Call] = {}
         invalid = expired = 0
+        slicer = Slicer()  # the loops give the event loop back (cdrkit.pacing)
         for msg in batch:
+            await slicer.tick()
             try:
                 call = decode_call(msg.value)
             except BadCall as exc:
@@ -192,7 +195,7 @@ class StatsService:
             new = await self.repo.first_seen(session, {c: call.bucket for c, call in calls.items()})
             agg = Aggregate()
             found: list[Alert] = []
-            for call_id in new:
+            for call_id in new:  # not sliced: the transaction holds SQLite's write lock here
                 call = calls[call_id]
                 ctx = PluginContext(call.bucket)
                 if plugins:

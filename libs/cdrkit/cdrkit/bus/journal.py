@@ -8,12 +8,9 @@ Layout under ``PATH`` (one process at a time: ``PATH/lock`` is held with ``flock
 
 * A produced message becomes visible to consumers, and ``send`` returns, only once its frame is
   written and ``fsync``'d (group commit: every send waiting at that moment shares one write and
-  one fsync per partition file; the fsyncs of the files one write touched run at the same time).
-  The writes are done by one writer thread of the log's own, which encodes the frames too: the
-  sends queued while it writes are taken, all of them, as soon as it is done, without waiting
-  for the event loop, and the loop then only makes each write's messages visible, in order
-  (``GroupCommit``). A 200 from ingest therefore means on disk, as ``acks=all`` does on Kafka; a
-  SIGKILL or a power cut after it loses nothing.
+  one fsync per partition file, done in a worker thread so the event loop keeps serving; the
+  fsyncs of the files one write touched run at the same time). A 200 from ingest therefore means
+  on disk, as ``acks=all`` does on Kafka; a SIGKILL or a power cut after it loses nothing.
 * Commits are appended (not fsync'd) to the group's offsets file, so they survive the process
   being killed; a commit lost to a power cut only means redelivery, which the sinks absorb. On
   load a committed offset is clamped to its partition's length.
@@ -27,16 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import fcntl
 import json
 import logging
 import os
-import queue
 import struct
-import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -117,7 +111,6 @@ class _PartitionFiles:
     directory: Path
     segments: list[_Segment] = field(default_factory=list)
     fd: int = -1  # the active (last) segment, opened for append
-    next_offset: int = 0  # the offset of the next frame written (``Journal.append``)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -229,7 +222,6 @@ class Journal:
             path.touch()
             files.segments.append(_Segment(start, path, 0))
         files.fd = os.open(files.segments[-1].path, os.O_WRONLY | os.O_APPEND)
-        files.next_offset = start + len(messages)
         self._partitions[tp] = files
         return Loaded(start, messages)
 
@@ -249,21 +241,9 @@ class Journal:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, parts: list[tuple[TopicPartition, list[bytes]]]) -> None:
-        """Write and fsync the frames of each partition as one write (``write``), each partition's
-        segment rolled first when full, at the partition's next offset (runs in the writer
-        thread, the only one that writes)."""
-        chunks = [
-            (self.prepare(tp, self._partitions[tp].next_offset), b"".join(frames))
-            for tp, frames in parts
-        ]
-        self.write(chunks)
-        for tp, frames in parts:
-            self._partitions[tp].next_offset += len(frames)
-
     def prepare(self, tp: TopicPartition, next_offset: int) -> _PartitionFiles:
         """The partition's files, with a fresh segment started at ``next_offset`` when the active
-        one is full. Called by the writer before it writes."""
+        one is full. Called on the event loop before the write runs in a thread."""
         files = self._partitions[tp]
         if files.segments[-1].size >= self.segment_bytes:
             path = files.directory / _segment_name(next_offset)
@@ -391,97 +371,34 @@ class Journal:
 
 
 class GroupCommit(Generic[T]):
-    """Batches concurrent appends into one ``write`` (one write and one fsync per file), done by
-    a writer thread of its own: the items submitted while it writes queue up, and it takes them
-    all as soon as it is done, so one write follows the other without waiting for the event loop
-    in between (the loop's turn that completes a write, behind whatever else is ready, used to
-    delay the next one: docs/performance.md, fifth round). ``apply`` then runs on the event loop
-    with each write's items, in submission order, before their futures resolve: the items
-    become visible only once durable. A failed write fails its own items' futures (the next
-    write tries again); nothing of it is applied."""
+    """Batches concurrent appends into one ``flush`` (one write + fsync); ``flush`` gets the items
+    in submission order and makes them visible once durable. One flush runs at a time."""
 
-    def __init__(
-        self,
-        write: Callable[[list[T]], None],
-        apply: Callable[[list[T]], None],
-        describe: str,
-    ) -> None:
-        self._write = write
-        self._apply = apply
+    def __init__(self, flush: Callable[[list[T]], Awaitable[None]], describe: str) -> None:
+        self._flush = flush
         self._describe = describe
-        self._queue: queue.SimpleQueue[tuple[T, asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
 
     def submit(self, item: T) -> asyncio.Future[None]:
-        if self._closed:
-            raise BusError(f"the bus log {self._describe} is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._writer, name="bus-log-writer", daemon=True)
-            self._thread.start()
-        self._queue.put((item, future))
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="memory-bus-journal")
         return future
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer thread (the log is closed next)."""
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def _writer(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            pending = [first]
-            stop = False
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                pending.append(more)
-            error: BusError | None = None
+    async def _run(self) -> None:
+        while self._pending:
+            pending, self._pending = self._pending, []
             try:
-                self._write([item for item, _ in pending])
-            except Exception as exc:  # every waiter learns why; the next write tries again
+                await self._flush([item for item, _ in pending])
+            except Exception as exc:  # every waiter learns why; the next flush tries again
                 logger.exception("memory bus: writing %s failed", self._describe)
                 error = BusError(f"the bus log {self._describe} cannot be written: {exc}")
-            self._hand_back(pending, error)
-            if stop:
-                return
-
-    def _hand_back(
-        self, pending: list[tuple[T, asyncio.Future[None]]], error: BusError | None
-    ) -> None:
-        """Complete ``pending`` on its event loop(s), in order (``call_soon_threadsafe`` keeps
-        the writes' order)."""
-        start = 0
-        while start < len(pending):
-            loop = pending[start][1].get_loop()
-            end = start + 1
-            while end < len(pending) and pending[end][1].get_loop() is loop:
-                end += 1
-            # A loop already closed has nobody waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, pending[start:end], error)
-            start = end
-
-    def _complete(
-        self, pending: list[tuple[T, asyncio.Future[None]]], error: BusError | None
-    ) -> None:
-        if error is None:
-            self._apply([item for item, _ in pending])
-        for _, future in pending:
-            if future.done():
+                for _, future in pending:
+                    if not future.done():
+                        future.set_exception(error)
                 continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+            for _, future in pending:
+                if not future.done():
+                    future.set_result(None)

@@ -124,7 +124,7 @@ class Broker:
         self.journal = journal
         self.writer: GroupCommit[_Pending] | None = None
         if journal is not None:
-            self.writer = GroupCommit(self._write, self._apply, str(journal.root))
+            self.writer = GroupCommit(self._flush, str(journal.root))
             self._load(journal, retention)
 
     def _load(self, journal: Journal, retention: int) -> None:
@@ -149,19 +149,22 @@ class Broker:
             or "empty",
         )
 
-    def _write(self, batches: list[_Pending]) -> None:
-        """Encode, write and fsync the batches (in the log's writer thread)."""
+    async def _flush(self, batches: list[_Pending]) -> None:
+        """Write and fsync the batches, then make them visible (in submission order)."""
         journal = self.journal
         assert journal is not None
-        frames: dict[TopicPartition, list[bytes]] = {}
+        frames: dict[tuple[Topic, int], list[bytes]] = {}
         for topic, records in batches:
             for partition, key, value, headers, ts in records:
-                tp = TopicPartition(topic.name, partition)
-                frames.setdefault(tp, []).append(encode(key, value, headers, ts))
-        journal.append(list(frames.items()))
-
-    def _apply(self, batches: list[_Pending]) -> None:
-        """Make durable batches visible, in submission order (on the event loop)."""
+                frames.setdefault((topic, partition), []).append(encode(key, value, headers, ts))
+        chunks = [
+            (
+                journal.prepare(TopicPartition(topic.name, p), len(topic.logs[p])),
+                b"".join(parts),
+            )
+            for (topic, p), parts in frames.items()
+        ]
+        await asyncio.to_thread(journal.write, chunks)
         for topic, records in batches:
             for partition, key, value, headers, ts in records:
                 topic.append_to(partition, key, value, headers, ts)
@@ -254,8 +257,6 @@ def reset(url: str | None = None) -> None:
     else:
         _brokers.pop(_broker_name(url), None)
     for broker in gone:
-        if broker is not None and broker.writer is not None:
-            broker.writer.close()
         if broker is not None and broker.journal is not None:
             broker.journal.close()  # releases the directory for a "restarted" broker
 

@@ -55,7 +55,7 @@ from cdrkit.bus.base import (
     RevokeCallback,
     TopicPartition,
 )
-from cdrkit.bus.memory_broker import Broker, Group, Headers, Topic, broker_for, int_option
+from cdrkit.bus.memory_broker import Broker, Entry, Group, Headers, Topic, broker_for, int_option
 from cdrmodel.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -147,10 +147,10 @@ class MemoryConsumer:
         self._on_revoke = on_revoke
         self.member_id = f"{group.name}-{next(self._ids)}"
         self._positions: dict[TopicPartition, int] = {}
-        self._logs: dict[TopicPartition, list[Message | None]] = {}
+        self._logs: dict[TopicPartition, list[Entry | None]] = {}
         self._revoking: set[TopicPartition] = set()
         # What getmany reads from: owned partitions that are not being revoked.
-        self._fetchable: list[tuple[TopicPartition, list[Message | None]]] = []
+        self._fetchable: list[tuple[TopicPartition, list[Entry | None]]] = []
         self._next_start = 0
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -237,9 +237,15 @@ class MemoryConsumer:
             position = max(positions[tp], self._topic_by_name[tp.topic].starts[tp.partition])
             if position >= len(log):
                 continue
-            taken = cast(list[Message], log[position : position + max_records - len(batch)])
+            taken = cast(list[Entry], log[position : position + max_records - len(batch)])
             positions[tp] = position + len(taken)
-            batch.extend(taken)
+            topic, partition = tp.topic, tp.partition
+            batch.extend(
+                [
+                    Message(topic, partition, offset, *entry)
+                    for offset, entry in enumerate(taken, position)
+                ]
+            )
             if debug:
                 logger.debug(
                     "%s consumed %s@%d..%d", self.member_id, tp, position, positions[tp] - 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-from cdrkit.bus.base import BusConfig, Message, TopicPartition
+from cdrkit.bus.base import BusConfig, TopicPartition
 from cdrkit.bus.journal import GroupCommit, Journal, Loaded, encode
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Broker",
+    "Entry",
     "Group",
     "Headers",
     "Topic",
@@ -34,6 +35,14 @@ __all__ = [
 logger = logging.getLogger("cdrkit.bus.memory")
 
 Headers = tuple[tuple[str, bytes], ...]
+
+# A message as a partition holds it: (key, value, headers, timestamp_ms); its offset is its index
+# and the topic and partition are the log's. A plain tuple of bytes, str and int, which the
+# cyclic garbage collector stops tracking after its first pass: a partition retains up to
+# ``retention`` bytes of messages (tens of thousands of small cdr.normalized ones), and as
+# ``Message`` objects every full collection walked all of them again (issue 15, fifth round).
+# Consumers get ``Message`` objects, built when they fetch.
+Entry = tuple[bytes | None, bytes, Headers, int]
 
 
 class Topic:
@@ -53,7 +62,7 @@ class Topic:
         self.name = name
         # Offset = index. Retention replaces old messages with None (8 bytes a slot, not the
         # message) so offsets stay list indexes; ``starts`` is the first offset still held.
-        self.logs: list[list[Message | None]] = [[] for _ in range(partitions)]
+        self.logs: list[list[Entry | None]] = [[] for _ in range(partitions)]
         self.starts = [0] * partitions
         self.sizes = [0] * partitions  # bytes of the values held
         self.retention = retention
@@ -75,8 +84,7 @@ class Topic:
     def append_to(
         self, partition: int, key: bytes | None, value: bytes, headers: Headers, timestamp_ms: int
     ) -> None:
-        log = self.logs[partition]
-        log.append(Message(self.name, partition, len(log), key, value, headers, timestamp_ms))
+        self.logs[partition].append((key, value, headers, timestamp_ms))
         self.sizes[partition] += len(value)
         if self.retention and self.sizes[partition] > self.retention:
             self.enforce_retention(partition)
@@ -90,7 +98,7 @@ class Topic:
         log, start, size = self.logs[partition], self.starts[partition], self.sizes[partition]
         limit = self.broker.committed_floor(TopicPartition(self.name, partition), len(log))
         while size > self.retention and start < limit:
-            size -= len(cast(Message, log[start]).value)
+            size -= len(cast(Entry, log[start])[1])
             log[start] = None
             start += 1
         self.starts[partition], self.sizes[partition] = start, size
@@ -101,7 +109,7 @@ class Topic:
         """Fill a partition with what the journal read back from disk."""
         log = self.logs[partition]
         log[:] = [None] * loaded.start
-        log.extend(loaded.messages)
+        log.extend((m.key, m.value, m.headers, m.timestamp_ms) for m in loaded.messages)
         self.starts[partition] = loaded.start
         self.sizes[partition] = sum(len(m.value) for m in loaded.messages)
 

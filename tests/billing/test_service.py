@@ -27,6 +27,7 @@ from cdrkit.bus import Record, open_bus
 from cdrmodel import CDR, topics
 from cdrmodel.record import Disposition
 from tests.e2e.conftest import serving, wait_for
+from tests.loop_hold import loop_hold
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -441,26 +442,12 @@ async def test_a_slow_batch_gives_the_event_loop_back(
         return slow_rate(*args)
 
     monkeypatch.setattr(service, "rate", rate)
-    done = asyncio.Event()
-    longest = 0.0
-
-    async def ticker() -> None:
-        nonlocal longest
-        while not done.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0)
-            longest = max(longest, time.perf_counter() - before)
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with loop_hold() as held:
         await billing.publish(
             *(
                 event_cdr(f"slow{i}", "2024-03-05 10:00:00", "2024-03-05 10:03:00")
                 for i in range(40)
             )
         )
-    finally:
-        done.set()
-        await task
     assert await billing.charge_count() == 40
-    assert longest < 0.1, f"the loop was held for {longest * 1000:.0f} ms"
+    assert held.longest_s < 0.1, f"the loop was held for {held.longest_s * 1000:.0f} ms"

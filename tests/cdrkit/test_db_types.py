@@ -4,6 +4,7 @@ composition (``process_bind_param``, then the SQLite ``DATETIME`` format) stores
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,29 @@ from sqlalchemy.types import TypeDecorator
 
 from cdrkit.db import create_engine
 from cdrkit.db.types import UtcDateTime
+
+
+def _random_times(seed: int, count: int = 20_000) -> Iterator[datetime]:
+    """Aware datetimes over the whole calendar in fixed, named and odd-offset zones, with and
+    without microseconds."""
+    rng = random.Random(seed)
+    zones = [UTC, ZoneInfo("UTC"), ZoneInfo("America/Sao_Paulo"), ZoneInfo("Asia/Kolkata")]
+    for i in range(count):
+        zone = (
+            timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60)))
+            if i % 3 == 1
+            else rng.choice(zones)
+        )
+        yield datetime(
+            rng.randrange(2, 9998),
+            rng.randrange(1, 13),
+            rng.randrange(1, 29),
+            rng.randrange(24),
+            rng.randrange(60),
+            rng.randrange(60),
+            rng.choice([0, rng.randrange(10**6)]),
+            tzinfo=zone,
+        )
 
 
 def _processors() -> tuple[object, object]:
@@ -30,24 +54,7 @@ def _processors() -> tuple[object, object]:
 
 def test_sqlite_text_is_sqlalchemys_for_any_zone_and_microsecond() -> None:
     fused, composed = _processors()
-    rng = random.Random(15)
-    zones = [UTC, ZoneInfo("UTC"), ZoneInfo("America/Sao_Paulo"), ZoneInfo("Asia/Kolkata")]
-    for i in range(20_000):
-        zone = (
-            timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60)))
-            if i % 3 == 1
-            else rng.choice(zones)
-        )
-        value = datetime(
-            rng.randrange(2, 9998),
-            rng.randrange(1, 13),
-            rng.randrange(1, 29),
-            rng.randrange(24),
-            rng.randrange(60),
-            rng.randrange(60),
-            rng.choice([0, rng.randrange(10**6)]),
-            tzinfo=zone,
-        )
+    for value in _random_times(15):
         assert fused(value) == composed(value), value  # type: ignore[operator]
     assert fused(None) is None  # type: ignore[operator]
 
@@ -93,24 +100,7 @@ def _pg_processors() -> tuple[object, object]:
 
 def test_postgres_binds_the_datetime_sqlalchemys_composition_binds() -> None:
     fused, composed = _pg_processors()
-    rng = random.Random(5)
-    zones = [UTC, ZoneInfo("UTC"), ZoneInfo("America/Sao_Paulo"), ZoneInfo("Asia/Kolkata")]
-    for i in range(20_000):
-        zone = (
-            timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60)))
-            if i % 3 == 1
-            else rng.choice(zones)
-        )
-        value = datetime(
-            rng.randrange(2, 9998),
-            rng.randrange(1, 13),
-            rng.randrange(1, 29),
-            rng.randrange(24),
-            rng.randrange(60),
-            rng.randrange(60),
-            rng.choice([0, rng.randrange(10**6)]),
-            tzinfo=zone,
-        )
+    for value in _random_times(5):
         got, want = fused(value), composed(value)  # type: ignore[operator]
         # The same instant, the same fields, UTC itself as the zone: asyncpg encodes it the same.
         assert got == want, value

@@ -7,7 +7,6 @@ docs/performance.md, fifth round)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from cdrkit.bus import Bus, Message, Record, open_bus
 from cdrkit.db import create_engine, migrate, session_factory
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
 from cdrmodel.envelope import sha256_hex
+from tests.loop_hold import loop_hold
 
 XML = (
     "<cdr><variables><uuid>{uid}</uuid><caller_id_number>{caller}</caller_id_number>"
@@ -145,22 +145,8 @@ async def test_a_slow_batch_gives_the_loop_back_between_messages(
 
     monkeypatch.setattr(parser_service, "outcome_of", outcome_of)
     run = await make_run("slow")
-    done = asyncio.Event()
-    longest = 0.0
-
-    async def ticker() -> None:
-        nonlocal longest
-        while not done.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0)
-            longest = max(longest, time.perf_counter() - before)
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with loop_hold() as held:
         published = await _handle(run)
-    finally:
-        done.set()
-        await task
     assert sum(m.topic == topics.NORMALIZED for m in published) == 40
     # 40 mappings at 5 ms: >= 200 ms in one stretch without the slicer.
-    assert longest < 0.1, f"the loop was held for {longest * 1000:.0f} ms"
+    assert held.longest_s < 0.1, f"the loop was held for {held.longest_s * 1000:.0f} ms"

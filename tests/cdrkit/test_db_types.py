@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from cdrkit.db import create_engine
@@ -41,14 +42,16 @@ def _random_times(seed: int, count: int = 20_000) -> Iterator[datetime]:
         )
 
 
-def _processors() -> tuple[object, object]:
-    dialect = sqlite.dialect()  # type: ignore[no-untyped-call]
+def _processors(dialect: Dialect | None = None) -> tuple[object, object]:
+    """UtcDateTime's own bind processor for ``dialect`` (SQLite by default) and SQLAlchemy's
+    composition it stands for; fails unless the fast path is the one in use."""
+    dialect = dialect or sqlite.dialect()  # type: ignore[no-untyped-call]
     impl = UtcDateTime().dialect_impl(dialect)
     fused = impl.bind_processor(dialect)
     composed = TypeDecorator.bind_processor(impl, dialect)  # type: ignore[arg-type]
     assert fused is not None
     assert composed is not None
-    assert fused.__qualname__ != composed.__qualname__  # the one-step path is in use
+    assert fused.__qualname__ != composed.__qualname__  # the fast path is in use
     return fused, composed
 
 
@@ -88,14 +91,7 @@ async def test_sqlite_round_trip_reads_back_the_utc_instant(tmp_path: Path) -> N
 def _pg_processors() -> tuple[object, object]:
     from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-    dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
-    impl = UtcDateTime().dialect_impl(dialect)
-    fused = impl.bind_processor(dialect)
-    composed = TypeDecorator.bind_processor(impl, dialect)  # type: ignore[arg-type]
-    assert fused is not None
-    assert composed is not None
-    assert fused.__qualname__ != composed.__qualname__  # the one-call path is in use
-    return fused, composed
+    return _processors(asyncpg_dialect())  # type: ignore[no-untyped-call]
 
 
 def test_postgres_binds_the_datetime_sqlalchemys_composition_binds() -> None:

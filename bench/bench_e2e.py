@@ -2,9 +2,16 @@
 billing and counted by stats, each a separate ``cdrflow serve`` process on a Tansu broker and a
 PostgreSQL cluster of the bench's own, against a bare FastAPI endpoint in the same run.
 
-``python -m bench e2e`` (ingest alone on the broker, distributed, then all-in-one), or
-``python -m bench e2e ingest|distributed|allinone`` for some of them. ``E2E_SECONDS``
-(default 15) and ``E2E_CONNECTIONS`` (default 16) change the load.
+``python -m bench e2e`` (ingest alone on the broker, distributed, the stack's floor, then
+all-in-one), or ``python -m bench e2e ingest|distributed|floor|allinone`` for some of them.
+``E2E_SECONDS`` (default 15) and ``E2E_CONNECTIONS`` (default 16) change the load.
+
+The stack's floor (``floor``, ``bench.floor_stack``): four processes written directly on the
+fixed stack's libraries (FastAPI + uvicorn, aiokafka, lxml, asyncpg) doing only what the contract
+cannot do without (decode, check and durably produce the document; parse it, store it
+idempotently and publish a record; price and count that record idempotently), run alone and
+distributed exactly as cdrflow is. It is the physical limit for cdrflow's own code: cdrflow's
+figures of the same run are printed as ratios to it.
 
 The load is wrk (C, a Lua script) when installed, else ``bench.loadgen``: the three FreeSWITCH XML
 fixtures of ``tests/fixtures/freeswitch`` posted url-encoded (``cdr=``, the FusionPBX default), each
@@ -513,11 +520,91 @@ def allinone(load: Load, workdir: Path) -> dict[str, Any]:
         return _drive(load, port, {"all": port}, {"cdrflow run": proc.pid})
 
 
+def _floor_proc(
+    stack: contextlib.ExitStack, role: str, env: dict[str, str], workdir: Path
+) -> tuple[int, int]:
+    port = free_port()
+    args = [python(), "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    proc = stack.enter_context(
+        _proc(
+            [*args, "bench.floor_stack:app", "--port", str(port)],
+            port,
+            {**env, "FLOOR_ROLE": role},
+            workdir / f"floor-{role}.log",
+        )
+    )
+    return proc.pid, port
+
+
+def floor_alone(load: Load, workdir: Path) -> dict[str, Any]:
+    """The floor's ingest (``bench.floor_stack``) on Tansu with nothing consuming: what the
+    stack's libraries alone cost to decode, check and durably produce a CDR."""
+    from cdrkit.testing.tansu import TansuBroker
+
+    with TansuBroker() as broker, contextlib.ExitStack() as stack:
+        env = {"FLOOR_BOOTSTRAP": broker.bootstrap_servers}
+        pid, port = _floor_proc(stack, "ingest", env, workdir)
+        pids = {"floor ingest": pid, "broker": broker._process.pid}  # type: ignore[union-attr]
+        load.run(port, 2, 4)
+        cpu0 = {name: tree_cpu_seconds(p) for name, p in pids.items()}
+        spies = _profile({"floor-ingest-alone": pid})
+        res = load.run(port, SECONDS, CONNECTIONS)
+        for spy in spies:
+            spy.wait()
+        cpu = {name: tree_cpu_seconds(p) - cpu0[name] for name, p in pids.items()}
+    return {
+        **{f"ack_{k}": v for k, v in res.items()},
+        "cpu_us": {name: c / max(res["acked"], 1) * 1e6 for name, c in cpu.items()},
+    }
+
+
+def floor_distributed(load: Load, workdir: Path) -> dict[str, Any]:
+    """The floor's four processes (``bench.floor_stack``) on Tansu and PostgreSQL, driven and
+    measured exactly as ``distributed``."""
+    from cdrkit.testing.postgres import PrivateCluster
+    from cdrkit.testing.tansu import TansuBroker
+
+    with PrivateCluster() as pg, TansuBroker() as broker, contextlib.ExitStack() as stack:
+        dsn = pg.create_database("floor").replace("postgresql+asyncpg://", "postgresql://")
+        postmaster = int((pg.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        env = {"FLOOR_BOOTSTRAP": broker.bootstrap_servers, "FLOOR_DSN": dsn}
+        pids: dict[str, int] = {}
+        ports: dict[str, int] = {}
+        for role in ("ingest", "parser", "billing", "stats"):
+            pids[f"floor {role}"], ports[role] = _floor_proc(stack, role, env, workdir)
+        pids["broker"] = broker._process.pid  # type: ignore[union-attr]
+        pids["postgres"] = postmaster
+        stage_ports = {k: ports[k] for k in ("parser", "billing", "stats")}
+        res = _drive(load, ports["ingest"], stage_ports, pids)
+        res["rows"] = asyncio.run(_floor_rows_stored(dsn))
+        return res
+
+
+async def _floor_rows_stored(dsn: str) -> dict[str, int]:
+    """What the floor's sinks hold at the end (its work was done, not only counted)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            "cdrs": await conn.fetchval("SELECT count(*) FROM cdrs WHERE raw_lz4 IS NOT NULL"),
+            "charges": await conn.fetchval("SELECT count(*) FROM charges"),
+            "counted": await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM buckets"),
+        }
+    finally:
+        await conn.close()
+
+
+def floor(load: Load, workdir: Path) -> dict[str, Any]:
+    return {"alone": floor_alone(load, workdir), "distributed": floor_distributed(load, workdir)}
+
+
 CDRFLOW = ("ingest", "parser", "billing", "stats")
+FLOOR = tuple(f"floor {name}" for name in CDRFLOW)
 
 
 def main(modes: list[str] | None = None) -> dict[str, Any]:
-    modes = modes or ["ingest", "distributed", "allinone"]
+    modes = modes or ["ingest", "distributed", "floor", "allinone"]
     workdir = Path(tempfile.mkdtemp(prefix="cdrflow-e2e-"))
     load = Load(workdir)
     figures: dict[str, Any] = {"seconds": SECONDS, "connections": CONNECTIONS, "load": load.tool}
@@ -532,10 +619,20 @@ def main(modes: list[str] | None = None) -> dict[str, Any]:
             )
         ]
         for mode in modes:
-            run = {"ingest": ingest_alone, "distributed": distributed, "allinone": allinone}
+            run = {
+                "ingest": ingest_alone,
+                "distributed": distributed,
+                "allinone": allinone,
+                "floor": floor,
+            }
             r = run[mode](load, workdir)
             figures[mode] = r
-            rows += _ingest_rows(r, b) if mode == "ingest" else _rows(mode, r, b)
+            if mode == "ingest":
+                rows += _ingest_rows(r, b)
+            elif mode == "floor":
+                rows += _floor_rows(r, b, figures)
+            else:
+                rows += _rows(mode, r, b)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report(
@@ -559,9 +656,63 @@ def _ingest_rows(r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, str]
     ]
 
 
+def _floor_rows(
+    r: dict[str, Any], b: dict[str, float], figures: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """The floor's rows, and cdrflow's figures of the same run as ratios to them."""
+    alone, dist = r["alone"], r["distributed"]
+    rows = [
+        (
+            "floor ingest alone: acked",
+            f"{alone['ack_rps']:7.0f} CDR/s  p50 {alone['ack_p50_ms']:.1f} ms  "
+            f"p99 {alone['ack_p99_ms']:.1f} ms  = {alone['ack_rps'] / b['rps']:.0%} of bare "
+            f"(errors {alone['ack_errors']:.0f})",
+        ),
+        *[
+            (f"floor ingest alone: CPU {name}", f"{us:7.0f} µs/CDR")
+            for name, us in alone["cpu_us"].items()
+        ],
+        *_rows("floor", dist, b),
+        (
+            "floor: rows at the end",
+            ", ".join(f"{k} {v}" for k, v in dist["rows"].items())
+            + " (warm-up included: each is every CDR acked, once)",
+        ),
+    ]
+    total = sum(dist["cpu_us"].values())
+    rows.append(
+        (
+            "floor: 2 cores at that CPU",
+            f"{2e6 / total:7.0f} CDR/s at most end to end (broker and database included, the "
+            "load generator not)",
+        )
+    )
+    if "ingest" in figures:
+        ing = figures["ingest"]
+        rows.append(
+            (
+                "cdrflow ingest alone / floor",
+                f"{ing['ack_rps'] / alone['ack_rps']:7.0%} of the floor's rate, "
+                f"{ing['cpu_us']['ingest'] / alone['cpu_us']['floor ingest']:.2f}x its CPU",
+            )
+        )
+    if "distributed" in figures:
+        d = figures["distributed"]
+        own = sum(v for k, v in d["cpu_us"].items() if k in CDRFLOW)
+        floor_own = sum(v for k, v in dist["cpu_us"].items() if k in FLOOR)
+        rows.append(
+            (
+                "cdrflow distributed / floor",
+                f"{d['e2e_cdr_s'] / dist['e2e_cdr_s']:7.0%} of the floor's end-to-end rate, "
+                f"{own / floor_own:.2f}x its processes' CPU",
+            )
+        )
+    return rows
+
+
 def _rows(mode: str, r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, str]]:
     cpu = r["cpu_us"]
-    own = sum(v for k, v in cpu.items() if k in (*CDRFLOW, "cdrflow run"))
+    own = sum(v for k, v in cpu.items() if k in (*CDRFLOW, *FLOOR, "cdrflow run"))
     return [
         (
             f"{mode}: acked",
@@ -578,7 +729,7 @@ def _rows(mode: str, r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, 
         ),
         *[(f"{mode}: CPU {name}", f"{us:7.0f} µs/CDR") for name, us in cpu.items()],
         (
-            f"{mode}: CPU cdrflow processes",
+            f"{mode}: CPU {'floor' if mode == 'floor' else 'cdrflow'} processes",
             f"{own:7.0f} µs/CDR (bare endpoint {b['cpu_us']:.0f} µs/req); with broker and "
             f"database {sum(cpu.values()):.0f} µs/CDR",
         ),

@@ -1,0 +1,392 @@
+"""The stack's floor: the least the fixed stack (FastAPI + uvicorn, aiokafka, lxml, asyncpg) spends
+on a CDR doing only what the contract cannot do without, to measure cdrflow against in
+``python -m bench e2e floor``.
+
+Four roles, one per process like ``cdrflow serve`` (``FLOOR_ROLE``), each a uvicorn app with
+``/readyz`` and a ``/metrics`` that says what it has done in cdrflow's own counter names (so the
+e2e harness reads its progress the same way):
+
+* ``ingest``: ``POST /v1/cdr`` reads the body (as the bare endpoint does), decodes the url-encoded
+  ``cdr`` field (the quoted-printable trick, C), checks the document is well-formed (libxml2 with a
+  target that builds nothing: a malformed CDR must get a 4xx), produces the document to Kafka with
+  the call id as key (zstd, ``acks=all``, the producer settings of cdrflow's bus) and answers 200
+  once the broker has it: the acknowledgement is durable.
+* ``parser``: consumes in batches (topped up for 20 ms, as cdrflow's loop), parses each document
+  into a tree (the safe options cdrflow uses), reads every variable and the caller profile into a
+  dictionary, stores the row with the raw document lz4-packed in one idempotent statement
+  (``INSERT ... SELECT FROM unnest ... ON CONFLICT DO NOTHING``: redelivery changes nothing),
+  produces the normalised record as JSON, then commits the offsets.
+* ``billing``: consumes the normalised records, decodes the JSON, prices the call by the longest
+  matching destination prefix and stores the charge idempotently.
+* ``stats``: consumes the normalised records, decodes the JSON, inserts the call ids it has not
+  seen (idempotent) and adds those to their 6-minute bucket's counts.
+
+What it leaves out, so it is a lower bound and not a product: authentication, the duplicate
+window, the spool fallback, the envelope's metadata, validation of the CDR's fields, dead
+letters, the tables' secondary indexes, rating plans, the stats' figures beyond counts,
+request metrics. cdrflow's processes do all of that; the floor says what the libraries alone cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import asyncpg
+import cramjam
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from lxml import etree
+
+ROLE = os.environ.get("FLOOR_ROLE", "ingest")
+BOOTSTRAP = os.environ.get("FLOOR_BOOTSTRAP", "127.0.0.1:9092")
+DSN = os.environ.get("FLOOR_DSN", "postgresql://postgres@127.0.0.1/floor")
+RAW, CDR = "floor.raw", "floor.cdr"
+PARTITIONS = 4
+GATHER_S = 0.02
+BATCH = 500
+
+DDL = """
+CREATE TABLE IF NOT EXISTS cdrs (
+    call_id text PRIMARY KEY, caller text, callee text, direction text, hangup_cause text,
+    started_at double precision, answered_at double precision, ended_at double precision,
+    billsec integer, variables jsonb, raw_lz4 bytea);
+ALTER TABLE cdrs ALTER COLUMN raw_lz4 SET STORAGE EXTERNAL;
+CREATE TABLE IF NOT EXISTS charges (call_id text PRIMARY KEY, amount numeric, currency text);
+CREATE TABLE IF NOT EXISTS seen (call_id text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS buckets (
+    bucket bigint, hangup_cause text, calls bigint, PRIMARY KEY (bucket, hangup_cause));
+"""
+
+
+class _State:
+    done = 0  # CDRs this process has finished (acked, stored, charged or counted)
+    producer: AIOKafkaProducer | None = None
+
+
+state = _State()
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest
+
+
+class _Nothing:
+    """A parser target with no callbacks: libxml2 checks the document and builds nothing."""
+
+    def close(self) -> None:
+        return None
+
+
+_CHECK = etree.XMLParser(
+    target=_Nothing(),  # type: ignore[arg-type]
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=True,
+)
+_QP = bytes.maketrans(b"%+", b"= ")
+
+
+def form_field(body: bytes) -> bytes | None:
+    """The decoded ``cdr=`` field of a url-encoded form whose only field it is."""
+    if not body.startswith(b"cdr="):
+        return None
+    value = body[4:]
+    if b"=" not in value and b"\n" not in value and b"\r" not in value:
+        out = binascii.a2b_qp(value.translate(_QP))
+        if len(value) - len(out) == 2 * value.count(b"%"):
+            return out
+    return unquote_to_bytes(value.replace(b"+", b" "))
+
+
+async def post_cdr(request: Request) -> JSONResponse:
+    body = await request.body()
+    doc = form_field(body)
+    if not doc:
+        return JSONResponse({"error": "no cdr field"}, status_code=400)
+    try:
+        etree.fromstring(doc, _CHECK)
+    except etree.XMLSyntaxError as exc:
+        return JSONResponse({"error": f"not well-formed: {exc.msg}"}, status_code=422)
+    query = request.scope["query_string"]
+    key = query[5:] if query.startswith(b"uuid=") else None
+    assert state.producer is not None
+    await (await state.producer.send(RAW, doc, key=key))
+    state.done += 1
+    return JSONResponse({"status": "accepted", "call_id": key.decode() if key else None})
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+_TREE = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=True,
+    remove_blank_text=True,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+_STORE = """
+INSERT INTO cdrs SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+    $6::float8[], $7::float8[], $8::float8[], $9::int[], $10::jsonb[], $11::bytea[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def _num(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def normalise(doc: bytes) -> tuple[dict[str, Any], str, bytes]:
+    """The record, the variables' JSON and the packed raw document."""
+    root = etree.fromstring(doc, _TREE)
+    variables = root.find("variables")
+    names: dict[str, str | None] = (
+        {child.tag: child.text for child in variables} if variables is not None else {}
+    )
+    profile = root.find("callflow/caller_profile")
+    caller = profile.findtext("caller_id_number") if profile is not None else None
+    callee = profile.findtext("destination_number") if profile is not None else None
+    record = {
+        # 2009-era documents have no uuid variable; the caller profile always has one.
+        "call_id": names.get("uuid") or (profile.findtext("uuid") if profile is not None else None),
+        "caller": caller or names.get("caller_id_number"),
+        "callee": callee or names.get("destination_number"),
+        "direction": names.get("direction"),
+        "hangup_cause": names.get("hangup_cause"),
+        "started_at": _num(names.get("start_epoch")),
+        "answered_at": _num(names.get("answer_epoch")),
+        "ended_at": _num(names.get("end_epoch")),
+        "billsec": int(_num(names.get("billsec")) or 0),
+    }
+    return record, json.dumps(names), bytes(cramjam.lz4.compress_block(doc))
+
+
+async def parse_batch(pool: asyncpg.Pool, producer: AIOKafkaProducer, values: list[bytes]) -> None:
+    rows = [normalise(v) for v in values]
+    keep = [(r, v, raw) for r, v, raw in rows if r["call_id"]]
+    records = [r for r, _, _ in keep]
+    columns: list[list[Any]] = [
+        [r[c] for r, _, _ in keep]
+        for c in (
+            "call_id",
+            "caller",
+            "callee",
+            "direction",
+            "hangup_cause",
+            "started_at",
+            "answered_at",
+            "ended_at",
+            "billsec",
+        )
+    ]
+    columns += [[v for _, v, _ in keep], [raw for _, _, raw in keep]]
+    async with pool.acquire() as conn:
+        await conn.execute(_STORE, *columns)
+    futures = [
+        await producer.send(CDR, json.dumps(r).encode(), key=r["call_id"].encode()) for r in records
+    ]
+    await asyncio.gather(*futures)
+
+
+# ---------------------------------------------------------------------------------------------
+# billing and stats
+
+PRICES = {"1": 0.01, "44": 0.02, "49": 0.03, "33": 0.025, "1800": 0.0, "4420": 0.015}
+LONGEST = max(map(len, PRICES))
+
+
+def price(callee: str | None, billsec: int) -> float:
+    digits = "".join(ch for ch in (callee or "") if ch.isdigit())
+    for n in range(min(LONGEST, len(digits)), 0, -1):
+        rate = PRICES.get(digits[:n])
+        if rate is not None:
+            return round(rate * billsec / 60, 6)
+    return 0.0
+
+
+async def bill_batch(pool: asyncpg.Pool, values: list[bytes]) -> None:
+    records = [json.loads(v) for v in values]
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO charges SELECT * FROM unnest($1::text[], $2::numeric[], $3::text[]) "
+            "ON CONFLICT DO NOTHING",
+            [r["call_id"] for r in records],
+            [price(r["callee"], r["billsec"]) for r in records],
+            ["EUR"] * len(records),
+        )
+
+
+async def count_batch(pool: asyncpg.Pool, values: list[bytes]) -> None:
+    records = {r["call_id"]: r for r in map(json.loads, values)}
+    async with pool.acquire() as conn, conn.transaction():
+        new = await conn.fetch(
+            "INSERT INTO seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING call_id",
+            list(records),
+        )
+        counts: dict[tuple[int, str], int] = {}
+        for row in new:
+            r = records[row["call_id"]]
+            key = (int((r["ended_at"] or 0) // 360), r["hangup_cause"] or "")
+            counts[key] = counts.get(key, 0) + 1
+        if counts:
+            await conn.execute(
+                "INSERT INTO buckets SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
+                "ON CONFLICT (bucket, hangup_cause) DO UPDATE "
+                "SET calls = buckets.calls + excluded.calls",
+                [k[0] for k in counts],
+                [k[1] for k in counts],
+                list(counts.values()),
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# the consume loop: fetch (topped up for 20 ms), handle, commit
+
+
+async def consume(group: str, topic: str, handle: Any) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            batch = [m for msgs in fetched.values() for m in msgs]
+            deadline = loop.time() + GATHER_S
+            while batch and len(batch) < BATCH and (left := deadline - loop.time()) > 0:
+                more = await consumer.getmany(
+                    timeout_ms=int(left * 1000) or 1, max_records=BATCH - len(batch)
+                )
+                if not more:
+                    break
+                batch += [m for msgs in more.values() for m in msgs]
+            if not batch:
+                continue
+            await handle([m.value for m in batch])  # a CDR without a call id is dropped here
+            offsets: dict[TopicPartition, int] = {}
+            for m in batch:
+                offsets[TopicPartition(m.topic, m.partition)] = m.offset + 1
+            await consumer.commit(offsets)
+            state.done += len(batch)
+    finally:
+        await consumer.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# the app
+
+
+async def _topics() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        with contextlib.suppress(Exception):  # already there
+            await admin.create_topics(
+                [NewTopic(t, PARTITIONS, 1) for t in (RAW, CDR)], timeout_ms=10_000
+            )
+    finally:
+        await admin.close()
+
+
+def _new_producer() -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        acks="all",
+        compression_type="zstd",
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        max_request_size=8 * 1024 * 1024 + 64 * 1024,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await _topics()
+    pool = None
+    if ROLE != "ingest":
+        pool = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(1)")
+            try:
+                await conn.execute(DDL)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(1)")
+    producer = _new_producer() if ROLE in ("ingest", "parser") else None
+    if producer is not None:
+        await producer.start()
+    state.producer = producer
+    task = None
+    if ROLE == "parser":
+        assert pool is not None
+        assert producer is not None
+        p, pr = pool, producer
+        task = asyncio.create_task(consume("floor-parser", RAW, lambda v: parse_batch(p, pr, v)))
+    elif ROLE == "billing":
+        assert pool is not None
+        p = pool
+        task = asyncio.create_task(consume("floor-billing", CDR, lambda v: bill_batch(p, v)))
+    elif ROLE == "stats":
+        assert pool is not None
+        p = pool
+        task = asyncio.create_task(consume("floor-stats", CDR, lambda v: count_batch(p, v)))
+    app.state.task = task
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if producer is not None:
+            await producer.stop()
+        if pool is not None:
+            await pool.close()
+
+
+app = FastAPI(lifespan=lifespan)
+if ROLE == "ingest":
+    app.post("/v1/cdr")(post_cdr)
+
+# The outcome counters the e2e harness reads, under cdrflow's names.
+_COUNTER = {
+    "ingest": 'cdrflow_ingest_floor_total{outcome="accepted"}',
+    "parser": 'cdrflow_parser_cdrs_total{outcome="stored"}',
+    "billing": 'cdrflow_billing_charges_total{outcome="charged"}',
+    "stats": 'cdrflow_stats_cdrs_total{outcome="counted"}',
+}[ROLE]
+
+
+@app.get("/readyz")
+async def readyz() -> JSONResponse:
+    task = app.state.task
+    if task is not None and task.done():
+        return JSONResponse({"status": "stopped", "error": repr(task.exception())}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+@app.get("/metrics")
+async def metrics() -> PlainTextResponse:
+    return PlainTextResponse(f"{_COUNTER} {state.done}\n")

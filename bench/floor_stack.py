@@ -13,7 +13,8 @@ e2e harness reads its progress the same way):
   once the broker has it: the acknowledgement is durable.
 * ``parser``: consumes in batches (topped up for 20 ms, as cdrflow's loop), parses each document
   into a tree (the safe options cdrflow uses), reads every variable and the caller profile into a
-  dictionary, stores the row with the raw document lz4-packed in one idempotent statement
+  dictionary, stores the record's columns with the raw document lz4-packed (it keeps every
+  variable) in one idempotent statement
   (``INSERT ... SELECT FROM unnest ... ON CONFLICT DO NOTHING``: redelivery changes nothing),
   produces the normalised record as JSON, then commits the offsets.
 * ``billing``: consumes the normalised records, decodes the JSON, prices the call by the longest
@@ -59,7 +60,7 @@ DDL = """
 CREATE TABLE IF NOT EXISTS cdrs (
     call_id text PRIMARY KEY, caller text, callee text, direction text, hangup_cause text,
     started_at double precision, answered_at double precision, ended_at double precision,
-    billsec integer, variables jsonb, raw_lz4 bytea);
+    billsec integer, raw_lz4 bytea);
 ALTER TABLE cdrs ALTER COLUMN raw_lz4 SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS charges (call_id text PRIMARY KEY, amount numeric, currency text);
 CREATE TABLE IF NOT EXISTS seen (call_id text PRIMARY KEY);
@@ -141,7 +142,7 @@ _TREE = etree.XMLParser(
 
 _STORE = """
 INSERT INTO cdrs SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-    $6::float8[], $7::float8[], $8::float8[], $9::int[], $10::jsonb[], $11::bytea[])
+    $6::float8[], $7::float8[], $8::float8[], $9::int[], $10::bytea[])
 ON CONFLICT DO NOTHING
 """
 
@@ -153,8 +154,8 @@ def _num(value: str | None) -> float | None:
         return None
 
 
-def normalise(doc: bytes) -> tuple[dict[str, Any], str, bytes]:
-    """The record, the variables' JSON and the packed raw document."""
+def normalise(doc: bytes) -> tuple[dict[str, Any], bytes]:
+    """The record and the packed raw document (which keeps every variable: the record need not)."""
     root = etree.fromstring(doc, _TREE)
     variables = root.find("variables")
     names: dict[str, str | None] = (
@@ -175,15 +176,15 @@ def normalise(doc: bytes) -> tuple[dict[str, Any], str, bytes]:
         "ended_at": _num(names.get("end_epoch")),
         "billsec": int(_num(names.get("billsec")) or 0),
     }
-    return record, json.dumps(names), bytes(cramjam.lz4.compress_block(doc))
+    return record, bytes(cramjam.lz4.compress_block(doc))
 
 
 async def parse_batch(pool: asyncpg.Pool, producer: AIOKafkaProducer, values: list[bytes]) -> None:
     rows = [normalise(v) for v in values]
-    keep = [(r, v, raw) for r, v, raw in rows if r["call_id"]]
-    records = [r for r, _, _ in keep]
+    keep = [(r, raw) for r, raw in rows if r["call_id"]]
+    records = [r for r, _ in keep]
     columns: list[list[Any]] = [
-        [r[c] for r, _, _ in keep]
+        [r[c] for r, _ in keep]
         for c in (
             "call_id",
             "caller",
@@ -196,7 +197,7 @@ async def parse_batch(pool: asyncpg.Pool, producer: AIOKafkaProducer, values: li
             "billsec",
         )
     ]
-    columns += [[v for _, v, _ in keep], [raw for _, _, raw in keep]]
+    columns.append([raw for _, raw in keep])
     async with pool.acquire() as conn:
         await conn.execute(_STORE, *columns)
     futures = [

@@ -51,12 +51,11 @@ def test_the_floor_reads_each_fixture(
     # Posted url-encoded, as the bench's load posts it.
     body = b"cdr=" + quote_plus(doc).encode()
     assert form_field(body) == doc
-    record, variables, packed = normalise(doc)
+    record, packed = normalise(doc)
     assert record["call_id"] == call_id
     assert (record["caller"], record["callee"]) == (caller, callee)
     assert (record["billsec"], record["hangup_cause"]) == (billsec, cause)
     assert len(packed) < len(doc)  # the raw document really is packed
-    assert '"hangup_cause"' in variables
 
 
 @pytest.mark.parametrize(

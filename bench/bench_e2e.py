@@ -2,16 +2,17 @@
 billing and counted by stats, each a separate ``cdrflow serve`` process on a Tansu broker and a
 PostgreSQL cluster of the bench's own, against a bare FastAPI endpoint in the same run.
 
-``python -m bench e2e`` (ingest alone on the broker, distributed, the stack's floor, then
-all-in-one), or ``python -m bench e2e ingest|distributed|floor|allinone`` for some of them.
+``python -m bench e2e`` (ingest alone on the broker, distributed, all-in-one, then the
+stack's floor), or ``python -m bench e2e ingest|distributed|floor|allinone`` for some of them.
 ``E2E_SECONDS`` (default 15) and ``E2E_CONNECTIONS`` (default 16) change the load.
 
-The stack's floor (``floor``, ``bench.floor_stack``): four processes written directly on the
-fixed stack's libraries (FastAPI + uvicorn, aiokafka, lxml, asyncpg) doing only what the contract
-cannot do without (decode, check and durably produce the document; parse it, store it
-idempotently and publish a record; price and count that record idempotently), run alone and
-distributed exactly as cdrflow is. It is the physical limit for cdrflow's own code: cdrflow's
-figures of the same run are printed as ratios to it.
+The stack's floor (``floor``, ``bench.floor_stack``): processes written directly on the fixed
+stack's libraries (FastAPI + uvicorn, aiokafka, lxml, asyncpg, sqlite3) doing only what the
+contract cannot do without (decode, check and durably produce the document; parse it, store it
+idempotently and publish a record; price and count that record idempotently), run alone,
+distributed and as one process (a durable log file and SQLite) exactly as cdrflow is. It is the
+physical limit for cdrflow's own code: cdrflow's figures of the same run are printed as ratios
+to it.
 
 The load is wrk (C, a Lua script) when installed, else ``bench.loadgen``: the three FreeSWITCH XML
 fixtures of ``tests/fixtures/freeswitch`` posted url-encoded (``cdr=``, the FusionPBX default), each
@@ -41,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -595,8 +597,32 @@ async def _floor_rows_stored(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
+def floor_allinone(load: Load, workdir: Path) -> dict[str, Any]:
+    """The floor's one-process role (``bench.floor_stack``, ``allinone``), driven and measured
+    exactly as ``allinone``."""
+    with contextlib.ExitStack() as stack:
+        pid, port = _floor_proc(
+            stack, "allinone", {"FLOOR_DIR": str(workdir / "floor-allinone")}, workdir
+        )
+        res = _drive(load, port, {"all": port}, {"floor all-in-one": pid})
+    db = sqlite3.connect(workdir / "floor-allinone" / "floor.sqlite3")
+    try:
+        res["rows"] = {
+            "cdrs": db.execute("SELECT count(*) FROM cdrs WHERE raw_lz4 IS NOT NULL").fetchone()[0],
+            "charges": db.execute("SELECT count(*) FROM charges").fetchone()[0],
+            "counted": db.execute("SELECT coalesce(sum(calls), 0) FROM buckets").fetchone()[0],
+        }
+    finally:
+        db.close()
+    return res
+
+
 def floor(load: Load, workdir: Path) -> dict[str, Any]:
-    return {"alone": floor_alone(load, workdir), "distributed": floor_distributed(load, workdir)}
+    return {
+        "alone": floor_alone(load, workdir),
+        "distributed": floor_distributed(load, workdir),
+        "allinone": floor_allinone(load, workdir),
+    }
 
 
 CDRFLOW = ("ingest", "parser", "billing", "stats")
@@ -604,7 +630,7 @@ FLOOR = tuple(f"floor {name}" for name in CDRFLOW)
 
 
 def main(modes: list[str] | None = None) -> dict[str, Any]:
-    modes = modes or ["ingest", "distributed", "floor", "allinone"]
+    modes = modes or ["ingest", "distributed", "allinone", "floor"]
     workdir = Path(tempfile.mkdtemp(prefix="cdrflow-e2e-"))
     load = Load(workdir)
     figures: dict[str, Any] = {"seconds": SECONDS, "connections": CONNECTIONS, "load": load.tool}
@@ -687,6 +713,19 @@ def _floor_rows(
             "load generator not)",
         )
     )
+    one = r["allinone"]
+    rows += [
+        *[(f"floor {k}", v) for k, v in _rows("all-in-one", one, b) if "processes" not in k],
+        (
+            "floor all-in-one: rows at the end",
+            ", ".join(f"{k} {v}" for k, v in one["rows"].items()),
+        ),
+        (
+            "floor all-in-one: one core",
+            f"{1e6 / one['cpu_us']['floor all-in-one']:7.0f} CDR/s at most (one process: "
+            "one core for its Python)",
+        ),
+    ]
     if "ingest" in figures:
         ing = figures["ingest"]
         rows.append(
@@ -705,6 +744,15 @@ def _floor_rows(
                 "cdrflow distributed / floor",
                 f"{d['e2e_cdr_s'] / dist['e2e_cdr_s']:7.0%} of the floor's end-to-end rate, "
                 f"{own / floor_own:.2f}x its processes' CPU",
+            )
+        )
+    if "allinone" in figures:
+        a = figures["allinone"]
+        rows.append(
+            (
+                "cdrflow all-in-one / floor",
+                f"{a['e2e_cdr_s'] / one['e2e_cdr_s']:7.0%} of the floor's end-to-end rate, "
+                f"{a['cpu_us']['cdrflow run'] / one['cpu_us']['floor all-in-one']:.2f}x its CPU",
             )
         )
     return rows

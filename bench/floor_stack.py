@@ -21,6 +21,12 @@ e2e harness reads its progress the same way):
   matching destination prefix and stores the charge idempotently.
 * ``stats``: consumes the normalised records, decodes the JSON, inserts the call ids it has not
   seen (idempotent) and adds those to their 6-minute bucket's counts.
+* ``allinone``: one process, as ``cdrflow run``: ingest's work, then the document appended to a
+  log file and fsync'd (group commit in a worker thread) before the 200; a task takes what the log
+  holds in batches, parses and reads each document as the parser role does and, in a worker
+  thread, stores, prices and counts the batch in one SQLite transaction (WAL, synchronous=NORMAL,
+  the settings of cdrflow's all-in-one), idempotent on the call id; no second log for the
+  normalised records (cdrflow's all-in-one keeps its topics, so this is a lower bound too).
 
 What it leaves out, so it is a lower bound and not a product: authentication, the duplicate
 window, the spool fallback, the envelope's metadata, validation of the CDR's fields, dead
@@ -35,6 +41,7 @@ import binascii
 import contextlib
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,6 +58,7 @@ from lxml import etree
 ROLE = os.environ.get("FLOOR_ROLE", "ingest")
 BOOTSTRAP = os.environ.get("FLOOR_BOOTSTRAP", "127.0.0.1:9092")
 DSN = os.environ.get("FLOOR_DSN", "postgresql://postgres@127.0.0.1/floor")
+DIR = os.environ.get("FLOOR_DIR", "./var/floor")  # the all-in-one's log and SQLite file
 RAW, CDR = "floor.raw", "floor.cdr"
 PARTITIONS = 4
 GATHER_S = 0.02
@@ -70,8 +78,10 @@ CREATE TABLE IF NOT EXISTS buckets (
 
 
 class _State:
-    done = 0  # CDRs this process has finished (acked, stored, charged or counted)
+    acked = 0  # CDRs answered 200 (ingest, all-in-one)
+    done = 0  # CDRs this process has finished (stored, charged or counted)
     producer: AIOKafkaProducer | None = None
+    log: _Log | None = None  # the all-in-one's
 
 
 state = _State()
@@ -121,9 +131,12 @@ async def post_cdr(request: Request) -> JSONResponse:
         return JSONResponse({"error": f"not well-formed: {exc.msg}"}, status_code=422)
     query = request.scope["query_string"]
     key = query[5:] if query.startswith(b"uuid=") else None
-    assert state.producer is not None
-    await (await state.producer.send(RAW, doc, key=key))
-    state.done += 1
+    if state.log is not None:  # all-in-one: on disk (group commit) before the answer
+        await state.log.append(doc)
+    else:
+        assert state.producer is not None
+        await (await state.producer.send(RAW, doc, key=key))
+    state.acked += 1
     return JSONResponse({"status": "accepted", "call_id": key.decode() if key else None})
 
 
@@ -297,6 +310,119 @@ async def consume(group: str, topic: str, handle: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the all-in-one: one process, a durable log on disk instead of Kafka, SQLite instead of PostgreSQL
+
+
+class _Log:
+    """An append-only file of length-prefixed documents: ``append`` returns once the document is
+    written and fsync'd, every append waiting at that moment sharing one write and one fsync (in
+    a worker thread, as cdrflow's journal does). Appended documents then queue for the sinks."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+        self.queue: asyncio.Queue[list[bytes]] = asyncio.Queue()
+
+    async def append(self, doc: bytes) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((doc, future))
+        self.wake.set()
+        await future
+
+    def _write(self, frames: bytes) -> None:
+        os.write(self.fd, frames)
+        os.fsync(self.fd)
+
+    async def writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.pending = self.pending, []
+            if not batch:
+                continue
+            frames = b"".join(len(doc).to_bytes(4, "big") + doc for doc, _ in batch)
+            await loop.run_in_executor(None, self._write, frames)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            self.queue.put_nowait([doc for doc, _ in batch])
+
+
+SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS cdrs (
+    call_id text PRIMARY KEY, caller text, callee text, direction text, hangup_cause text,
+    started_at real, answered_at real, ended_at real, billsec integer, raw_lz4 blob);
+CREATE TABLE IF NOT EXISTS charges (call_id text PRIMARY KEY, amount real, currency text);
+CREATE TABLE IF NOT EXISTS buckets (
+    bucket integer, hangup_cause text, calls integer, PRIMARY KEY (bucket, hangup_cause));
+"""
+_COLUMNS = (
+    "call_id",
+    "caller",
+    "callee",
+    "direction",
+    "hangup_cause",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "billsec",
+)
+
+
+def _sink(db: sqlite3.Connection, rows: list[tuple[dict[str, Any], bytes]]) -> None:
+    """Store, price and count a batch in one transaction: a CDR already stored is neither
+    charged nor counted again (idempotent on the call id)."""
+    with db:
+        new = []
+        for record, raw in rows:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO cdrs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*(record[c] for c in _COLUMNS), raw),
+            )
+            if cur.rowcount:
+                new.append(record)
+        db.executemany(
+            "INSERT OR IGNORE INTO charges VALUES (?, ?, 'EUR')",
+            [(r["call_id"], price(r["callee"], r["billsec"])) for r in new],
+        )
+        counts: dict[tuple[int, str], int] = {}
+        for r in new:
+            key = (int((r["ended_at"] or 0) // 360), r["hangup_cause"] or "")
+            counts[key] = counts.get(key, 0) + 1
+        db.executemany(
+            "INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (bucket, hangup_cause) "
+            "DO UPDATE SET calls = calls + excluded.calls",
+            [(*k, n) for k, n in counts.items()],
+        )
+
+
+async def allinone_sinks(log: _Log, db: sqlite3.Connection, offsets: str) -> None:
+    """Batches of what the log holds (topped up for 20 ms): parsed and read in the event loop,
+    stored in a worker thread (SQLite releases the GIL while it works), then the position
+    appended to the offsets file (not fsync'd, as cdrflow's commits)."""
+    loop = asyncio.get_running_loop()
+    position = 0
+    with open(offsets, "a") as out:  # noqa: ASYNC230  # once, at start
+        while True:
+            docs = await log.queue.get()
+            deadline = loop.time() + GATHER_S
+            while len(docs) < BATCH and (left := deadline - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        docs += await log.queue.get()
+                except TimeoutError:
+                    break
+            rows = [row for row in map(normalise, docs) if row[0]["call_id"]]
+            await loop.run_in_executor(None, _sink, db, rows)
+            position += len(docs)
+            out.write(f"{position}\n")
+            out.flush()
+            state.done += len(docs)
+
+
+# ---------------------------------------------------------------------------------------------
 # the app
 
 
@@ -325,6 +451,10 @@ def _new_producer() -> AIOKafkaProducer:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if ROLE == "allinone":
+        async with _allinone(app):
+            yield
+        return
     await _topics()
     pool = None
     if ROLE != "ingest":
@@ -367,17 +497,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await pool.close()
 
 
+@asynccontextmanager
+async def _allinone(app: FastAPI) -> AsyncIterator[None]:
+    os.makedirs(DIR, exist_ok=True)
+    db = sqlite3.connect(os.path.join(DIR, "floor.sqlite3"), check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # cdrflow's all-in-one's settings
+    db.executescript(SQLITE_DDL)
+    log = _Log(os.path.join(DIR, "floor.log"))
+    state.log = log
+    writer = asyncio.create_task(log.writer())
+    task = asyncio.create_task(allinone_sinks(log, db, os.path.join(DIR, "floor.offsets")))
+    app.state.task = task
+    try:
+        yield
+    finally:
+        for t in (task, writer):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        db.close()
+        os.close(log.fd)
+
+
 app = FastAPI(lifespan=lifespan)
-if ROLE == "ingest":
+if ROLE in ("ingest", "allinone"):
     app.post("/v1/cdr")(post_cdr)
 
 # The outcome counters the e2e harness reads, under cdrflow's names.
-_COUNTER = {
-    "ingest": 'cdrflow_ingest_floor_total{outcome="accepted"}',
-    "parser": 'cdrflow_parser_cdrs_total{outcome="stored"}',
-    "billing": 'cdrflow_billing_charges_total{outcome="charged"}',
-    "stats": 'cdrflow_stats_cdrs_total{outcome="counted"}',
-}[ROLE]
+_COUNTERS = {
+    "ingest": ['cdrflow_ingest_floor_total{outcome="accepted"}'],
+    "parser": ['cdrflow_parser_cdrs_total{outcome="stored"}'],
+    "billing": ['cdrflow_billing_charges_total{outcome="charged"}'],
+    "stats": ['cdrflow_stats_cdrs_total{outcome="counted"}'],
+}
+_COUNTERS["allinone"] = [*_COUNTERS["parser"], *_COUNTERS["billing"], *_COUNTERS["stats"]]
 
 
 @app.get("/readyz")
@@ -390,4 +544,5 @@ async def readyz() -> JSONResponse:
 
 @app.get("/metrics")
 async def metrics() -> PlainTextResponse:
-    return PlainTextResponse(f"{_COUNTER} {state.done}\n")
+    done = state.acked if ROLE == "ingest" else state.done
+    return PlainTextResponse("".join(f"{name} {done}\n" for name in _COUNTERS[ROLE]))

@@ -4,12 +4,13 @@ prices the real documents right. Expected values read off the fixtures by hand."
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from urllib.parse import quote_plus, unquote_to_bytes
 
 import pytest
 
-from bench.floor_stack import form_field, normalise, price
+from bench.floor_stack import SQLITE_DDL, _sink, form_field, normalise, price
 
 FIXTURES = Path(__file__).parent / "fixtures" / "freeswitch"
 
@@ -71,3 +72,15 @@ def test_the_floor_prices_by_the_longest_prefix() -> None:
     assert price("4413 496 0000", 120) == 0.04
     assert price("0800 123", 60) == 0.0  # no prefix matches
     assert price(None, 60) == 0.0
+
+
+def test_the_floor_all_in_one_charges_and_counts_a_redelivered_batch_once() -> None:
+    db = sqlite3.connect(":memory:")
+    db.executescript(SQLITE_DDL)
+    doc = (FIXTURES / "freeswitch_xml_cdr_ccm_client_incoming-call-cdr.xml").read_bytes()
+    rows = [normalise(doc)]
+    _sink(db, rows)
+    _sink(db, rows)  # redelivered after a crash before the offsets line
+    # IMSI901550000000072: no price list prefix matches, so the charge is 0
+    assert db.execute("SELECT count(*), sum(amount) FROM charges").fetchone() == (1, 0.0)
+    assert db.execute("SELECT sum(calls) FROM buckets").fetchone() == (1,)

@@ -506,13 +506,18 @@ def ingest_alone(load: Load, workdir: Path) -> dict[str, Any]:
         args = [python(), "-m", "cdrflow", "serve", "ingest", "--port", str(port)]
         with _proc(args, port, env, workdir / "ingest-alone.log") as proc:
             pids = {"ingest": proc.pid, "broker": broker._process.pid}  # type: ignore[union-attr]
-            load.run(port, 2, 4)
-            cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
-            spies = _profile({"ingest-alone": proc.pid})
-            res = load.run(port, SECONDS, CONNECTIONS)
-            for spy in spies:
-                spy.wait()
-            cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+            return _drive_alone(load, port, pids, "ingest-alone")
+
+
+def _drive_alone(load: Load, port: int, pids: dict[str, int], profile: str) -> dict[str, Any]:
+    """Warm up, then the measured load on an edge with nothing consuming behind it."""
+    load.run(port, 2, 4)
+    cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    spies = _profile({profile: next(iter(pids.values()))})
+    res = load.run(port, SECONDS, CONNECTIONS)
+    for spy in spies:
+        spy.wait()
+    cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
     return {
         **{f"ack_{k}": v for k, v in res.items()},
         "cpu_us": {name: c / max(res["acked"], 1) * 1e6 for name, c in cpu.items()},
@@ -555,17 +560,7 @@ def floor_alone(load: Load, workdir: Path) -> dict[str, Any]:
         env = {"FLOOR_BOOTSTRAP": broker.bootstrap_servers}
         pid, port = _floor_proc(stack, "ingest", env, workdir)
         pids = {"floor ingest": pid, "broker": broker._process.pid}  # type: ignore[union-attr]
-        load.run(port, 2, 4)
-        cpu0 = {name: tree_cpu_seconds(p) for name, p in pids.items()}
-        spies = _profile({"floor-ingest-alone": pid})
-        res = load.run(port, SECONDS, CONNECTIONS)
-        for spy in spies:
-            spy.wait()
-        cpu = {name: tree_cpu_seconds(p) - cpu0[name] for name, p in pids.items()}
-    return {
-        **{f"ack_{k}": v for k, v in res.items()},
-        "cpu_us": {name: c / max(res["acked"], 1) * 1e6 for name, c in cpu.items()},
-    }
+        return _drive_alone(load, port, pids, "floor-ingest-alone")
 
 
 def floor_distributed(load: Load, workdir: Path) -> dict[str, Any]:

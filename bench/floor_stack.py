@@ -55,6 +55,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from lxml import etree
 
+from cdrkit.xml import SAFE_PARSER
+
 ROLE = os.environ.get("FLOOR_ROLE", "ingest")
 BOOTSTRAP = os.environ.get("FLOOR_BOOTSTRAP", "127.0.0.1:9092")
 DSN = os.environ.get("FLOOR_DSN", "postgresql://postgres@127.0.0.1/floor")
@@ -143,14 +145,18 @@ async def post_cdr(request: Request) -> JSONResponse:
 # ---------------------------------------------------------------------------------------------
 # parser
 
-_TREE = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=True,
-    remove_blank_text=True,
-    remove_comments=True,
-    remove_pis=True,
+# cdrflow's own parser configuration (an lxml object: the options, no cdrflow code per document).
+_TREE = SAFE_PARSER
+_COLUMNS = (
+    "call_id",
+    "caller",
+    "callee",
+    "direction",
+    "hangup_cause",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "billsec",
 )
 
 _STORE = """
@@ -196,20 +202,7 @@ async def parse_batch(pool: asyncpg.Pool, producer: AIOKafkaProducer, values: li
     rows = [normalise(v) for v in values]
     keep = [(r, raw) for r, raw in rows if r["call_id"]]
     records = [r for r, _ in keep]
-    columns: list[list[Any]] = [
-        [r[c] for r, _ in keep]
-        for c in (
-            "call_id",
-            "caller",
-            "callee",
-            "direction",
-            "hangup_cause",
-            "started_at",
-            "answered_at",
-            "ended_at",
-            "billsec",
-        )
-    ]
+    columns: list[list[Any]] = [[r[c] for r, _ in keep] for c in _COLUMNS]
     columns.append([raw for _, raw in keep])
     async with pool.acquire() as conn:
         await conn.execute(_STORE, *columns)
@@ -358,17 +351,6 @@ CREATE TABLE IF NOT EXISTS charges (call_id text PRIMARY KEY, amount real, curre
 CREATE TABLE IF NOT EXISTS buckets (
     bucket integer, hangup_cause text, calls integer, PRIMARY KEY (bucket, hangup_cause));
 """
-_COLUMNS = (
-    "call_id",
-    "caller",
-    "callee",
-    "direction",
-    "hangup_cause",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "billsec",
-)
 
 
 def _sink(db: sqlite3.Connection, rows: list[tuple[dict[str, Any], bytes]]) -> None:

@@ -14,16 +14,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from cdr_billing.models import charges
+from cdr_billing.models import billing_calls, charges
 from cdr_billing.service import BillingService
 from cdrflow.platform import create_service_app
-from cdrkit.bus import Record, open_bus
+from cdrkit.bus import Message, Record, open_bus
 from cdrmodel import CDR, topics
 from cdrmodel.record import Disposition
 from tests.e2e.conftest import serving, wait_for
@@ -141,6 +142,38 @@ async def test_same_cdr_twice_is_one_charge(billing: Billing) -> None:
     assert r.json()["amount"] == "0.63"  # 0.36 + 3 x 0.09
     # cdr.rated is at-least-once: every delivery republishes the stored charge, never a new one
     assert {(m["call_id"], m["amount"]) for m in await billing.rated()} == {("d1", "0.63")}
+
+
+async def test_a_batch_stores_its_calls_and_charges_together_or_not_at_all(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose charges the database refuses leaves none of its calls stored either: the
+    calls and the charges are one transaction (on PostgreSQL one statement; before, each insert
+    there committed on its own and the calls stayed)."""
+    cdr = event_cdr("atomic-1", "2024-03-05 10:00:00", "2024-03-05 10:03:00")
+    msg = Message(topics.NORMALIZED, 0, 0, None, cdr.to_json())
+    service = billing.service
+    price = service.price_sliced
+
+    async def unstorable(*args: Any) -> Any:
+        priced = await price(*args)
+        for row in priced.charges:
+            row["billed_s"] = 2**70  # no integer column takes it, on either database
+        return priced
+
+    monkeypatch.setattr(service, "price_sliced", unstorable)
+    with pytest.raises((asyncpg.DataError, OverflowError, DBAPIError)):  # the drivers' overflow
+        await service.handle_batch([msg])
+    engine = billing.app.state.cdrflow.runtime.engine
+
+    async def calls() -> int:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(billing_calls)) or 0)
+
+    assert (await calls(), await billing.charge_count()) == (0, 0)
+    monkeypatch.undo()
+    await service.handle_batch([msg])  # redelivered: stored whole
+    assert (await calls(), await billing.charge_count()) == (1, 1)
 
 
 async def test_tariff_change_between_two_calls(billing: Billing) -> None:

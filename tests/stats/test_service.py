@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from cdr_stats.call_fields import BUCKET_S
+from cdrkit.bus import Message
+from cdrmodel import topics
 from tests.e2e.conftest import serving
 from tests.stats.conftest import (
     make_cdr,
@@ -250,3 +252,28 @@ async def test_prune_drops_buckets_past_the_retention(db_url: str, tmp_path: Pat
         service = app.state.cdrflow.components["stats"].service
         assert await service.prune(now=b + 2 * 3600) > 0
         assert await _buckets(client, since=b - 30 * BUCKET_S, until=b + 1) == []
+
+
+async def test_a_failed_batch_leaves_its_calls_unseen(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call ids a batch marks as seen and the counts it adds are one transaction: when the
+    counts cannot be stored, the calls are not marked seen either, so the redelivered batch
+    counts them (on PostgreSQL each statement used to commit on its own: the redelivery found
+    the calls seen and counted them as duplicates, never as calls)."""
+    app = stats_app(db_url, memory_bus(), tmp_path)
+    b = recent_bucket(2)
+    msg = Message(topics.NORMALIZED, 0, 0, None, make_cdr(b + 10, call_id="once").to_json())
+    async with serving(app) as client:
+        service = app.state.cdrflow.components["stats"].service
+
+        async def refused(*_args: Any) -> Any:
+            raise RuntimeError("the database refused the counts")
+
+        monkeypatch.setattr(service.repo, "add_deltas", refused)
+        with pytest.raises(RuntimeError):
+            await service.handle_batch([msg])
+        monkeypatch.undo()
+        await service.handle_batch([msg])  # redelivered
+        rows = await _buckets(client, since=b, until=b + BUCKET_S)
+        assert [r["metrics"]["attempts"] for r in rows] == [1]

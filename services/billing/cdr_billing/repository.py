@@ -40,19 +40,13 @@ DEST_CHUNK = 5000
 
 class _InsertIgnore:
     """``INSERT … ON CONFLICT (call_id) DO NOTHING RETURNING call_id`` of many rows as one plain
-    statement: PostgreSQL gets the columns as arrays (``ColumnArrays``, ``unnest``) on asyncpg,
-    SQLite one VALUES tuple per row; the values go through the columns' own bind processors
-    either way. SQLAlchemy's executemany cost more per row than the database did (~100 µs per CDR
-    for billing's two inserts, batches of 30)."""
+    statement on SQLite, one VALUES tuple per row, the values through the columns' own bind
+    processors (PostgreSQL: ``_StoreStatement``). SQLAlchemy's executemany cost more per row
+    than the database did (~100 µs per CDR for billing's two inserts, batches of 30)."""
 
     def __init__(self, table: Table) -> None:
         self.columns = ColumnArrays(table)
         names = ", ".join(self.columns.names)
-        source, picks = self.columns.unnest(1)
-        self.pg_sql = (
-            f"INSERT INTO {table.name} ({names}) SELECT {picks} FROM {source} "
-            "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
-        )
         self.sqlite_sql = (
             f"INSERT INTO {table.name} ({names}) VALUES {{values}} "
             "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
@@ -63,13 +57,50 @@ class _InsertIgnore:
         if not rows:
             return set()
         conn = await session.connection()
-        if conn.dialect.name == "postgresql":
-            arrays = self.columns.arrays(conn.dialect, rows)
-            return {
-                r[0] for r in await (await driver_connection(session)).fetch(self.pg_sql, *arrays)
-            }
         new = await sqlite_values(conn, self.sqlite_sql, self.columns.rows(conn.dialect, rows))
         return {r[0] for r in new}
+
+
+class _StoreStatement:
+    """PostgreSQL: a batch's calls and charges as ONE statement on asyncpg (both tables' columns
+    as arrays, ``ColumnArrays``/``unnest``, the values through the columns' own bind
+    processors), so that it is atomic without a BEGIN and a COMMIT of its own and costs one
+    round trip (issue 15, sixth round). Each insert is ``ON CONFLICT (call_id) DO NOTHING``; the
+    statement returns the call ids whose charge is new. A call stored earlier without a charge
+    (unpriced) that gets one now has its ``unpriced_reason`` cleared by the same statement: the
+    UPDATE sees the rows as they were before the statement, so it never touches a call this
+    very statement stored (stored with its outcome already)."""
+
+    def __init__(self) -> None:
+        self.calls = ColumnArrays(billing_calls)
+        self.charges = ColumnArrays(charges)
+        calls_from, calls_picks = self.calls.unnest(1)
+        charges_from, charges_picks = self.charges.unnest(1 + len(self.calls.names))
+        self.sql = (
+            f"WITH new_calls AS (INSERT INTO billing_calls ({', '.join(self.calls.names)}) "
+            f"SELECT {calls_picks} FROM {calls_from} "
+            "ON CONFLICT (call_id) DO NOTHING RETURNING call_id), "
+            f"new_charges AS (INSERT INTO charges ({', '.join(self.charges.names)}) "
+            f"SELECT {charges_picks} FROM {charges_from} "
+            "ON CONFLICT (call_id) DO NOTHING RETURNING call_id), "
+            "priced_late AS (UPDATE billing_calls SET unpriced_reason = NULL "
+            "WHERE call_id IN (SELECT call_id FROM new_charges) AND unpriced_reason IS NOT NULL) "
+            "SELECT call_id FROM new_charges"
+        )
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        call_rows: Sequence[dict[str, Any]],
+        charge_rows: Sequence[dict[str, Any]],
+    ) -> set[str]:
+        conn = await session.connection()
+        args = [
+            *self.calls.arrays(conn.dialect, call_rows),
+            *self.charges.arrays(conn.dialect, charge_rows),
+        ]
+        rows = await (await driver_connection(session)).fetch(self.sql, *args)
+        return {r[0] for r in rows}
 
 
 class VersionConflict(CdrflowError):
@@ -116,6 +147,7 @@ class BillingRepository:
         self._insert_tariff_ignore = insert_ignore(tariffs, dialect, ["name", "version"])
         self._insert_calls = _InsertIgnore(billing_calls)
         self._insert_charges = _InsertIgnore(charges)
+        self._store_pg = _StoreStatement()
 
     # -- tariffs -------------------------------------------------------------------------------
 
@@ -156,6 +188,28 @@ class BillingRepository:
     async def tariff_ids(self, session: AsyncSession | None = None) -> set[int]:
         async with self._using(session) as s:
             return {r[0] for r in await self._plain(s, "SELECT id FROM tariffs")}
+
+    async def batch_reads(
+        self, subscribers: Iterable[str], session: AsyncSession
+    ) -> tuple[set[int], dict[str, str]]:
+        """What a consumed batch reads, in one statement (one round trip, issue 15 sixth
+        round): the ids of every tariff version (``BillingService.refresh_tariffs``) and the
+        tariff assigned to each of ``subscribers`` that has one."""
+        rows = await self._plain(
+            session,
+            "SELECT id, NULL, NULL FROM tariffs UNION ALL "
+            "SELECT NULL, subscriber, tariff_name FROM tariff_assignments "
+            "WHERE subscriber = ANY($1)",
+            list(set(subscribers)),
+        )
+        ids: set[int] = set()
+        assigned: dict[str, str] = {}
+        for tid, sub, name in rows:
+            if tid is not None:
+                ids.add(tid)
+            else:
+                assigned[sub] = name
+        return ids, assigned
 
     async def load_tariffs(self, after_id: int = 0) -> list[Tariff]:
         """Every tariff version with an id above ``after_id``, destinations included."""
@@ -307,6 +361,10 @@ class BillingRepository:
         if session is None:
             async with self.sessions.begin() as own:
                 return await self.store(call_rows, charge_rows, own)
+        if self.dialect == "postgresql":
+            if not call_rows and not charge_rows:
+                return set()
+            return await self._store_pg(session, call_rows, charge_rows)
         new_calls = await self._insert_calls(session, call_rows)
         inserted = await self._insert_charges(session, charge_rows)
         # A call stored before without a charge (unpriced) that has one now: forget its reason.

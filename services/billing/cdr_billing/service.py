@@ -195,11 +195,16 @@ class BillingService:
         if await self.repo.ensure_tariff(default_tariff(self.settings.timezone), datetime.now(UTC)):
             log.info("created the default tariff (timezone %s)", self.settings.timezone)
 
-    async def refresh_tariffs(self, session: AsyncSession | None = None) -> None:
+    async def refresh_tariffs(
+        self, session: AsyncSession | None = None, ids: set[int] | None = None
+    ) -> None:
         """Load the tariff versions created since the last load (by any replica). Ids become
         visible in commit order, not id order: what is missing is looked for by id, not as
-        "above the highest id loaded". ``session``: look in that one (a batch's)."""
-        missing = await self.repo.tariff_ids(session) - self._loaded
+        "above the highest id loaded". ``session``: look in that one; ``ids``: the ids of every
+        version, read already (a batch's ``BillingRepository.batch_reads``)."""
+        if ids is None:
+            ids = await self.repo.tariff_ids(session)
+        missing = ids - self._loaded
         if not missing:
             return
         started = time.perf_counter()
@@ -325,12 +330,14 @@ class BillingService:
                 dead.append(Record(value=letter.to_json()))
                 continue
             calls.setdefault(cdr.call_id, facts(cdr))
-        # One session and transaction for the batch's reads and writes (one pool checkout).
+        # One session for the batch's reads and writes (one pool checkout): one statement reads
+        # the tariff ids and the assignments, one writes the calls and the charges (on SQLite
+        # one transaction); the stored charges of redelivered calls are read only if any.
         async with self.repo.transaction() as session:
-            await self.refresh_tariffs(session)
-            assigned = await self.repo.assignments(
+            ids, assigned = await self.repo.batch_reads(
                 (c.subscriber for c in calls.values() if c.subscriber), session
             )
+            await self.refresh_tariffs(ids=ids)
             priced = await self.price_sliced(calls.values(), assigned, now)
             call_rows = [
                 call_row(

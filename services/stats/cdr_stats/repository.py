@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cdr_stats.aggregate import Row
 from cdr_stats.models import alerts, buckets, seen
 from cdr_stats.plugins import Alert
-from cdrkit.db import driver_connection, sqlite_values
+from cdrkit.db import driver_connection, dumps_json, sqlite_values
 
 # PostgreSQL: one statement carries the whole batch (arrays unnested server-side), sent on
 # asyncpg directly (inside the session's transaction): SQLAlchemy's parameter and row
@@ -35,6 +36,14 @@ _PG_UPSERT = (
     "min = LEAST(t.min, excluded.min), max = GREATEST(t.max, excluded.max) "
     "RETURNING dim, bucket, value, metric, count, sum, squares, min, max) "
     "SELECT * FROM up WHERE dim = ANY($10::text[])"
+)
+_PG_ALERTS = (
+    "INSERT INTO stats_alerts (dedup_key, kind, text, labels, bucket, created_at) "
+    "SELECT k, kind, text, labels::json, bucket, created_at FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::text[], $5::bigint[], $6::timestamptz[]) "
+    "AS u(k, kind, text, labels, bucket, created_at) "
+    "ON CONFLICT (dedup_key) DO NOTHING "
+    "RETURNING id, kind, text, labels, bucket, created_at"
 )
 _PG_READ = (
     "SELECT count, sum, squares, min, max, metric, bucket, value FROM stats_buckets "
@@ -105,6 +114,25 @@ class StatsRepository:
             *_ALERT_COLUMNS
         )
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose statements are one transaction: a consumed batch's.
+
+        On PostgreSQL the batch's statements go to asyncpg itself (``driver_connection``), and
+        SQLAlchemy's asyncpg adapter sends its BEGIN only before a statement of its own: under
+        ``sessions.begin()`` alone each of them committed by itself (the call ids could be
+        stored as seen without their counts). Here asyncpg's own transaction holds them; the
+        pool's checkout and return are unchanged."""
+        if self.dialect != "postgresql":
+            async with self.sessions.begin() as session:
+                yield session
+            return
+        async with (
+            self.sessions() as session,
+            (await driver_connection(session)).transaction(),
+        ):
+            yield session
+
     async def first_seen(self, session: AsyncSession, calls: dict[str, int]) -> set[str]:
         """Insert the call ids (→ bucket); return those not seen before (the ones to count)."""
         if not calls:
@@ -153,6 +181,14 @@ class StatsRepository:
             }
             for key, a in sorted(unique.items())
         ]
+        if self.dialect == "postgresql":
+            # Plain asyncpg, inside the batch's transaction (``transaction``); the labels as
+            # the engine's JSON text, as SQLAlchemy's JSON type sends them.
+            columns = [list(c) for c in zip(*(v.values() for v in values), strict=True)]
+            columns[3] = [dumps_json(labels) for labels in columns[3]]
+            returned = await (await driver_connection(session)).fetch(_PG_ALERTS, *columns)
+            # (the labels come back decoded: the dialect gave asyncpg a JSON codec)
+            return sorted((AlertRow(*r) for r in returned), key=lambda a: a.id)
         # One statement compiled once (executemany: SQLAlchemy's insertmanyvalues batches the
         # rows into multi-row INSERTs); a .values(list) was compiled afresh for every batch.
         stmt = self._insert_alerts

@@ -191,7 +191,7 @@ class StatsService:
                 continue
             calls[call.call_id] = call
         plugins = list(self.plugins.plugins.items())
-        async with self.repo.sessions.begin() as session:
+        async with self.repo.transaction() as session:
             new = await self.repo.first_seen(session, {c: call.bucket for c, call in calls.items()})
             agg = Aggregate()
             found: list[Alert] = []

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+import time
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
@@ -29,12 +30,17 @@ def dumps_json(value: Any) -> str:
     return "".join(encode(value, 0))
 
 
+# A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_IDLE_S = 1.0
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine with settings that suit each backend.
 
     SQLite (the embedded mode) runs in WAL mode with a busy timeout, so the API can read while a
-    consumer writes; PostgreSQL gets a bounded pool with pre-ping so a restarted server is
-    noticed on the next checkout instead of failing a request.
+    consumer writes; PostgreSQL gets a bounded pool whose checkout checks the connection first
+    (``_check_on_checkout``) so a restarted server is noticed on the next checkout instead of
+    failing a request.
     """
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -52,14 +58,44 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cur.close()
 
         return engine
-    return _create_async_engine(
+    engine = _create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         json_serializer=dumps_json,
     )
+    event.listen(engine.sync_engine, "connect", _checked_in)  # fresh: no ping needed
+    event.listen(engine.sync_engine, "checkin", _checked_in)
+    event.listen(engine.sync_engine, "checkout", _check_on_checkout)
+    return engine
+
+
+def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    """Note when a connection was last connected or given back (``_check_on_checkout``)."""
+    record.info["idle_since"] = time.monotonic()
+
+
+def _check_on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, without its round trips on a connection in steady use.
+
+    The pre-ping cost three round trips on asyncpg (BEGIN, ``;``, ROLLBACK) on every checkout,
+    i.e. on every consumed batch of the sinks and the parser (issue 15, sixth round). A server
+    that restarts or ends the session closes the socket, which asyncpg sees without any I/O
+    (``is_closed``); a connection idle for more than ``PING_IDLE_S`` (a network that dropped
+    it silently, a failover) still gets the full ping. Either failure makes the pool discard
+    the connection and check out another (``DisconnectionError``), as the pre-ping did; a
+    connection that dies during the second after its last use fails its statement, which the
+    consumers retry as a transient error."""
+    driver = getattr(dbapi_conn, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the database closed the connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since > PING_IDLE_S:
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:
+            raise DisconnectionError(f"the connection failed its ping: {exc}") from exc
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

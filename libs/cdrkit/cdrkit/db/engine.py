@@ -6,6 +6,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -107,10 +108,35 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+# SQLSTATEs that say "not now" rather than "not this": the connection (class 08), the server
+# shutting down or starting (57P01-57P03), too many connections, and a transaction the server
+# chose to abort (serialization failure, deadlock) that succeeds when run again.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors that mean "the database is unreachable right now", not "bad data"."""
+    """True for errors that mean "the database is unreachable right now", not "bad data".
+
+    Also for asyncpg's own errors, which reach the caller unwrapped when a service talks to the
+    driver connection directly (billing's and stats' batches): a session the server ended
+    (``AdminShutdownError``, then ``InterfaceError('connection is closed')``), a connection lost
+    mid-query (``ConnectionDoesNotExistError``, SQLSTATE 08003)."""
     if isinstance(exc, OperationalError | SAInterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    state = _sqlstate(exc)
+    if state is not None and (state.startswith("08") or state in _TRANSIENT_SQLSTATES):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return True
     return isinstance(exc, ConnectionError | OSError | TimeoutError)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of an asyncpg error, bare or wrapped by SQLAlchemy (``orig``)."""
+    for candidate in (exc, getattr(exc, "orig", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None

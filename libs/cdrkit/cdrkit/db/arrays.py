@@ -108,8 +108,8 @@ async def sqlite_values(
 ) -> list[Any]:
     """SQLite, which has no arrays: ``sql`` with one ``(?, …)`` tuple per row where its
     ``{values}`` stands, run over ``rows`` in chunks (at most ``max_rows`` rows, and as many as
-    the bound-variable limit allows); every row the statements return. A text is built once per
-    chunk size."""
+    the bound-variable limit allows); every row the statements return (none for a statement
+    without RETURNING). A text is built once per chunk size."""
     if not rows:
         return []
     width = len(rows[0])
@@ -127,5 +127,7 @@ async def sqlite_values(
         params: list[Any] = []
         for row in chunk:
             params += row
-        out.extend((await conn.exec_driver_sql(text, tuple(params))).all())
+        result = await conn.exec_driver_sql(text, tuple(params))
+        if result.returns_rows:
+            out.extend(result.all())
     return out

@@ -669,3 +669,68 @@ async def test_a_flood_of_dead_letters_stops_the_consumer_and_turns_consumer_rea
             stored = await conn.scalar(select(func.count()).select_from(dead_letters))
         # It stopped after the window filled, instead of draining the topic.
         assert 20 <= stored < 300
+
+
+async def test_sqlite_store_is_two_plain_statements_storing_what_an_orm_insert_stores(
+    tmp_path: Path,
+) -> None:
+    """The all-in-one's store (SQLite): a batch's CDRs and raw payloads go as one multi-row
+    statement each (``cdrkit.db.sqlite_values``), not SQLAlchemy's executemany (its per-row
+    parameter processing on the event loop, issue 15, sixth round), and the rows stored are
+    those SQLAlchemy's own insert stores from the same values (bind processors: UTC datetimes,
+    JSON, the lz4-packed payload)."""
+    from sqlalchemy import event
+
+    from cdr_parser.rows import pack_raw
+
+    rows = [
+        cdr_row(
+            f"call-{i}",
+            NOW - timedelta(minutes=i),
+            answer_time=NOW - timedelta(minutes=i, seconds=-3),
+            end_time=NOW,
+            caller_name="Zoë \u20ac",
+            extra={"k": [i, "\u00e9"], "n": None},
+            billsec_s=i,
+            received_at=NOW,
+        )
+        for i in range(40)
+    ]
+    raws = [raw_row(f"call-{i}", NOW) | {"payload": f"<cdr n='{i}'>é</cdr>"} for i in range(40)]
+    stored: dict[str, list[Any]] = {}
+    for how in ("store_batch", "orm"):
+        eng = create_engine(f"sqlite+aiosqlite:///{tmp_path / how}.db")
+        await migrate(eng, "cdr_parser.migrations", "alembic_version_parser")
+        statements: list[tuple[str, bool]] = []
+
+        def seen(
+            conn: Any,
+            cursor: Any,
+            sql: str,
+            params: Any,
+            ctx: Any,
+            many: bool,
+            into: list[tuple[str, bool]] = statements,
+        ) -> None:
+            into.append((sql.split("(", 1)[0].strip(), many))
+
+        event.listen(eng.sync_engine, "before_cursor_execute", seen)
+        if how == "store_batch":
+            repo = CdrRepository(session_factory(eng), "sqlite")
+            new = await repo.store_batch([*rows, rows[0]], raws, [])
+            assert new == {r["call_id"] for r in rows}
+            inserts = [s for s in statements if s[0].startswith("INSERT")]
+            assert inserts == [("INSERT INTO cdrs", False), ("INSERT INTO raw_payloads", False)]
+            assert await repo.store_batch(rows, raws, []) == set()  # a redelivery
+        else:
+            async with eng.begin() as conn:
+                await conn.execute(cdrs.insert(), rows)
+                await conn.execute(raw_payloads.insert(), [pack_raw(r) for r in raws])
+        async with eng.connect() as conn:
+            stored[how] = [
+                (await conn.execute(text(f"SELECT * FROM {t} ORDER BY call_id"))).all()
+                for t in ("cdrs", "raw_payloads")
+            ]
+        await eng.dispose()
+    assert stored["store_batch"] == stored["orm"]
+    assert len(stored["orm"][0]) == len(stored["orm"][1]) == 40

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 
 from cdrkit.db import create_engine
-from cdrkit.testing.postgres import PrivateCluster
+from cdrkit.testing.postgres import PrivateCluster, terminate_backend
 
 
 @pytest.fixture
@@ -49,11 +48,7 @@ async def test_a_terminated_backend_is_replaced(private_pg: PrivateCluster) -> N
     engine = create_engine(url, pool_size=1)
     try:
         before = await _backend_pid(engine)
-        admin = await asyncpg.connect(private_pg.admin_dsn("checkout"))
-        try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", before)
-        finally:
-            await admin.close()
+        await terminate_backend(private_pg.admin_dsn("checkout"), before)
         await asyncio.sleep(0.2)
         assert await _backend_pid(engine) != before
     finally:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from cdrkit.db import create_engine, is_transient
+from cdrkit.testing.postgres import terminate_backend
 
 
 def _dsn(url: str) -> str:
@@ -22,11 +23,7 @@ def _dsn(url: str) -> str:
 async def _ended_under(dsn: str, pid: int, statement: asyncio.Task[str]) -> BaseException:
     """End session ``pid`` from another connection while ``statement`` runs; its error."""
     await asyncio.sleep(0.3)  # the statement is running (pg_sleep)
-    admin = await asyncpg.connect(dsn)
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
+    await terminate_backend(dsn, pid)
     try:
         await statement
     except Exception as exc:

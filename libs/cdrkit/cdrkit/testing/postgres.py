@@ -101,6 +101,16 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+async def terminate_backend(dsn: str, pid: int) -> None:
+    """End server session ``pid`` from another connection (``pg_terminate_backend``), as an
+    operator or a failover does: its client sees the server close the connection."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
 def create_database(prefix: str = "cdrflow_test") -> str:
     """Create an empty database; return its SQLAlchemy URL.
 

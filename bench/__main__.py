@@ -20,6 +20,7 @@ from bench import (
     bench_spool,
     bench_stats,
     bench_store,
+    instructions,
 )
 
 BENCHES = {
@@ -45,6 +46,8 @@ if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHES)
     if chosen[0] == "e2e":  # python -m bench e2e [distributed|allinone]
         bench_e2e.main(chosen[1:] or None)
+    elif chosen[0] == "instr":  # python -m bench instr [N]: callgrind, not in the default run
+        instructions.main(chosen[1:])
     else:
         for name in chosen:
             BENCHES[name]()

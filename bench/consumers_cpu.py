@@ -42,21 +42,34 @@ from cdrmodel import CDR, Origin, PayloadKind, RawEnvelope
 from cdrmodel.envelope import inline_envelope_json
 
 N, BATCH = 1560, 130
+# A fixed moment for the deterministic inputs of ``bench.instructions`` (2026-12-03 12:00 UTC).
+FIXED_EPOCH = 1_796_299_200
 
 
-def envelopes(n: int = N) -> list[bytes]:
-    forms = [(unquote_plus(body[4:]), count) for body, count in templates()]
+def envelopes(n: int = N, *, fixed: bool = False) -> list[bytes]:
+    """``n`` inline raw envelopes of the e2e fixtures, each a new call. ``fixed``: the same bytes
+    on every run (uuids from a counter, times at ``FIXED_EPOCH``), for instruction counts."""
+    now = FIXED_EPOCH if fixed else None
+    forms = [(unquote_plus(body[4:]), count) for body, count in templates(now)]
+    received = datetime.fromtimestamp(now, UTC) if now else None
+    made = 0
+
+    def new_uuid() -> str:
+        nonlocal made
+        made += 1
+        return str(uuid.UUID(int=made)) if fixed else str(uuid.uuid4())
+
     out = []
     for i in range(n):
         xml, count = forms[i % len(forms)]
-        uuids = [str(uuid.uuid4()) for _ in range(count)]
+        uuids = [new_uuid() for _ in range(count)]
         for j, u in enumerate(uuids):
             xml = xml.replace(f"@@U{j}@@", u)
         out.append(
             inline_envelope_json(
-                id=uuid.uuid4().hex,
+                id=new_uuid().replace("-", ""),
                 kind=PayloadKind.FREESWITCH_XML,
-                received_at=datetime.now(UTC),
+                received_at=received or datetime.now(UTC),
                 source=Origin(remote_addr="127.0.0.1"),
                 content_type="application/x-www-form-urlencoded",
                 call_id=uuids[0],
@@ -68,32 +81,40 @@ def envelopes(n: int = N) -> list[bytes]:
     return out
 
 
-def main(rounds: int = 7) -> None:
-    dialect = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/none").dialect
-    now = datetime.now(UTC)
-    msgs = envelopes()
-    envs = [RawEnvelope.from_json(m) for m in msgs]
-    cdrs = [outcome_of(e, None, 1e9) for e in envs]
-    assert all(isinstance(c, CDR) for c in cdrs)
-    mapped: list[CDR] = cdrs  # type: ignore[assignment]
-    values = [c.to_json() for c in mapped]
-    settings = BillingSettings()
-    billing = BillingService(settings, None, None)  # type: ignore[arg-type]
-    tariff = default_tariff(settings.timezone)
-    tariff.id = 1
-    billing.tariffs = {"default": [tariff]}
-    calls_sql, charges_sql = _InsertIgnore(billing_calls), _InsertIgnore(charges)
+class Consumers:
+    """The parser's and billing's per-CDR work on ``msgs`` (inline envelopes), as the services do
+    it per batch of ``BATCH``, without a broker or a database."""
 
-    def parser_store() -> None:
-        for k in range(0, N, BATCH):
+    def __init__(self, msgs: list[bytes], now: datetime) -> None:
+        self.dialect = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/none").dialect
+        self.now = now
+        self.msgs = msgs
+        self.envs = [RawEnvelope.from_json(m) for m in msgs]
+        cdrs = [outcome_of(e, None, 1e9) for e in self.envs]
+        assert all(isinstance(c, CDR) for c in cdrs)
+        self.mapped: list[CDR] = cdrs  # type: ignore[assignment]
+        self.values = [c.to_json() for c in self.mapped]
+        settings = BillingSettings()
+        self.billing = BillingService(settings, None, None)  # type: ignore[arg-type]
+        tariff = default_tariff(settings.timezone)
+        tariff.id = 1
+        self.billing.tariffs = {"default": [tariff]}
+        self.calls_sql, self.charges_sql = _InsertIgnore(billing_calls), _InsertIgnore(charges)
+
+    def parser_store(self) -> None:
+        """The store side: rows, packed payloads and the statement's column arrays."""
+        now, mapped, envs = self.now, self.mapped, self.envs
+        for k in range(0, len(mapped), BATCH):
             rows = [cdr_row(c, now) for c in mapped[k : k + BATCH]]
             pairs = zip(envs[k : k + BATCH], mapped[k : k + BATCH], strict=True)
             raws = [raw_row(e, c.call_id, now) for e, c in pairs]
-            _CDR_ARRAYS.arrays(dialect, _first_per_call(rows))
-            _RAW_ARRAYS.arrays(dialect, [pack_raw(r) for r in _first_per_call(raws)])
+            _CDR_ARRAYS.arrays(self.dialect, _first_per_call(rows))
+            _RAW_ARRAYS.arrays(self.dialect, [pack_raw(r) for r in _first_per_call(raws)])
 
-    def parser_all() -> None:
-        for k in range(0, N, BATCH):
+    def parser_all(self) -> None:
+        """Everything the parser does to a consumed envelope but the database and the produce."""
+        now, msgs = self.now, self.msgs
+        for k in range(0, len(msgs), BATCH):
             rows, raws = [], []
             for m in msgs[k : k + BATCH]:
                 env = RawEnvelope.from_json(m)
@@ -105,30 +126,36 @@ def main(rounds: int = 7) -> None:
                 rows.append(row)
                 raws.append(raw_row(env, cdr.call_id, now))
                 cdr.to_json()
-            _CDR_ARRAYS.arrays(dialect, _first_per_call(rows))
-            _RAW_ARRAYS.arrays(dialect, [pack_raw(r) for r in _first_per_call(raws)])
+            _CDR_ARRAYS.arrays(self.dialect, _first_per_call(rows))
+            _RAW_ARRAYS.arrays(self.dialect, [pack_raw(r) for r in _first_per_call(raws)])
 
-    def rate(batch: list[CDR]) -> None:
+    def rate(self, batch: list[CDR]) -> None:
         calls = {c.call_id: facts(c) for c in batch}
-        priced = billing.price(calls.values(), {}, now)
-        calls_sql.columns.arrays(dialect, [call_row(c, now, None) for c in calls.values()])
-        charges_sql.columns.arrays(dialect, priced.charges)
+        priced = self.billing.price(calls.values(), {}, self.now)
+        self.calls_sql.columns.arrays(
+            self.dialect, [call_row(c, self.now, None) for c in calls.values()]
+        )
+        self.charges_sql.columns.arrays(self.dialect, priced.charges)
         for r in priced.charges:
             rated_record(r, calls[r["call_id"]].account)
 
-    def billing_all() -> None:
-        for k in range(0, N, BATCH):
-            rate([CDR.from_json(v) for v in values[k : k + BATCH]])
+    def billing_all(self) -> None:
+        """Billing on a consumed ``cdr.normalized`` batch: decode, facts, rating, rows, messages."""
+        for k in range(0, len(self.values), BATCH):
+            self.rate([CDR.from_json(v) for v in self.values[k : k + BATCH]])
 
-    def billing_rows() -> None:
-        for k in range(0, N, BATCH):
-            rate(mapped[k : k + BATCH])
+    def billing_rows(self) -> None:
+        for k in range(0, len(self.mapped), BATCH):
+            self.rate(self.mapped[k : k + BATCH])
 
+
+def main(rounds: int = 7) -> None:
+    c = Consumers(envelopes(), datetime.now(UTC))
     figures: list[tuple[str, Callable[[], None]]] = [
-        ("parser store side", parser_store),
-        ("parser in process", parser_all),
-        ("billing in process", billing_all),
-        ("billing rows", billing_rows),
+        ("parser store side", c.parser_store),
+        ("parser in process", c.parser_all),
+        ("billing in process", c.billing_all),
+        ("billing rows", c.billing_rows),
     ]
     out = []
     for name, run in figures:

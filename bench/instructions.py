@@ -1,0 +1,183 @@
+"""Instructions per CDR of the consumers' own work, cdrflow's and the stack's floor's, counted by
+valgrind's callgrind: the same count for the same inputs whatever else the machine is doing, where
+CPU time on this machine moves by ±25 % from run to run (docs/performance.md, "Seventh round").
+
+``python -m bench instr [N]`` (default N = 130, ~2 minutes; needs valgrind). One child process
+per size runs, on the same deterministic inputs (``bench.consumers_cpu.envelopes(fixed=True)``:
+the e2e fixtures, uuids from a counter, one fixed moment), every stage one after the other, with a
+marker between stages (``os.sched_yield``, a system call nothing else here makes) at which
+callgrind writes the counts so far (``--dump-before=sched_yield``); instrumentation is switched on
+only once the inputs are built (``--instr-atstart=no``, then ``callgrind_control -i on``). Each
+stage runs on N and on 2N CDRs; the difference divided by N is its instructions per CDR, which
+cancels whatever a stage does once (first calls, caches, imports). Stages:
+
+* ``parser``: the envelope's decoding, the mapping to a validated CDR, the rows, their checks,
+  ``CDR.to_json`` and the store statement's column arrays (``Consumers.parser_all``); the
+  floor's: its parse and read of the document, the lz4 packing, its record's JSON and columns.
+* ``billing``: decoding ``cdr.normalized``, the facts, the rating, both statements' column arrays
+  and the ``cdr.rated`` messages (``Consumers.billing_all``); the floor's: decode and price.
+* ``stats``: decoding the call and aggregating it into its cells and delta rows; the floor's:
+  decode and count per (bucket, cause).
+
+Neither side's database or broker work is in these figures (``python -m bench e2e`` has them, in
+time): they are the Python each consumer runs per CDR, the part cdrflow's own code decides.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STAGES = ("parser", "billing", "stats")
+NAMES = tuple(name for stage in STAGES for name in (stage, f"floor {stage}"))  # the run's order
+_SUMMARY = re.compile(rb"^summary:\s*(\d+)", re.MULTILINE)
+
+
+def _stages(n: int) -> list[tuple[str, Callable[[], Any]]]:
+    from bench import floor_stack
+    from bench.consumers_cpu import FIXED_EPOCH, Consumers, envelopes
+    from cdr_stats.aggregate import Aggregate
+    from cdr_stats.call_fields import decode_call
+    from cdrmodel import RawEnvelope
+
+    msgs = envelopes(n, fixed=True)
+    c = Consumers(msgs, datetime.fromtimestamp(FIXED_EPOCH, UTC))
+    docs = [(RawEnvelope.from_json(m).payload or "").encode() for m in msgs]
+    records = [json.dumps(floor_stack.normalise(d)[0]).encode() for d in docs]
+
+    def floor_parser() -> None:
+        for k in range(0, n, 130):
+            rows = [floor_stack.normalise(d) for d in docs[k : k + 130]]
+            keep = [(r, raw) for r, raw in rows if r["call_id"]]
+            columns = [[r[col] for r, _ in keep] for col in floor_stack._COLUMNS]
+            columns.append([raw for _, raw in keep])
+            for r, _ in keep:
+                json.dumps(r).encode()
+
+    def floor_billing() -> None:
+        for k in range(0, n, 130):
+            batch = [json.loads(v) for v in records[k : k + 130]]
+            [floor_stack.price(r["callee"], r["billsec"]) for r in batch]
+
+    def floor_stats() -> None:
+        counts: dict[tuple[int, str], int] = {}
+        for v in records:
+            r = json.loads(v)
+            key = (int((r["ended_at"] or 0) // 360), r["hangup_cause"] or "")
+            counts[key] = counts.get(key, 0) + 1
+
+    def stats() -> None:
+        for k in range(0, n, 130):
+            agg = Aggregate()
+            for v in c.values[k : k + 130]:
+                agg.add_call(decode_call(v))
+            agg.rows()
+
+    return [
+        ("parser", c.parser_all),
+        ("floor parser", floor_parser),
+        ("billing", c.billing_all),
+        ("floor billing", floor_billing),
+        ("stats", stats),
+        ("floor stats", floor_stats),
+    ]
+
+
+def _child(n: int) -> None:
+    stages = _stages(n)
+    assert tuple(name for name, _ in stages) == NAMES
+    # The inputs out of the collector's way, then callgrind's instrumentation on (the run starts
+    # with it off: start-up and inputs cost a fraction of the time that way).
+    gc.collect()
+    gc.freeze()
+    subprocess.run(
+        ["callgrind_control", "-i", "on", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
+    )
+    for _, run in stages:
+        os.sched_yield()  # callgrind dumps here: what follows is this stage alone
+        run()
+        gc.collect()  # the stage's own garbage, in its own count
+    os.sched_yield()
+
+
+def count(n: int, python: str = sys.executable) -> dict[str, int]:
+    """Instructions of each stage on ``n`` CDRs, in one callgrind run."""
+    with tempfile.TemporaryDirectory(prefix="cdrflow-instr-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--dump-before=sched_yield",
+                f"--callgrind-out-file={out}",
+                python,
+                "-m",
+                "bench.instructions",
+                "--child",
+                str(n),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
+        # dump 1: start-up and inputs; then one per stage; the last file: after the final marker
+        if len(dumps) != len(NAMES) + 1:
+            raise RuntimeError(f"expected {len(NAMES) + 1} callgrind dumps, found {len(dumps)}")
+        figures = {}
+        for name, path in zip(NAMES, dumps[1:], strict=True):
+            found = _SUMMARY.search(path.read_bytes())
+            if found is None:
+                raise RuntimeError(f"no summary line in {path}")
+            figures[name] = int(found.group(1))
+        return figures
+
+
+def per_cdr(n: int) -> dict[str, float]:
+    """Instructions per CDR of each stage: (count at 2n - count at n) / n (both runs at once)."""
+    with ThreadPoolExecutor(2) as runs:
+        one, two = runs.map(count, (n, 2 * n))
+    return {name: (two[name] - one[name]) / n for name in one}
+
+
+def report(figures: dict[str, float]) -> str:
+    lines = ["stage       cdrflow instr/CDR   floor instr/CDR   ratio"]
+    total = floor_total = 0.0
+    for stage in STAGES:
+        ours, floor = figures[stage], figures[f"floor {stage}"]
+        total += ours
+        floor_total += floor
+        lines.append(f"{stage:<10} {ours:>18,.0f} {floor:>17,.0f} {ours / floor:>7.2f}x")
+    lines.append(
+        f"{'together':<10} {total:>18,.0f} {floor_total:>17,.0f} {total / floor_total:>7.2f}x"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--child"]:
+        _child(int(argv[1]))
+        return
+    n = int(argv[0]) if argv else 130
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench instr needs valgrind (Debian: apt-get install valgrind)")
+    print(f"callgrind, N = {n} and {2 * n} CDRs, instructions per CDR", flush=True)
+    print(report(per_cdr(n)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

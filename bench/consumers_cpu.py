@@ -46,39 +46,41 @@ N, BATCH = 1560, 130
 FIXED_EPOCH = 1_796_299_200
 
 
-def envelopes(n: int = N, *, fixed: bool = False) -> list[bytes]:
-    """``n`` inline raw envelopes of the e2e fixtures, each a new call. ``fixed``: the same bytes
-    on every run (uuids from a counter, times at ``FIXED_EPOCH``), for instruction counts."""
-    now = FIXED_EPOCH if fixed else None
-    forms = [(unquote_plus(body[4:]), count) for body, count in templates(now)]
-    received = datetime.fromtimestamp(now, UTC) if now else None
+def posts(n: int = N, *, fixed: bool = False) -> list[tuple[bytes, str, list[str]]]:
+    """``n`` posts of the e2e fixtures, each a new call: the url-encoded form body, its document
+    and its uuids. ``fixed``: the same on every run (uuids from a counter, times at
+    ``FIXED_EPOCH``), for instruction counts; else fresh uuids and times now, as the e2e load."""
+    forms = templates(FIXED_EPOCH if fixed else None)
     made = 0
-
-    def new_uuid() -> str:
-        nonlocal made
-        made += 1
-        return str(uuid.UUID(int=made)) if fixed else str(uuid.uuid4())
-
     out = []
     for i in range(n):
-        xml, count = forms[i % len(forms)]
-        uuids = [new_uuid() for _ in range(count)]
-        for j, u in enumerate(uuids):
-            xml = xml.replace(f"@@U{j}@@", u)
-        out.append(
-            inline_envelope_json(
-                id=new_uuid().replace("-", ""),
-                kind=PayloadKind.FREESWITCH_XML,
-                received_at=received or datetime.now(UTC),
-                source=Origin(remote_addr="127.0.0.1"),
-                content_type="application/x-www-form-urlencoded",
-                call_id=uuids[0],
-                a_leg=None,
-                payload=xml,
-                sha256=hashlib.sha256(xml.encode()).hexdigest(),
-            )
-        )
+        body, count = forms[i % len(forms)]
+        uuids = []
+        for j in range(count):
+            made += 1
+            uuids.append(str(uuid.UUID(int=made)) if fixed else str(uuid.uuid4()))
+            body = body.replace(f"@@U{j}@@", uuids[-1])
+        out.append((body.encode(), unquote_plus(body[4:]), uuids))
     return out
+
+
+def envelopes(n: int = N, *, fixed: bool = False) -> list[bytes]:
+    """``n`` inline raw envelopes as ingest writes them for ``posts(n, fixed=fixed)``."""
+    received = datetime.fromtimestamp(FIXED_EPOCH, UTC) if fixed else None
+    return [
+        inline_envelope_json(
+            id=uuids[0].replace("-", "") if fixed else uuid.uuid4().hex,
+            kind=PayloadKind.FREESWITCH_XML,
+            received_at=received or datetime.now(UTC),
+            source=Origin(remote_addr="127.0.0.1"),
+            content_type="application/x-www-form-urlencoded",
+            call_id=uuids[0],
+            a_leg=None,
+            payload=xml,
+            sha256=hashlib.sha256(xml.encode()).hexdigest(),
+        )
+        for _, xml, uuids in posts(n, fixed=fixed)
+    ]
 
 
 class Consumers:

@@ -11,6 +11,9 @@ only once the inputs are built (``--instr-atstart=no``, then ``callgrind_control
 stage runs on N and on 2N CDRs; the difference divided by N is its instructions per CDR, which
 cancels whatever a stage does once (first calls, caches, imports). Stages:
 
+* ``ingest``: ``IngestService.accept`` on each url-encoded post with its ``?uuid=`` (decoding,
+  the check, the duplicate window, the envelope's JSON) with a producer that keeps nothing; the
+  floor's: its form decoding and check. Neither side's HTTP server or produce (the same stack).
 * ``parser``: the envelope's decoding, the mapping to a validated CDR, the rows, their checks,
   ``CDR.to_json`` and the store statement's column arrays (``Consumers.parser_all``); the
   floor's: its parse and read of the document, the lz4 packing, its record's JSON and columns.
@@ -25,6 +28,7 @@ time): they are the Python each consumer runs per CDR, the part cdrflow's own co
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -39,17 +43,58 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-STAGES = ("parser", "billing", "stats")
+STAGES = ("ingest", "parser", "billing", "stats")
 NAMES = tuple(name for stage in STAGES for name in (stage, f"floor {stage}"))  # the run's order
 _SUMMARY = re.compile(rb"^summary:\s*(\d+)", re.MULTILINE)
 
 
+class _NoBus:
+    """A producer that keeps nothing: the ingest stage counts ingest's own work, not a bus's."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
+        return None
+
+    async def send_many(self, topic: str, records: Any) -> None:
+        return None
+
+
 def _stages(n: int) -> list[tuple[str, Callable[[], Any]]]:
+    from lxml import etree
+
     from bench import floor_stack
-    from bench.consumers_cpu import FIXED_EPOCH, Consumers, envelopes
+    from bench.consumers_cpu import FIXED_EPOCH, Consumers, envelopes, posts
+    from cdr_ingest.service import IngestService
+    from cdr_ingest.settings import IngestSettings
     from cdr_stats.aggregate import Aggregate
     from cdr_stats.call_fields import decode_call
-    from cdrmodel import RawEnvelope
+    from cdrkit.settings import load
+    from cdrmodel import Origin, RawEnvelope
+
+    # As mod_xml_cdr posts: the leg's uuid in the query (``?uuid=``), the document url-encoded.
+    bodies = [(body, uuids[0]) for body, _, uuids in posts(n, fixed=True)]
+    form = "application/x-www-form-urlencoded"
+    origin = Origin(remote_addr="127.0.0.1")
+    service = IngestService(load(IngestSettings, bus_url="memory://instr"), _NoBus())
+
+    def ingest() -> None:
+        async def accept_all() -> None:
+            for body, leg in bodies:
+                await service.accept(body, form, leg, origin)
+
+        asyncio.run(accept_all())
+
+    def floor_ingest() -> None:
+        for body, _ in bodies:
+            doc = floor_stack.form_field(body)
+            assert doc
+            etree.fromstring(doc, floor_stack._CHECK)
 
     msgs = envelopes(n, fixed=True)
     c = Consumers(msgs, datetime.fromtimestamp(FIXED_EPOCH, UTC))
@@ -85,6 +130,8 @@ def _stages(n: int) -> list[tuple[str, Callable[[], Any]]]:
             agg.rows()
 
     return [
+        ("ingest", ingest),
+        ("floor ingest", floor_ingest),
         ("parser", c.parser_all),
         ("floor parser", floor_parser),
         ("billing", c.billing_all),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from cdr_parser.freeswitch import build as build_module
 from cdr_parser.freeswitch import (
     map_json,
     map_xml,
@@ -83,3 +85,62 @@ def test_b_leg_without_a_uuid_of_its_own_is_unmappable() -> None:
     doc["variables"]["originator"] = "f52c26f1-b018-4963-bf6d-a3111d1a0320"
     with pytest.raises(UnmappableRecord, match="B-leg"):
         map_json(doc, call_id_hint="3da8bf84-c133-4959-9e24-e72875cb33a1")
+
+
+def test_received_at_in_another_zone_is_stored_in_utc() -> None:
+    from datetime import timedelta, timezone
+
+    from cdrmodel import RawEnvelope
+
+    # As the model does: an aware time in UTC; pydantic's own zone (an envelope's "Z" or
+    # "+02:00") and a fixed offset alike.
+    envelope = RawEnvelope.model_validate_json(
+        b'{"id":"e","kind":"freeswitch.xml","received_at":"2024-01-02T05:04:05.5+02:00",'
+        b'"content_type":"text/xml","payload":"x"}'
+    )
+    plus_two = datetime(2024, 1, 2, 5, 4, 5, 500000, tzinfo=timezone(timedelta(hours=2)))
+    for received in (envelope.received_at, plus_two):
+        cdr = map_xml(parse_xml(ERROR_CALL.read_bytes()), received_at=received)
+        assert cdr.received_at == received
+        assert cdr.received_at is not None
+        assert cdr.received_at.tzinfo is UTC
+        assert cdr.received_at.hour == 3
+        assert cdr.received_at.microsecond == 500000
+
+
+def test_naive_received_at_is_refused() -> None:
+    with pytest.raises(UnmappableRecord, match="received_at: Value error, times must carry"):
+        map_xml(parse_xml(ERROR_CALL.read_bytes()), received_at=datetime(2024, 1, 2, 3, 4, 5))
+
+
+def test_call_id_of_128_characters_maps_and_129_is_refused() -> None:
+    uuid = "0006a2fa-b032-43e8-9d70-708f363fe3b7"
+    for length, ok in ((128, True), (129, False)):
+        text = ERROR_CALL.read_text().replace(
+            f"<uuid>{uuid}</uuid>", f"<uuid>{'c' * length}</uuid>"
+        )
+        if ok:
+            assert map_xml(parse_xml(text)).call_id == "c" * length
+        else:
+            with pytest.raises(UnmappableRecord, match="call_id: String should have at most 128"):
+                map_xml(parse_xml(text))
+
+
+def test_the_fixtures_are_built_without_the_models_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The mapper's values have the model's types: a mapped fixture (with an envelope's
+    # received_at, in pydantic's own UTC zone) never goes through pydantic's validation, which
+    # costs more than a tenth of the mapping.
+    from cdrmodel import RawEnvelope
+
+    def refuse(fields: object) -> None:
+        raise AssertionError("validated")
+
+    received = RawEnvelope.model_validate_json(
+        b'{"id":"e","kind":"freeswitch.xml","received_at":"2024-01-02T03:04:05Z",'
+        b'"content_type":"text/xml","payload":"x"}'
+    ).received_at
+    monkeypatch.setattr(build_module, "_validated", refuse)
+    for path in (TINY_2009, ERROR_CALL, INCOMING_B):
+        assert map_xml(parse_xml(path.read_bytes()), received_at=received).received_at == received

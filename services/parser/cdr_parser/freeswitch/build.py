@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -13,7 +13,7 @@ from cdr_parser.freeswitch.source import Source
 from cdr_parser.freeswitch.times import as_datetime, call_times, pdd_ms
 from cdr_parser.freeswitch.values import clean, decoded, var
 from cdrmodel.errors import UnmappableRecord
-from cdrmodel.record import CDR, Leg
+from cdrmodel.record import CDR, SCHEMA_VERSION, Leg
 
 __all__ = ["SOURCE", "build"]
 
@@ -80,37 +80,87 @@ def build(
     if missed is not None:
         extra["missed_call"] = missed
 
-    try:
-        return CDR(
-            call_id=call_id,
-            source=SOURCE,
-            origin_host=var(raw, "hostname") or doc.switchname or origin_host,
-            leg=leg,
-            other_leg_id=rules.other_leg(doc, leg, call_id),
-            direction=direction,
-            caller_number=_caller(doc, "caller_id_number"),
-            caller_name=_caller(doc, "caller_id_name"),
-            callee_number=callee_number,
-            account=var(raw, "accountcode") or var(raw, "sip_auth_username"),
-            tenant=_tenant(doc, leg, channel_direction, context),
-            carrier=_carrier(raw, rare, gateway, channel_name),
-            start_time=as_datetime(times.start_us),
-            answer_time=None if times.answer_us is None else as_datetime(times.answer_us),
-            end_time=None if times.end_us is None else as_datetime(times.end_us),
-            duration_s=times.duration_s,
-            billsec_s=times.billsec_s,
-            disposition=disposition,
-            hangup_cause=hangup_cause,
-            sip_code=sip_code,
-            pdd_ms=pdd_ms(doc),
-            recording_path=rules.recording_path(
+    return _cdr(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "call_id": call_id,
+            "source": SOURCE,
+            "origin_host": var(raw, "hostname") or doc.switchname or origin_host,
+            "leg": leg,
+            "other_leg_id": rules.other_leg(doc, leg, call_id),
+            "direction": direction,
+            "caller_number": _caller(doc, "caller_id_number"),
+            "caller_name": _caller(doc, "caller_id_name"),
+            "callee_number": callee_number,
+            "account": var(raw, "accountcode") or var(raw, "sip_auth_username"),
+            "tenant": _tenant(doc, leg, channel_direction, context),
+            "carrier": _carrier(raw, rare, gateway, channel_name),
+            "start_time": as_datetime(times.start_us),
+            "answer_time": None if times.answer_us is None else as_datetime(times.answer_us),
+            "end_time": None if times.end_us is None else as_datetime(times.end_us),
+            "duration_s": times.duration_s,
+            "billsec_s": times.billsec_s,
+            "disposition": disposition,
+            "hangup_cause": hangup_cause,
+            "sip_code": sip_code,
+            "pdd_ms": pdd_ms(doc),
+            "recording_path": rules.recording_path(
                 raw, apps.data, times.answer_us is not None, bridge_target
             ),
             # FreeSWITCH sets both when the codecs are negotiated; no media, neither.
-            codec=var(raw, "read_codec") or rare("write_codec"),
-            extra=extra,
-            received_at=received_at,
-        )
+            "codec": var(raw, "read_codec") or rare("write_codec"),
+            "extra": extra,
+            "received_at": received_at,
+        }
+    )
+
+
+# The fields a validated CDR(**fields) marks as set: every one build() passes.
+_FIELDS_SET: Final = frozenset(CDR.model_fields) - {"schema_version"}
+_new = CDR.__new__
+_set = object.__setattr__
+
+
+def _cdr(fields: dict[str, Any]) -> CDR:
+    """The CDR of ``fields`` (every model field, in the model's order), as ``CDR(**fields)``
+    builds it, without pydantic's validation when the fields are what it would accept as they
+    are (issue 15: validation was ~65,000 instructions of the ~550,000 the mapping costs).
+
+    Every value build() computes has the model's type by construction (``clean``, ``var`` and
+    ``decoded`` give ``str | None``; the enums are the model's; times are ``datetime`` in UTC
+    from ``as_datetime``; ``sip_code`` is 100-699 (``rules._status``), durations and
+    ``pdd_ms`` never negative, ``extra`` a dict keyed by text). What it cannot know by
+    construction is checked here: the call id's length and the hints from the envelope (a
+    ``received_at`` the model converts to UTC or refuses, an ``origin_host``). Anything else
+    goes through the model's validation, whose verdict (and message) is then what it was.
+    ``tests/parser/freeswitch/conftest.py`` holds every mapping of the tests to
+    ``CDR(**fields)``, field by field and type by type."""
+    call_id = fields["call_id"]
+    received_at = fields["received_at"]
+    origin_host = fields["origin_host"]
+    if (
+        call_id.__class__ is str
+        and 0 < len(call_id) <= 128
+        and (origin_host is None or origin_host.__class__ is str)
+        and (received_at is None or received_at.__class__ is datetime)
+    ):
+        if received_at is not None and received_at.tzinfo is not UTC:
+            if received_at.tzinfo is None:
+                return _validated(fields)  # refused: times must carry a timezone
+            fields["received_at"] = received_at.astimezone(UTC)  # what the model does
+        cdr = _new(CDR)
+        _set(cdr, "__dict__", fields)
+        _set(cdr, "__pydantic_fields_set__", set(_FIELDS_SET))
+        _set(cdr, "__pydantic_extra__", None)
+        _set(cdr, "__pydantic_private__", None)
+        return cdr
+    return _validated(fields)
+
+
+def _validated(fields: dict[str, Any]) -> CDR:
+    """``CDR(**fields)``, pydantic's validation and all; a refusal is ``UnmappableRecord``."""
+    try:
+        return CDR(**{name: value for name, value in fields.items() if name != "schema_version"})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -108,3 +108,26 @@ def test_callflow_times_that_go_backwards_are_unmappable() -> None:
     doc["callflow"][0]["times"]["hangup_time"] = "1515666300000000"
     with pytest.raises(UnmappableRecord, match="times go backwards"):
         map_json(doc)
+
+
+def test_as_datetime_is_the_epoch_plus_the_microseconds() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from cdr_parser.freeswitch.times import as_datetime
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(15)
+    edges = [0, 1, -1, 999_999, 1_000_000, 1_764_000_000_123_456, 253_402_300_799_999_999]
+    for us in edges + [
+        rng.randrange(-62_135_596_800_000_000, 253_402_300_800_000_000) for _ in range(2_000)
+    ]:
+        got, want = as_datetime(us), epoch + timedelta(microseconds=us)
+        assert got == want
+        assert got.tzinfo is UTC
+    for us in (253_402_300_800_000_000, -62_135_596_800_000_001, 10**30):
+        with pytest.raises(OverflowError) as got_error:
+            as_datetime(us)
+        with pytest.raises(OverflowError) as want_error:
+            epoch + timedelta(microseconds=us)
+        assert str(got_error.value) == str(want_error.value)

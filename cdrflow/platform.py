@@ -62,7 +62,12 @@ def embedded_overrides() -> dict[str, object]:
     one partition unless the URL says ``partitions``: every group has a single member in one
     process, so more partitions parallelise nothing and only multiply the files each group
     commit of the log fsyncs (docs/performance.md, fourth round). Topics already in the log keep
-    the partitions they were created with."""
+    the partitions they were created with. And the parser parses its batches' XML documents in a
+    worker thread (``PARSER_PARSE_IN_THREAD``, unless the environment sets it): libxml2 releases
+    the GIL, so the one process uses a second core for it (docs/performance.md, seventh
+    round)."""
+    import os
+
     from cdrkit.bus.memory_broker import durable_url
 
     common = load(ServiceSettings)
@@ -70,7 +75,10 @@ def embedded_overrides() -> dict[str, object]:
     parts = urlsplit(url)
     if parts.scheme == "memory" and "partitions" not in parse_qs(parts.query):
         url += ("&" if parts.query else "?") + "partitions=1"
-    return {} if url == common.bus_url else {"bus_url": url}
+    overrides: dict[str, object] = {} if url == common.bus_url else {"bus_url": url}
+    if "PARSER_PARSE_IN_THREAD" not in os.environ:
+        overrides["parse_in_thread"] = True
+    return overrides
 
 
 def create_allinone_app(extra: list[ServiceSpec] | None = None, **overrides: object) -> FastAPI:

@@ -6,13 +6,22 @@ verified (``ParserService`` does that, concurrently for a batch).
 
 from __future__ import annotations
 
+from lxml import etree
+
 from cdr_parser import freeswitch, hipath, pexip
 from cdrmodel import CDR, PayloadKind, RawEnvelope
 from cdrmodel.errors import UnmappableRecord
 
+# A document's parse done ahead: its root element, or what the parse raised.
+Parsed = etree._Element | BaseException
 
-def map_envelope(env: RawEnvelope, payload: str | None = None) -> CDR:
+
+def map_envelope(env: RawEnvelope, payload: str | None = None, parsed: Parsed | None = None) -> CDR:
     """Map ``env`` (its inline payload, or ``payload`` for a claim check).
+
+    ``parsed``: for a FreeSWITCH XML envelope, what ``freeswitch.parse_xml`` made of its text
+    already (``cdr_parser.ahead``: the document parsed in a worker thread), its tree or the
+    exception it raised, which is raised here as if the parse had happened now.
 
     Raises ``InvalidInput`` (never anything else on purpose) when it cannot map.
     """
@@ -28,7 +37,11 @@ def map_envelope(env: RawEnvelope, payload: str | None = None) -> CDR:
         "origin_host": env.source.node,
     }
     if env.kind is PayloadKind.FREESWITCH_XML:
-        return freeswitch.map_xml(freeswitch.parse_xml(text), **hints)  # type: ignore[arg-type]
+        if parsed is None:
+            parsed = freeswitch.parse_xml(text)
+        elif isinstance(parsed, BaseException):
+            raise parsed
+        return freeswitch.map_xml(parsed, **hints)  # type: ignore[arg-type]
     if env.kind is PayloadKind.FREESWITCH_JSON:
         return freeswitch.map_json(freeswitch.parse_json(text), **hints)  # type: ignore[arg-type]
     if env.kind is PayloadKind.PBX_SERIAL:

@@ -13,7 +13,7 @@ from typing import Any
 
 from cdr_parser import pexip
 from cdr_parser.devices import checkin_row
-from cdr_parser.dispatch import map_envelope
+from cdr_parser.dispatch import Parsed, map_envelope
 from cdr_parser.hipath import RingNotice
 from cdr_parser.metrics import MAP_SECONDS
 from cdr_parser.rows import CONFERENCE_TEXT, call_too_long, unstorable
@@ -118,8 +118,14 @@ def conference_link(cdr: CDR) -> dict[str, Any] | None:
     return None
 
 
-def outcome_of(env: RawEnvelope, payload: str | None, max_call_duration_s: float) -> Outcome:
-    """What ``env`` becomes (``payload``: its claim-checked payload, fetched and verified).
+def outcome_of(
+    env: RawEnvelope,
+    payload: str | None,
+    max_call_duration_s: float,
+    parsed: Parsed | None = None,
+) -> Outcome:
+    """What ``env`` becomes (``payload``: its claim-checked payload, fetched and verified;
+    ``parsed``: its XML document's parse done ahead, ``dispatch.map_envelope``).
 
     Never raises for a bad record: a record that cannot be mapped is a ``Failure`` with its
     reason (a mapper bug on hostile input included), so no single message stops the topic."""
@@ -131,7 +137,7 @@ def outcome_of(env: RawEnvelope, payload: str | None, max_call_duration_s: float
     try:
         if env.kind is PayloadKind.EDGE_CHECKIN:
             return Checkin(checkin_row(env, env.payload or payload or ""))
-        cdr = map_envelope(env, payload)
+        cdr = map_envelope(env, payload, parsed)
     except RingNotice as notice:
         return RawOnly(notice.call_id or env.call_id or env.id)
     except InvalidInput as exc:

@@ -31,6 +31,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cdr_parser.ahead import ParsedAhead, parse_all
+from cdr_parser.dispatch import Parsed
 from cdr_parser.metrics import (
     CDRS,
     DEAD_LETTER_RETRIES,
@@ -63,7 +65,7 @@ from cdrkit.bus import Message, Producer, Record
 from cdrkit.bus.runner import StopConsuming, poison_reason
 from cdrkit.objects import ObjectNotFound, ObjectStore
 from cdrkit.pacing import Slicer
-from cdrmodel import DeadLetter, RawEnvelope, sha256_hex, topics
+from cdrmodel import DeadLetter, PayloadKind, RawEnvelope, sha256_hex, topics
 from cdrmodel.errors import InvalidInput, NotFound, Transient, UnmappableRecord
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ class ParserService:
         # Claim checks are fetched, verified and mapped concurrently (a Transient store error
         # raises out of here, so the loop retries the whole batch); inline payloads are mapped
         # in place. Results are then taken in batch order.
+        ahead = ParsedAhead(envelopes) if self.settings.parse_in_thread else None
         claimed = await self._map_claimed(
             {i: env for i, env in enumerate(envelopes) if env and env.payload_ref is not None}
         )
@@ -206,7 +209,10 @@ class ParserService:
             if env is None:
                 continue
             await slicer.tick()
-            outcome = claimed[i] if i in claimed else self._map(env, None)
+            if i in claimed:
+                outcome = claimed[i]
+            else:
+                outcome = self._map(env, None, await ahead.take(i) if ahead else None)
             if isinstance(outcome, Failure):
                 self._dead_letter(dead, msg, env, outcome.stage, outcome.error, outcome.reason, now)
                 continue
@@ -342,8 +348,8 @@ class ParserService:
             self._publish(topics.DLQ, letters),
         )
 
-    def _map(self, env: RawEnvelope, payload: str | None) -> Outcome:
-        return outcome_of(env, payload, self.settings.max_call_duration_s)
+    def _map(self, env: RawEnvelope, payload: str | None, parsed: Parsed | None = None) -> Outcome:
+        return outcome_of(env, payload, self.settings.max_call_duration_s, parsed)
 
     async def _map_claimed(self, envs: dict[int, RawEnvelope]) -> dict[int, Outcome]:
         if not envs:
@@ -366,6 +372,12 @@ class ParserService:
                 payload = await self.fetch_payload(env)
             except InvalidInput as exc:
                 return Failure("fetch", exc.code, exc.detail)
+            if self.settings.parse_in_thread and env.kind is PayloadKind.FREESWITCH_XML:
+                # The largest documents (claim checks): their parse alone would hold the loop
+                # for tens of ms; one hand-off each (cdr_parser.ahead).
+                loop = asyncio.get_running_loop()
+                [parsed] = await loop.run_in_executor(None, parse_all, [payload])
+                return self._map(env, payload, parsed)
             return self._map(env, payload)
 
     async def fetch_payload(self, env: RawEnvelope) -> str:

@@ -16,6 +16,10 @@ class ParserSettings(ServiceSettings):
     # Kafka consumer group on cdr.raw, and the most messages handled as one batch.
     consumer_group: str = "parser"
     batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Parse a batch's FreeSWITCH XML documents in a worker thread, beside the event loop
+    # (libxml2 releases the GIL while it parses). `cdrflow run` turns it on unless this is set:
+    # there the one loop bounds the process. Off for the parser alone, where it only adds CPU.
+    parse_in_thread: bool = False
     # A flood of dead letters stops the consumer (and turns /readyz red) instead of draining the
     # topic into the dead-letter table: stop once this share of the last `flood_window` messages
     # was dead-lettered.

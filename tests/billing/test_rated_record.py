@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from cdr_billing.money import money
 from cdr_billing.service import rated_record
@@ -41,3 +45,104 @@ def test_the_message_is_json_dumps_of_the_charge() -> None:
         }
         assert record.value == json.dumps(expected).encode()
         assert record.key == row["call_id"].encode()
+
+
+def test_random_charges_give_json_dumps_text() -> None:
+    """The message's text is written without json.dumps for the usual types: random strings
+    (escapes, non-ASCII, lone surrogates), amounts (negative zero, huge, NaN), times (zones,
+    no microseconds, a batch's shared ``rated_at``) and, through the general encoder, values of
+    other types (a bool or an int subclass as the version, a non-str name)."""
+    rng = random.Random(7)
+    alphabet = [
+        "a",
+        "Z",
+        "0",
+        " ",
+        '"',
+        "\\",
+        "/",
+        "\n",
+        "\t",
+        "\x00",
+        "\x1f",
+        "\x7f",
+        "é",
+        "中",
+        "\u2028",
+        "\ud800",
+        "\U0001f600",
+    ]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(8)))
+
+    amounts = [
+        "0",
+        "-0",
+        "0.00",
+        "-0.001",
+        "0.005",
+        "0.36",
+        "12345.675",
+        "1E+40",
+        "-1E-40",
+        "NaN",
+        "Infinity",
+        "123456789012345678901234567890.123",
+    ]
+    zones = [UTC, timezone(timedelta(hours=-3)), ZoneInfo("America/Sao_Paulo"), None]
+    shared = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+    for i in range(3000):
+        zone = rng.choice(zones)
+        when = (
+            shared
+            if i % 3 == 0
+            else datetime(
+                2026,
+                rng.randrange(1, 13),
+                3,
+                11,
+                0,
+                rng.randrange(60),
+                rng.choice([0, rng.randrange(1_000_000)]),
+                tzinfo=zone,
+            )
+        )
+        version: object = rng.choice([1, 3, 2**70, -1, True, _Int(4)]) if i % 5 == 0 else 1
+        name: object = rng.choice(["default", 7, None]) if i % 11 == 0 else text()
+        row = {
+            "call_id": text() or "c",
+            "subscriber": text(),
+            "outcome": rng.choice(["priced", "free", "not_answered", text()]),
+            "amount": Decimal(rng.choice(amounts)),
+            "currency": rng.choice(["BRL", text()]),
+            "tariff_name": name,
+            "tariff_version": version,
+            "rated_at": when,
+        }
+        account = rng.choice([None, text()])
+        expected = {
+            "call_id": row["call_id"],
+            "subscriber": row["subscriber"],
+            "account": account,
+            "outcome": row["outcome"],
+            "amount": money(row["amount"]),  # type: ignore[arg-type]
+            "currency": row["currency"],
+            "tariff": row["tariff_name"],
+            "tariff_version": row["tariff_version"],
+            "rated_at": when.isoformat(),
+        }
+        try:
+            key = row["call_id"].encode()  # type: ignore[attr-defined]
+        except UnicodeEncodeError:
+            with pytest.raises(UnicodeEncodeError):
+                rated_record(row, account)
+            continue
+        record = rated_record(row, account)
+        assert record.value == json.dumps(expected).encode()
+        assert record.key == key
+
+
+class _Int(int):
+    def __repr__(self) -> str:
+        return "not json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
@@ -15,7 +15,9 @@ from cdr_billing.tariff import (
     Band,
     Destination,
     InvalidTariff,
+    Segment,
     Tariff,
+    _local,
     default_tariff,
     validate,
 )
@@ -437,3 +439,78 @@ def test_bad_extension_range_is_refused(bad: str) -> None:
     with pytest.raises(InvalidTariff) as err:
         tariff(extension_ranges=(bad,))
     assert "extension range" in err.value.detail
+
+
+def _segments_without_cache(t: Tariff, begin: datetime, end: datetime) -> list[Segment]:
+    """``Tariff.segments`` as it was before the day schedules were kept (issue 15, seventh
+    round): every boundary made afresh from the local day."""
+    out: list[Segment] = []
+    if end <= begin:
+        return out
+    day = begin.astimezone(t.zone).date()
+    last = end.astimezone(t.zone).date()
+    while day <= last:
+        for start_s, end_s, band in t._schedule[day.weekday()]:
+            s = max(_local(day, start_s, t.zone), begin)
+            e = min(_local(day, end_s, t.zone), end)
+            if out:
+                s = max(s, out[-1].end)
+            if e <= s:
+                continue
+            if out and out[-1].band == band and out[-1].end == s:
+                out[-1] = Segment(band, out[-1].start, e)
+            else:
+                out.append(Segment(band, s, e))
+        day += timedelta(days=1)
+    return out
+
+
+@pytest.mark.parametrize("kept", [4096, 3])
+def test_kept_day_schedules_cut_calls_as_made_afresh(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls around DST changes (a gap and an overlap), midnight and band edges, in zones with
+    and without DST, cut the same with the day schedules kept per version as made afresh, also
+    when the kept days are dropped and made again (``kept`` = 3)."""
+    monkeypatch.setattr("cdr_billing.tariff.DAYS_KEPT", kept)
+    rng = random.Random(42)
+    bands = [
+        Band("day", ("mon", "tue", "wed", "thu", "fri"), "08:00", "00:30"),
+        Band("night", ("mon", "tue", "wed", "thu", "fri"), "00:30", "08:00"),
+        Band("weekend", ("sat", "sun"), "00:00", "24:00"),
+    ]
+    anchors = [
+        datetime(2024, 3, 31, 0, 30, tzinfo=UTC),  # Europe/London springs forward at 01:00 UTC
+        datetime(2024, 10, 27, 0, 30, tzinfo=UTC),  # and falls back at 01:00 UTC
+        datetime(2018, 11, 4, 1, 30, tzinfo=UTC),  # America/Sao_Paulo's last DST start
+        datetime(2026, 12, 3, 23, 0, tzinfo=UTC),
+    ]
+    for zone in ("Europe/London", "America/Sao_Paulo", "UTC", "Asia/Kolkata"):
+        kept_t = _tariff(bands, zone)
+        for _ in range(400):
+            begin = rng.choice(anchors) + timedelta(seconds=rng.randrange(-2 * 86_400, 86_400))
+            end = begin + timedelta(
+                seconds=rng.choice([0, 1, 59, 3600, 86_400 * 3]) + rng.randrange(7200)
+            )
+            assert kept_t.segments(begin, end) == _segments_without_cache(
+                _tariff(bands, zone), begin, end
+            )
+        assert len(kept_t._days) <= kept
+
+
+def _tariff(bands: list[Band], zone: str) -> Tariff:
+    return Tariff(
+        name="t",
+        version=1,
+        effective_from=datetime(2000, 1, 1, tzinfo=UTC),
+        currency="BRL",
+        timezone=zone,
+        standing_charge=Decimal(0),
+        minimum_charge=Decimal(0),
+        unit_s=60,
+        first_increment_s=1,
+        next_increment_s=1,
+        rounding="up",
+        bands=bands,
+        destinations=[Destination("", "any", {b.name: Decimal(1) for b in bands})],
+    )

@@ -62,6 +62,8 @@ class Unpriced(Exception):
 
 
 def digits(number: str | None) -> str:
+    if number and number.isdigit():  # most numbers: every character kept, as below
+        return number
     return "".join(ch for ch in number or "" if ch.isdigit())
 
 

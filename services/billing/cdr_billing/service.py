@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _json_str
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -90,20 +92,25 @@ def subscriber_of(cdr: CDR) -> str | None:
 
 
 def facts(cdr: CDR) -> CallFacts:
-    return CallFacts(
-        call_id=cdr.call_id,
-        subscriber=subscriber_of(cdr),
-        source=cdr.source,
-        caller_number=cdr.caller_number,
-        callee_number=cdr.callee_number,
-        account=cdr.account,
-        start_time=cdr.start_time,
-        answer_time=cdr.answer_time,
-        end_time=cdr.end_time,
-        duration_s=cdr.duration_s,
-        billsec_s=cdr.billsec_s,
-        disposition=cdr.disposition.value if cdr.disposition is not None else None,
+    disposition = cdr.disposition
+    return CallFacts(  # positional, in CallFacts' field order
+        cdr.call_id,
+        cdr.account or cdr.caller_number or None,  # subscriber_of
+        cdr.source,
+        cdr.caller_number,
+        cdr.callee_number,
+        cdr.account,
+        cdr.start_time,
+        cdr.answer_time,
+        cdr.end_time,
+        cdr.duration_s,
+        cdr.billsec_s,
+        disposition.value if disposition is not None else None,
     )
+
+
+_FACT_NAMES = tuple(CallFacts.__dataclass_fields__)  # the billing_calls columns they fill
+_fact_values = attrgetter(*_FACT_NAMES)
 
 
 def facts_from_row(row: Any) -> CallFacts:
@@ -113,7 +120,7 @@ def facts_from_row(row: Any) -> CallFacts:
 
 
 def call_row(call: CallFacts, now: datetime, reason: str | None) -> dict[str, Any]:
-    row = {f: getattr(call, f) for f in CallFacts.__dataclass_fields__}
+    row = dict(zip(_FACT_NAMES, _fact_values(call), strict=True))
     row["consumed_at"] = now
     row["unpriced_reason"] = reason
     return row
@@ -139,8 +146,42 @@ def charge_row(call: CallFacts, rated: Rated, now: datetime) -> dict[str, Any]:
 
 
 def rated_record(row: Any, account: str | None) -> Record:
-    """The ``cdr.rated`` message of a charge row (ARCHITECTURE §3)."""
-    value = {
+    """The ``cdr.rated`` message of a charge row (ARCHITECTURE §3): json.dumps's text of
+    ``rated_value``, written directly when the values have the types billing stores (strings,
+    an int version, a Decimal amount, an aware datetime): ~5 µs less a charge than encoding
+    the dict (issue 15, seventh round; ``tests/billing/test_rated_record.py`` holds it to
+    json.dumps)."""
+    call_id = row["call_id"]
+    subscriber = row["subscriber"]
+    outcome = row["outcome"]
+    currency = row["currency"]
+    tariff = row["tariff_name"]
+    version = row["tariff_version"]
+    if (
+        type(call_id) is str
+        and type(subscriber) is str
+        and (account is None or type(account) is str)
+        and type(outcome) is str
+        and type(currency) is str
+        and type(tariff) is str
+        and type(version) is int
+    ):
+        text = (
+            f'{{"call_id": {_json_str(call_id)}, "subscriber": {_json_str(subscriber)}, '
+            f'"account": {"null" if account is None else _json_str(account)}, '
+            f'"outcome": {_json_str(outcome)}, "amount": {_json_str(money(row["amount"]))}, '
+            f'"currency": {_json_str(currency)}, "tariff": {_json_str(tariff)}, '
+            f'"tariff_version": {int.__repr__(version)}, '
+            f'"rated_at": {_json_str(_isoformat(row["rated_at"]))}}}'
+        )
+    else:  # not a type billing stores: the general encoder
+        text = dumps_json(rated_value(row, account))
+    return Record(value=text.encode(), key=call_id.encode())
+
+
+def rated_value(row: Any, account: str | None) -> dict[str, Any]:
+    """What a ``cdr.rated`` message says, as a dict (its text: ``rated_record``)."""
+    return {
         "call_id": row["call_id"],
         "subscriber": row["subscriber"],
         "account": account,
@@ -151,8 +192,21 @@ def rated_record(row: Any, account: str | None) -> Record:
         "tariff_version": row["tariff_version"],
         "rated_at": row["rated_at"].isoformat(),
     }
-    # json.dumps's text, ~1 µs cheaper (cdrkit.db.dumps_json)
-    return Record(value=dumps_json(value).encode(), key=row["call_id"].encode())
+
+
+_last_time: tuple[datetime, str] | None = None
+
+
+def _isoformat(value: datetime) -> str:
+    """``value.isoformat()``; the text of the last time given is kept (a batch's new charges
+    share one ``rated_at``)."""
+    global _last_time  # noqa: PLW0603 (one entry, replaced)
+    last = _last_time
+    if last is not None and last[0] is value:
+        return last[1]
+    text = value.isoformat()
+    _last_time = (value, text)
+    return text
 
 
 def count_charges(rows: Iterable[dict[str, Any]]) -> None:

@@ -25,6 +25,7 @@ DAY_S = 86_400
 WEEK_S = 7 * DAY_S
 CENT = Decimal("0.01")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAYS_KEPT = 4096  # local days whose schedule in UTC a tariff version keeps (``_day_pieces``)
 Rounding = Literal["down", "up"]
 Overnight = Literal["same_day", "next_day"]
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
@@ -122,6 +123,10 @@ class Tariff:
     _max_prefix: int = field(init=False, repr=False)
     _schedule: list[list[tuple[int, int, str]]] = field(init=False, repr=False)
     _ranges: list[tuple[int, int, int, int]] = field(init=False, repr=False)
+    # Each local day's schedule as UTC times (``_day_pieces``), made once per day and version.
+    _days: dict[date, list[tuple[datetime, datetime, str]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)
@@ -129,6 +134,7 @@ class Tariff:
         self._max_prefix = max((len(p) for p in self._by_prefix), default=0)
         self._schedule = day_schedule(self.bands, self.overnight)
         self._ranges = [parse_range(r) for r in self.extension_ranges]
+        self._days = {}
 
     @property
     def zone(self) -> ZoneInfo:
@@ -175,10 +181,11 @@ class Tariff:
         day = begin.astimezone(zone).date()
         last = end.astimezone(zone).date()
         while day <= last:
-            for start_s, end_s, band in self._schedule[day.weekday()]:
-                s = _local(day, start_s, zone)
-                e = _local(day, end_s, zone)
-                s, e = max(s, begin), min(e, end)
+            pieces = self._days.get(day)
+            if pieces is None:
+                pieces = self._day_pieces(day)
+            for piece_s, piece_e, band in pieces:
+                s, e = max(piece_s, begin), min(piece_e, end)
                 if out:
                     # A boundary inside a DST gap maps past the next one: never bill a second
                     # twice (the pieces must stay in order and not overlap).
@@ -191,6 +198,19 @@ class Tariff:
                     out.append(Segment(band, s, e))
             day += timedelta(days=1)
         return out
+
+    def _day_pieces(self, day: date) -> list[tuple[datetime, datetime, str]]:
+        """The schedule of ``day`` (a local date) as (start, end, band) in UTC, kept for the
+        next call on that day (at most ``DAYS_KEPT`` days a version; then made afresh)."""
+        zone = self._zone
+        pieces = [
+            (_local(day, start_s, zone), _local(day, end_s, zone), band)
+            for start_s, end_s, band in self._schedule[day.weekday()]
+        ]
+        if len(self._days) >= DAYS_KEPT:
+            self._days.clear()
+        self._days[day] = pieces
+        return pieces
 
     def billed_seconds(self, seconds: int) -> tuple[int, int]:
         """(billed seconds, increments counted) for ``seconds`` spent in one band."""

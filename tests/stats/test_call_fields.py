@@ -160,3 +160,44 @@ def test_random_documents_decode_as_json_loads_decodes_them() -> None:
         checked += 1
     assert checked > 500
     assert refused > 500
+
+
+def test_every_field_lands_in_its_place() -> None:
+    """Each field of ``Call`` from its own key (Call is built positionally)."""
+    doc = {
+        "call_id": "id",
+        "end_time": "2024-01-01T00:06:01Z",
+        "billsec_s": 11,
+        "duration_s": 12,
+        "pdd_ms": 13,
+        "sip_code": 486,
+        "hangup_cause": "USER_BUSY",
+        "disposition": "busy",
+        "carrier": "car",
+        "account": "acc",
+        "direction": "inbound",
+        "tenant": "ten",
+        "caller_number": "100",
+        "callee_number": "200",
+    }
+    call = decode_call(json.dumps(doc))
+    end = datetime(2024, 1, 1, 0, 6, 1, tzinfo=UTC).timestamp()
+    assert call == Call(
+        call_id="id",
+        end_epoch=end,
+        bucket=bucket_of(end),
+        answered=False,
+        billsec_s=11,
+        duration_s=12,
+        pdd_ms=13,
+        sip_code=486,
+        hangup_cause="USER_BUSY",
+        disposition="busy",
+        carrier="car",
+        account="acc",
+        direction="inbound",
+        tenant="ten",
+        caller_number="100",
+        callee_number="200",
+        raw=doc,
+    )

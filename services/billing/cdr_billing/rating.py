@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from cdr_billing.tariff import CENT, Tariff
+from cdrkit.frozen import builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,11 @@ class Rated:
     end: datetime
     billed_s: int
     explanation: dict[str, Any]
+
+
+# ``CallFacts(...)`` and ``Rated(...)`` for ~1/4 of the instructions (cdrkit.frozen).
+make_facts = builder(CallFacts)
+_rated = builder(Rated)
 
 
 class Unpriced(Exception):
@@ -131,7 +137,7 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
             ),
             amount="0.00",
         )
-        return Rated(
+        return _rated(
             "not_answered", zero, tariff.currency, tariff.name, tariff.version, when, when, 0, head
         )
     begin, end = interval
@@ -148,7 +154,7 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
             },
             amount="0.00",
         )
-        return Rated(
+        return _rated(
             "free",
             zero,
             tariff.currency,
@@ -229,7 +235,7 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
         minimum_applied=subtotal < tariff.minimum_charge,
         amount=str(total),
     )
-    return Rated(
+    return _rated(
         "priced",
         total,
         tariff.currency,

@@ -50,7 +50,14 @@ from cdr_billing.metrics import (
     UNPRICED,
 )
 from cdr_billing.money import is_exact, minor_exponent, money, total
-from cdr_billing.rating import CallFacts, Rated, Unpriced, pick_version, rate_call
+from cdr_billing.rating import (
+    CallFacts,
+    Rated,
+    Unpriced,
+    make_facts,
+    pick_version,
+    rate_call,
+)
 from cdr_billing.repository import BillingRepository
 from cdr_billing.schemas import AdjustmentIn, TariffIn
 from cdr_billing.settings import BillingSettings
@@ -93,7 +100,7 @@ def subscriber_of(cdr: CDR) -> str | None:
 
 def facts(cdr: CDR) -> CallFacts:
     disposition = cdr.disposition
-    return CallFacts(  # positional, in CallFacts' field order
+    return make_facts(  # CallFacts(...), positional in its field order
         cdr.call_id,
         cdr.account or cdr.caller_number or None,  # subscriber_of
         cdr.source,

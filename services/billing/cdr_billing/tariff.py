@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cdrkit.frozen import builder
 from cdrmodel.errors import InvalidInput
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -92,6 +93,9 @@ class Segment:
     @property
     def seconds(self) -> int:
         return int((self.end - self.start).total_seconds())
+
+
+_segment = builder(Segment)  # Segment(...) for less (cdrkit.frozen)
 
 
 @dataclass
@@ -193,9 +197,9 @@ class Tariff:
                 if e <= s:
                     continue
                 if out and out[-1].band == band and out[-1].end == s:
-                    out[-1] = Segment(band, out[-1].start, e)
+                    out[-1] = _segment(band, out[-1].start, e)
                 else:
-                    out.append(Segment(band, s, e))
+                    out.append(_segment(band, s, e))
             day += timedelta(days=1)
         return out
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _json_str
-from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -116,10 +115,6 @@ def facts(cdr: CDR) -> CallFacts:
     )
 
 
-_FACT_NAMES = tuple(CallFacts.__dataclass_fields__)  # the billing_calls columns they fill
-_fact_values = attrgetter(*_FACT_NAMES)
-
-
 def facts_from_row(row: Any) -> CallFacts:
     return CallFacts(
         **{f: getattr(row, f) for f in CallFacts.__dataclass_fields__}  # same names as columns
@@ -127,7 +122,7 @@ def facts_from_row(row: Any) -> CallFacts:
 
 
 def call_row(call: CallFacts, now: datetime, reason: str | None) -> dict[str, Any]:
-    row = dict(zip(_FACT_NAMES, _fact_values(call), strict=True))
+    row = {f: getattr(call, f) for f in CallFacts.__dataclass_fields__}
     row["consumed_at"] = now
     row["unpriced_reason"] = reason
     return row

@@ -67,9 +67,6 @@ NOW = 1_796_299_200  # 2026-12-03 12:00 UTC: the fixtures end a minute before
 NOW_DT = datetime.fromtimestamp(NOW, UTC)
 DIALECT = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/none").dialect
 
-cdrkit.pacing.SLICE_S = 1e9  # the slicer never yields (its clock reads still run)
-stats_service.time = types.SimpleNamespace(time=lambda: float(NOW))  # type: ignore[attr-defined]
-
 
 def normalised(n: int = P) -> list[bytes]:
     """``n`` normalised CDRs (``cdr.normalized`` values), the same ones every run (kept in a
@@ -195,7 +192,10 @@ def batches(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
 
 def prepare(mode: str) -> Callable[[int], None]:
     """What ``mode`` runs over the first ``n`` prepared CDRs (everything it needs made first, for
-    all ``P``)."""
+    all ``P``). Sets the process up for it: the slicer never yields (its clock reads still
+    run) and the stats service's clock is the fixtures'."""
+    cdrkit.pacing.SLICE_S = 1e9
+    stats_service.time = types.SimpleNamespace(time=lambda: float(NOW))  # type: ignore[attr-defined]
     values = normalised()
     msgs = [Message("cdr.normalized", 0, i, None, v) for i, v in enumerate(values)]
     billing = make_billing()

@@ -101,13 +101,13 @@ def _timed(fn: Callable[[], Any], rounds: int, count: int) -> tuple[float, float
     return min(figures), statistics.median(figures)
 
 
-def split(rounds: int) -> None:
-    messages = pool() * 10
-    count = len(messages)
+def _inputs(
+    messages: list[bytes],
+) -> tuple[list[RawEnvelope], list[str], list[Any], list[dict[str, Any]]]:
+    """The messages' envelopes, documents, parsed roots and the mapping's hints from each."""
     envs = [RawEnvelope.from_json(m) for m in messages]
     texts = [e.payload or "" for e in envs]
     roots = [parse_xml(t) for t in texts]
-    sources = [XmlSource(r) for r in roots]
     hints = [
         {
             "received_at": e.received_at,
@@ -117,6 +117,14 @@ def split(rounds: int) -> None:
         }
         for e in envs
     ]
+    return envs, texts, roots, hints
+
+
+def split(rounds: int) -> None:
+    messages = pool() * 10
+    count = len(messages)
+    envs, texts, roots, hints = _inputs(messages)
+    sources = [XmlSource(r) for r in roots]
     # The fields build() gives the model (captured once, to time the model alone).
     captured: list[dict[str, Any]] = []
     real = build_module._cdr
@@ -175,18 +183,7 @@ def _stage_functions() -> list[tuple[str, Callable[[int], Any]]]:
     """Each stage as a function of a count n: that stage on n CDRs (the pool, cycled)."""
     messages = pool()
     size = len(messages)
-    envs = [RawEnvelope.from_json(m) for m in messages]
-    texts = [e.payload or "" for e in envs]
-    roots = [parse_xml(t) for t in texts]
-    hints = [
-        {
-            "received_at": e.received_at,
-            "call_id_hint": e.call_id,
-            "a_leg_hint": e.a_leg,
-            "origin_host": e.source.node,
-        }
-        for e in envs
-    ]
+    envs, texts, roots, hints = _inputs(messages)
     cdrs = [map_xml(r, **h) for r, h in zip(roots, hints, strict=True)]  # type: ignore[arg-type]
     # The fields build() gives the model (captured once, to time the model alone).
     captured: list[dict[str, Any]] = []

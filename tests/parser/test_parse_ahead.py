@@ -30,18 +30,21 @@ from cdrkit.objects import object_key, open_object_store
 from cdrmodel import Origin, PayloadKind, RawEnvelope, topics
 from cdrmodel.envelope import sha256_hex
 from cdrmodel.errors import NotWellFormed, UnmappableRecord, UnsafeDocument
+from tests.parser.test_slicing import XML  # the same minimal mod_xml_cdr document
 
-XML = (
-    "<cdr><variables><uuid>{uid}</uuid><caller_id_number>{caller}</caller_id_number>"
-    "<start_epoch>1700000000</start_epoch><end_epoch>1700000060</end_epoch></variables></cdr>"
-)
 JSON = (
     '{{"variables": {{"uuid": "{uid}", "caller_id_number": "2000", '
     '"start_epoch": "1700000000", "end_epoch": "1700000060"}}}}'
 )
 
 
-def _envelope(uid: str, payload: str, kind: PayloadKind = PayloadKind.FREESWITCH_XML) -> bytes:
+def _envelope(
+    uid: str,
+    payload: str,
+    kind: PayloadKind = PayloadKind.FREESWITCH_XML,
+    ref: str | None = None,
+) -> bytes:
+    """An envelope of ``payload``, inline, or claim-checked at ``ref``."""
     return RawEnvelope(
         id=uuid.uuid5(uuid.NAMESPACE_URL, uid).hex,
         kind=kind,
@@ -49,19 +52,7 @@ def _envelope(uid: str, payload: str, kind: PayloadKind = PayloadKind.FREESWITCH
         source=Origin(remote_addr="127.0.0.1"),
         content_type="application/xml",
         call_id=uid,
-        payload=payload,
-        sha256=sha256_hex(payload),
-    ).to_json()
-
-
-def _claim_check(uid: str, payload: str, ref: str) -> bytes:
-    return RawEnvelope(
-        id=uuid.uuid5(uuid.NAMESPACE_URL, uid).hex,
-        kind=PayloadKind.FREESWITCH_XML,
-        received_at=datetime(2026, 1, 1, tzinfo=UTC),
-        source=Origin(remote_addr="127.0.0.1"),
-        content_type="application/xml",
-        call_id=uid,
+        payload=None if ref else payload,
         payload_ref=ref,
         sha256=sha256_hex(payload),
     ).to_json()
@@ -89,8 +80,8 @@ def _batch(claimed: dict[str, str]) -> list[bytes]:
     }
     for i in (20, 40):
         uid = f"call-{i:03d}"
-        values[i] = _claim_check(uid, XML.format(uid=uid, caller=f"10{i:02d}"), claimed[uid])
-    bad[47] = _claim_check("claimed-broken", "<cdr><variables>", claimed["claimed-broken"])
+        values[i] = _envelope(uid, XML.format(uid=uid, caller=f"10{i:02d}"), ref=claimed[uid])
+    bad[47] = _envelope("claimed-broken", "<cdr><variables>", ref=claimed["claimed-broken"])
     for at in sorted(bad):
         values.insert(at, bad[at])
     return values

@@ -10,6 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Column,
+    MetaData,
     Row,
     Table,
     and_,
@@ -20,8 +23,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from cdr_billing.models import (
     adjustments,
@@ -38,6 +43,41 @@ from cdrmodel.errors import CdrflowError
 DEST_CHUNK = 5000
 
 
+class _JSONText(TypeDecorator[Any]):
+    """A JSON column whose value may be its JSON text already (a ``str``: bound as it is, the
+    text the column's own processor would have written); any other value goes through the
+    JSON type's own bind processor (the engine's serializer). Billing's charge rows carry the
+    explanation as json.dumps's text (``Rated.explanation_json``); an explanation is always
+    an object, never a JSON string, so a ``str`` there is never a value to encode."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        inner = JSON().dialect_impl(dialect).bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            if type(value) is str:
+                return value
+            return value if inner is None else inner(value)
+
+        return process
+
+
+def _binding(table: Table) -> Table:
+    """A copy of ``table`` for binding rows only (``ColumnArrays.rows``/``arrays``: the same
+    column names, order and types) whose JSON columns take their text as it is
+    (``_JSONText``). The statements' text is made from ``table`` itself."""
+    return Table(
+        table.name,
+        MetaData(),
+        *(
+            Column(c.name, _JSONText() if isinstance(c.type, JSON) else c.type)
+            for c in table.columns
+        ),
+    )
+
+
 class _InsertIgnore:
     """``INSERT … ON CONFLICT (call_id) DO NOTHING RETURNING call_id`` of many rows as one plain
     statement on SQLite, one VALUES tuple per row, the values through the columns' own bind
@@ -45,7 +85,7 @@ class _InsertIgnore:
     than the database did (~100 µs per CDR for billing's two inserts, batches of 30)."""
 
     def __init__(self, table: Table) -> None:
-        self.columns = ColumnArrays(table)
+        self.columns = ColumnArrays(_binding(table))
         names = ", ".join(self.columns.names)
         self.sqlite_sql = (
             f"INSERT INTO {table.name} ({names}) VALUES {{values}} "
@@ -73,9 +113,9 @@ class _StoreStatement:
 
     def __init__(self) -> None:
         self.calls = ColumnArrays(billing_calls)
-        self.charges = ColumnArrays(charges)
+        self.charges = ColumnArrays(_binding(charges))  # the explanation's text as it is
         calls_from, calls_picks = self.calls.unnest(1)
-        charges_from, charges_picks = self.charges.unnest(1 + len(self.calls.names))
+        charges_from, charges_picks = ColumnArrays(charges).unnest(1 + len(self.calls.names))
         self.sql = (
             f"WITH new_calls AS (INSERT INTO billing_calls ({', '.join(self.calls.names)}) "
             f"SELECT {calls_picks} FROM {calls_from} "

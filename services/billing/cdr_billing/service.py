@@ -142,7 +142,7 @@ def charge_row(call: CallFacts, rated: Rated, now: datetime) -> dict[str, Any]:
         "currency": rated.currency,
         "tariff_name": rated.tariff_name,
         "tariff_version": rated.tariff_version,
-        "explanation": rated.explanation,
+        "explanation": rated.explanation_json,  # its JSON text, bound as it is (repository)
         "rated_at": now,
     }
 

@@ -131,6 +131,8 @@ class Tariff:
     _days: dict[date, list[tuple[datetime, datetime, str]]] = field(
         init=False, repr=False, compare=False
     )
+    # The explanation's texts of this version's parts (``cdr_billing.rating._tariff_texts``).
+    _texts: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)

@@ -12,8 +12,9 @@ JSON serializer), stats' columns, its alerts' dedup keys and labels' JSON; the c
 (the slicer never yields, the stats service's clock is the fixtures').
 
 * ``python -m bench.handlers_cpu run MODE N``: one run of ``N`` CDRs (what callgrind counts);
-* ``python -m bench.handlers_cpu count MODE [N]``: valgrind's callgrind over ``run MODE N`` and
-  ``run MODE 2N``; prints (I(2N) - I(N)) / N, the instructions per CDR;
+* ``python -m bench.handlers_cpu count [MODE,...] [N]``: each mode (warm) on N and on 2N CDRs
+  in ``bench.callgrind`` regions of one callgrind run; prints (I(2N) - I(N)) / N, the
+  instructions per CDR (``count-processes MODE,... [N]``: the same from two whole processes);
 * ``python -m bench.handlers_cpu time [ROUNDS] [MODE ...]``: ``time.thread_time`` per CDR of
   each mode over all ``P`` CDRs, the best and the median of ``ROUNDS``.
 
@@ -27,23 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 import cdrkit.pacing
+from bench import callgrind
 from bench.bench_e2e import templates
 from cdr_billing.repository import _StoreStatement
 from cdr_billing.service import BillingService, call_row, facts, rated_record
@@ -271,8 +269,7 @@ def prepare(mode: str) -> Callable[[int], None]:
     raise SystemExit(f"no mode {mode!r}")
 
 
-VALGRIND = ("valgrind", "--tool=callgrind")
-SELF = (sys.executable, "-m", "bench.handlers_cpu")
+SELF = ("-m", "bench.handlers_cpu")
 MODES = (
     "billing",
     "b.decode",
@@ -289,74 +286,34 @@ MODES = (
 
 
 def count_processes(mode: str, n: int) -> float:
-    """Instructions per CDR of ``mode``: callgrind over two processes, of n and 2n CDRs."""
-    got = []
-    for k in (n, 2 * n):
-        done = subprocess.run(
-            [*VALGRIND, "--callgrind-out-file=/dev/null", *SELF, "run", mode, str(k)],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        m = re.search(r"Collected : (\d+)", done.stderr)
-        assert m, done.stderr[-2000:]
-        got.append(int(m.group(1)))
-    return (got[1] - got[0]) / n
+    """Instructions per CDR of ``mode`` from two processes, of n and 2n CDRs (each counted from
+    the start of its ``prepare``)."""
+    one, two = (callgrind.count(*SELF, "run", mode, str(k)) for k in (n, 2 * n))
+    return callgrind.per_item({**one, **two})[mode]
 
 
 def regions(modes: list[str], n: int) -> None:
-    """Each mode once over a batch (warm), then over n and over 2n CDRs, each of the two inside
-    ``itertools.pairwise``'s C ``next`` (used nowhere else here): what callgrind counts with
-    ``count``'s options."""
+    """Each mode once over a batch (warm), then over n and over 2n CDRs, each in a region."""
 
-    def region(run: Callable[[int], None], k: int) -> Iterator[int]:
-        run(k)
-        yield 0
-        yield 1
-
-    for mode in modes:
+    def warmed(mode: str) -> tuple[str, Callable[[int], None]]:
         run = prepare(mode)
         run(BATCH)
-        for k in (n, 2 * n):
-            next(itertools.pairwise(region(run, k)))
+        return mode, run
+
+    callgrind.n_and_2n(map(warmed, modes), n)
 
 
 def count(modes: list[str], n: int) -> dict[str, float]:
     """Instructions per CDR of each mode, in ONE process under callgrind (the imports once):
-    collection only inside ``pairwise_next`` and a dump after each, so that each region's
-    instructions are counted alone; (I(2n) - I(n)) / n as with two processes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(
-            [
-                *VALGRIND,
-                "--collect-atstart=no",
-                "--toggle-collect=pairwise_next",
-                "--dump-after=pairwise_next",
-                f"--callgrind-out-file={out}",
-                *SELF,
-                "regions",
-                ",".join(modes),
-                str(n),
-            ],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            check=True,
-        )
-        dumps = len(list(Path(tmp).glob("cg.out.*")))
-        assert dumps == 2 * len(modes), f"{dumps} dumps: pairwise_next ran elsewhere"
-        totals = []
-        for i in range(1, 2 * len(modes) + 1):
-            text = Path(f"{out}.{i}").read_text()
-            totals.append(int(re.search(r"^totals: (\d+)", text, re.M).group(1)))  # type: ignore[union-attr]
-    return {m: (totals[2 * i + 1] - totals[2 * i]) / n for i, m in enumerate(modes)}
+    (I(2n) - I(n)) / n as with two processes."""
+    return callgrind.per_item(callgrind.count(*SELF, "regions", ",".join(modes), str(n)))
 
 
 def main(argv: list[str]) -> None:
     what = argv[0] if argv else "time"
     if what == "run":
-        prepare(argv[1])(int(argv[2]))
+        with callgrind.region(f"{argv[1]}@{argv[2]}"):
+            prepare(argv[1])(int(argv[2]))
     elif what == "regions":
         regions(argv[1].split(","), int(argv[2]))
     elif what == "count":

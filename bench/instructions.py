@@ -2,14 +2,11 @@
 valgrind's callgrind: the same count for the same inputs whatever else the machine is doing, where
 CPU time on this machine moves by ±25 % from run to run (docs/performance.md, "Seventh round").
 
-``python -m bench instr [N]`` (default N = 130, ~2 minutes; needs valgrind). One child process
-per size runs, on the same deterministic inputs (``bench.consumers_cpu.envelopes(fixed=True)``:
-the e2e fixtures, uuids from a counter, one fixed moment), every stage one after the other, with a
-marker between stages (``os.sched_yield``, a system call nothing else here makes) at which
-callgrind writes the counts so far (``--dump-before=sched_yield``); instrumentation is switched on
-only once the inputs are built (``--instr-atstart=no``, then ``callgrind_control -i on``). Each
-stage runs on N and on 2N CDRs; the difference divided by N is its instructions per CDR, which
-cancels whatever a stage does once (first calls, caches, imports). Stages:
+``python -m bench instr [N]`` (default N = 130, ~2 minutes; needs valgrind). Two processes at
+once, of N and of 2N CDRs, run on the same deterministic inputs
+(``bench.consumers_cpu.envelopes(fixed=True)``: the e2e fixtures, uuids from a counter, one fixed
+moment) every stage one after the other, each in its own ``bench.callgrind`` region once the
+inputs are built; the difference divided by N is a stage's instructions per CDR. Stages:
 
 * ``ingest``: ``IngestService.accept`` on each url-encoded post with its ``?uuid=`` (decoding,
   the check, the duplicate window, the envelope's JSON) with a producer that keeps nothing; the
@@ -31,21 +28,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from bench import callgrind
 
 STAGES = ("ingest", "parser", "billing", "stats")
 NAMES = tuple(name for stage in STAGES for name in (stage, f"floor {stage}"))  # the run's order
-_SUMMARY = re.compile(rb"^summary:\s*(\d+)", re.MULTILINE)
 
 
 class _NoBus:
@@ -144,61 +137,24 @@ def _stages(n: int) -> list[tuple[str, Callable[[], Any]]]:
 def _child(n: int) -> None:
     stages = _stages(n)
     assert tuple(name for name, _ in stages) == NAMES
-    # The inputs out of the collector's way, then callgrind's instrumentation on (the run starts
-    # with it off: start-up and inputs cost a fraction of the time that way).
-    gc.collect()
+    gc.collect()  # the inputs out of the collector's way
     gc.freeze()
-    subprocess.run(
-        ["callgrind_control", "-i", "on", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-    )
-    for _, run in stages:
-        os.sched_yield()  # callgrind dumps here: what follows is this stage alone
-        run()
-        gc.collect()  # the stage's own garbage, in its own count
-    os.sched_yield()
+    for name, run in stages:
+        with callgrind.region(f"{name}@{n}"):
+            run()
+            gc.collect()  # the stage's own garbage, in its own count
 
 
-def count(n: int, python: str = sys.executable) -> dict[str, int]:
-    """Instructions of each stage on ``n`` CDRs, in one callgrind run."""
-    with tempfile.TemporaryDirectory(prefix="cdrflow-instr-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                "--dump-before=sched_yield",
-                f"--callgrind-out-file={out}",
-                python,
-                "-m",
-                "bench.instructions",
-                "--child",
-                str(n),
-            ],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
-        # dump 1: start-up and inputs; then one per stage; the last file: after the final marker
-        if len(dumps) != len(NAMES) + 1:
-            raise RuntimeError(f"expected {len(NAMES) + 1} callgrind dumps, found {len(dumps)}")
-        figures = {}
-        for name, path in zip(NAMES, dumps[1:], strict=True):
-            found = _SUMMARY.search(path.read_bytes())
-            if found is None:
-                raise RuntimeError(f"no summary line in {path}")
-            figures[name] = int(found.group(1))
-        return figures
+def count(n: int) -> dict[str, int]:
+    """Instructions of each stage on ``n`` CDRs, in one callgrind run (regions ``stage@n``)."""
+    return callgrind.count("-m", "bench.instructions", "--child", str(n))
 
 
 def per_cdr(n: int) -> dict[str, float]:
     """Instructions per CDR of each stage: (count at 2n - count at n) / n (both runs at once)."""
     with ThreadPoolExecutor(2) as runs:
         one, two = runs.map(count, (n, 2 * n))
-    return {name: (two[name] - one[name]) / n for name in one}
+    return callgrind.per_item({**one, **two})
 
 
 def report(figures: dict[str, float]) -> str:

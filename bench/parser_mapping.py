@@ -12,6 +12,8 @@ messages, cycled. Per CDR, what ``ParserService._handle_batch`` does for an inli
   instruction counts: run it under ``PYTHONHASHSEED=0 valgrind --tool=callgrind
   --callgrind-out-file=/dev/null .venv/bin/python -m bench.parser_mapping N`` for N and 2N and
   take (I(2N) - I(N)) / N.
+* ``python -m bench.parser_mapping --instr N [stage ...]``: each stage on its own (after a warm-up)
+  on N and on 2N CDRs in ``bench.callgrind`` regions of one callgrind run, instructions per CDR.
 * ``python -m bench.parser_mapping --split [rounds]``: ``time.thread_time`` per CDR of each
   stage over the pool (best and median of ``rounds``), and of the whole path.
 """
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from bench import callgrind
 from bench.bench_e2e import templates
 from cdr_parser.freeswitch import build as build_module
 from cdr_parser.freeswitch.build import build
@@ -231,64 +234,20 @@ def _stage_functions() -> list[tuple[str, Callable[[int], Any]]]:
 
 def instr_child(n: int, only: list[str]) -> None:
     import gc
-    import os
-    import subprocess
 
     stages = [(name, fn) for name, fn in _stage_functions() if not only or name in only]
     for _, fn in stages:
         fn(60)  # warm: every document once through each stage
     gc.collect()
-    subprocess.run(
-        ["callgrind_control", "-i", "on", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-    )
-    for _, fn in stages:
-        os.sched_yield()
-        fn(n)
-        os.sched_yield()
-        fn(2 * n)
-    os.sched_yield()
-    print(",".join(name for name, _ in stages), flush=True)
+    callgrind.n_and_2n(stages, n)
 
 
 def instr(n: int, only: list[str]) -> None:
     """Instructions per CDR of each stage, one callgrind run: (I(2n) - I(n)) / n."""
-    import os
-    import re
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory(prefix="h7parser-instr-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        done = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                "--dump-before=sched_yield",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.parser_mapping",
-                "--instr-child",
-                str(n),
-                *only,
-            ],
-            check=True,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-            capture_output=True,
-        )
-        names = done.stdout.decode().strip().splitlines()[-1].split(",")
-        dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
-        counts = []
-        for path in dumps[1:]:
-            found = re.search(rb"^summary:\s*(\d+)", path.read_bytes(), re.MULTILINE)
-            assert found is not None
-            counts.append(int(found.group(1)))
-        print(f"callgrind, instructions per CDR, (I({2 * n}) - I({n})) / {n}")
-        for k, name in enumerate(names):
-            one_n, two_n = counts[2 * k], counts[2 * k + 1]
-            print(f"  {name:12s} {(two_n - one_n) / n:12,.0f}   (I(n)/n {one_n / n:12,.0f})")
+    counts = callgrind.count("-m", "bench.parser_mapping", "--instr-child", str(n), *only)
+    print(f"callgrind, instructions per CDR, (I({2 * n}) - I({n})) / {n}")
+    for name, per in callgrind.per_item(counts).items():
+        print(f"  {name:12s} {per:12,.0f}   (I(n)/n {counts[f'{name}@{n}'] / n:12,.0f})")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,14 @@
-"""Instruction counts of named regions of a Python process, by valgrind's callgrind: the same
-count for the same inputs whatever else the machine does (docs/performance.md, "Seventh round").
-The in-process harnesses (``bench.instructions``, ``bench.parser_mapping``,
-``bench.handlers_cpu``) all count this way.
+"""Instructions of named regions of a Python process, by valgrind's callgrind (the same count for
+the same inputs whatever else the machine does): what ``bench.instructions``,
+``bench.parser_mapping`` and ``bench.handlers_cpu`` count with.
 
-In the child, after its inputs are built, each piece of work runs in ``with region(name):``. The
-first region switches callgrind's instrumentation on (the run starts with it off: start-up and
-inputs cost a fraction of the time that way) and every region's start and end is a marker,
-``os.sched_yield`` (a system call nothing else here makes), before which callgrind writes the
-counts so far (``--dump-before=sched_yield``): the dumps alternate between what ran before a
-region and the region alone. Outside ``count`` (no valgrind), ``region`` only runs the work.
-
-In the parent, ``count(*argv)`` runs ``python *argv`` under callgrind and returns each region's
-instructions by name; ``per_item`` turns regions named ``stage@n`` and ``stage@2n`` (the work on
-n and on 2n items) into instructions per item, (I(2n) - I(n)) / n, which cancels whatever a
-stage does once (first calls, caches, imports).
+The child, once its inputs are built, runs each piece of work in ``with region(name):``. The
+first region switches instrumentation on (``--instr-atstart=no``: start-up costs a fraction of
+the time); each region's start and end is a marker, ``os.sched_yield`` (a system call nothing
+else here makes), before which callgrind dumps (``--dump-before=sched_yield``): the dumps
+alternate between the gap before a region and the region alone. Without ``count`` (no valgrind)
+``region`` only runs the work. ``per_item`` turns regions ``stage@n`` and ``stage@2n`` into
+(I(2n) - I(n)) / n, which cancels what a stage does once (first calls, caches, imports).
 """
 
 from __future__ import annotations
@@ -85,24 +80,18 @@ def count(*argv: str) -> dict[str, int]:
         dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
         if len(dumps) != 2 * len(regions) or len(set(regions)) != len(regions):
             raise RuntimeError(f"{len(dumps)} callgrind dumps for the regions {regions}")
-        counts = {}
-        for name, dump in zip(regions, dumps[1::2], strict=True):  # dump 2k: region k alone
-            found = _SUMMARY.search(dump.read_bytes())
-            if found is None:
-                raise RuntimeError(f"no summary line in {dump}")
-            counts[name] = int(found.group(1))
-        return counts
+        return {  # dump 2k: region k alone
+            name: int(_SUMMARY.findall(dump.read_bytes())[0])
+            for name, dump in zip(regions, dumps[1::2], strict=True)
+        }
 
 
 def per_item(counts: Mapping[str, int]) -> dict[str, float]:
     """(I(2n) - I(n)) / n of each stage, from its regions ``stage@n`` and ``stage@2n``."""
-    sizes: dict[str, list[int]] = {}
-    for name in counts:
-        stage, _, k = name.rpartition("@")
-        sizes.setdefault(stage, []).append(int(k))
     figures = {}
-    for stage, found in sizes.items():
-        n, two = sorted(found)
-        assert two == 2 * n, (stage, found)
-        figures[stage] = (counts[f"{stage}@{two}"] - counts[f"{stage}@{n}"]) / n
+    for name, two in counts.items():
+        stage, _, k = name.rpartition("@")
+        n = int(k) // 2
+        if f"{stage}@{n}" in counts and 2 * n == int(k):
+            figures[stage] = (two - counts[f"{stage}@{n}"]) / n
     return figures

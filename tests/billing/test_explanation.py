@@ -442,3 +442,36 @@ def test_the_statements_bind_what_they_bound(url: str) -> None:
     assert all(type(v) is str and v.startswith('{"tariff": ') for v in expected[k])
     calls_insert = _InsertIgnore(billing_calls).columns
     assert calls_insert.rows(dialect, calls) == ColumnArrays(billing_calls).rows(dialect, calls)
+
+
+def test_the_calls_row_is_every_fact_in_order() -> None:
+    rng = random.Random(21)
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    for i in range(50):
+        c = a_call(rng, i)
+        former = {f: getattr(c, f) for f in CallFacts.__dataclass_fields__}
+        former["consumed_at"] = now
+        former["unpriced_reason"] = text(rng) or None
+        row = call_row(c, now, former["unpriced_reason"])
+        assert list(row.items()) == list(former.items())
+    assert list(row) == [c.name for c in billing_calls.columns]
+
+
+def test_digits_keeps_what_isdigit_keeps() -> None:
+    for number in (None, "", "1133334444", "IMSI901550000000072", "+55 (11) 9", "٣٤²x1", "a"):
+        former = "".join(ch for ch in number or "" if ch.isdigit())
+        assert digits(number) == former
+
+
+def test_the_facts_disposition_is_its_value() -> None:
+    from cdr_billing.service import facts
+    from cdrmodel import CDR
+    from cdrmodel.record import Disposition
+
+    for d in [*Disposition, None]:
+        cdr = CDR(
+            call_id="c", source="s", start_time=datetime(2026, 1, 1, tzinfo=UTC), disposition=d
+        )
+        got = facts(cdr).disposition
+        assert got == (None if d is None else d.value)
+        assert type(got) is (type(None) if d is None else str)

@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from cdr_billing.money import money
-from cdr_billing.service import rated_record
+from cdr_billing.service import rated_record, rated_value
 
 
 def test_the_message_is_json_dumps_of_the_charge() -> None:
@@ -142,3 +144,34 @@ def test_random_charges_give_json_dumps_text() -> None:
 class _Int(int):
     def __repr__(self) -> str:
         return "not json"
+
+
+def test_the_record_is_a_record_like_any_other() -> None:
+    """``rated_record`` builds its ``Record`` without the frozen dataclass's ``__init__``: the
+    same class, fields, equality, hash, repr, pickle, and assignment still refused."""
+    import dataclasses
+    import pickle
+
+    from cdrkit.bus import Record
+
+    row = {
+        "call_id": "c-1",
+        "subscriber": "s",
+        "outcome": "priced",
+        "amount": Decimal("1.5"),
+        "currency": "BRL",
+        "tariff_name": "default",
+        "tariff_version": 1,
+        "rated_at": datetime(2026, 12, 3, tzinfo=UTC),
+    }
+    record = rated_record(row, None)
+    plain = Record(value=json.dumps(rated_value(row, None)).encode(), key=b"c-1")
+    assert type(record) is Record
+    assert record == plain
+    assert hash(record) == hash(plain)
+    assert repr(record) == repr(plain)
+    assert record.headers == ()
+    assert pickle.loads(pickle.dumps(record)) == plain
+    assert dataclasses.replace(record) == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.key = b"x"  # type: ignore[misc]

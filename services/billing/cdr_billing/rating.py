@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from json.encoder import encode_basestring_ascii as _js
-from operator import is_
 from typing import Any, Literal
 
 from cdr_billing.tariff import CENT, Destination, Segment, Tariff
@@ -82,7 +81,7 @@ class Unpriced(Exception):
 def digits(number: str | None) -> str:
     if number and number.isdigit():  # most numbers: every character kept, as below
         return number
-    return "".join(ch for ch in number or "" if ch.isdigit())
+    return "".join(filter(str.isdigit, number or ""))  # the characters that are digits
 
 
 def billed_interval(call: CallFacts) -> tuple[datetime, datetime] | None:
@@ -317,34 +316,22 @@ def _increments(tariff: Tariff) -> dict[str, Any]:
 
 def _tariff_texts(tariff: Tariff) -> tuple[str, str]:
     """The explanation's text up to the subscriber's value, and its increments' text: json.dumps
-    of those parts of ``explanation``, made once per tariff version (kept on the version with
-    the very objects they were made of, and made afresh if any of them was replaced)."""
-    parts = (
-        tariff.name,
-        tariff.version,
-        tariff.effective_from,
-        tariff.currency,
-        tariff.timezone,
-        tariff.unit_s,
-        tariff.first_increment_s,
-        tariff.next_increment_s,
-        tariff.rounding,
-    )
-    kept = tariff._texts
-    if kept is not None and all(map(is_, kept[0], parts)):
-        return kept[1], kept[2]
-    name, version, effective_from, currency, timezone = parts[:5]
+    of those parts of ``explanation``, made once per tariff version (kept on the version, which
+    forgets them when any field they are made of is set: ``Tariff.__setattr__``)."""
+    kept: tuple[str, str] | None = tariff._texts
+    if kept is not None:
+        return kept
     head = dumps_json(
         {
-            "name": name,
-            "version": version,
-            "effective_from": effective_from.isoformat(),
-            "currency": currency,
-            "timezone": timezone,
+            "name": tariff.name,
+            "version": tariff.version,
+            "effective_from": tariff.effective_from.isoformat(),
+            "currency": tariff.currency,
+            "timezone": tariff.timezone,
         }
     )
     texts = ('{"tariff": ' + head + ', "subscriber": ', dumps_json(_increments(tariff)))
-    tariff._texts = (parts, *texts)
+    tariff._texts = texts
     return texts
 
 

@@ -29,6 +29,20 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAYS_KEPT = 4096  # local days whose schedule in UTC a tariff version keeps (``_day_pieces``)
 Rounding = Literal["down", "up"]
 Overnight = Literal["same_day", "next_day"]
+# The fields the explanation's kept texts are made of (``Tariff._texts``).
+_TEXT_PARTS = frozenset(
+    {
+        "name",
+        "version",
+        "effective_from",
+        "currency",
+        "timezone",
+        "unit_s",
+        "first_increment_s",
+        "next_increment_s",
+        "rounding",
+    }
+)
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 
 
@@ -131,8 +145,14 @@ class Tariff:
     _days: dict[date, list[tuple[datetime, datetime, str]]] = field(
         init=False, repr=False, compare=False
     )
-    # The explanation's texts of this version's parts (``cdr_billing.rating._tariff_texts``).
+    # The explanation's texts of this version's parts (``cdr_billing.rating._tariff_texts``),
+    # forgotten whenever a field they are made of is set (``__setattr__``).
     _texts: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _TEXT_PARTS:
+            object.__setattr__(self, "_texts", None)
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)

@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    Table,
     and_,
     bindparam,
     delete,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from cdr_parser.models import (
@@ -96,8 +99,36 @@ def _month_starts(now: datetime, months_ahead: int) -> list[datetime]:
     return starts
 
 
-_CDR_ARRAYS: Final = ColumnArrays(cdrs)
-_RAW_ARRAYS: Final = ColumnArrays(raw_payloads)
+class _StoreArrays(ColumnArrays):
+    """``ColumnArrays`` whose ``arrays`` takes each row's values in one ``itemgetter`` call and
+    transposes them with ``zip`` (C) instead of a comprehension per column: ~440 bytecodes a
+    CDR of the parser's store (27 + 9 columns) became ~30 (issue 15, eighth round). The same
+    lists; a row without one of the columns goes the general way (``row.get``: None)."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__(table)
+        self._values = itemgetter(*self.names)
+
+    def arrays(self, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+        bound = self._bound(dialect)
+        if not rows:
+            return [[] for _ in bound]
+        try:
+            columns = list(zip(*map(self._values, rows), strict=True))
+        except KeyError:
+            return super().arrays(dialect, rows)
+        out: list[list[Any]] = []
+        for (_, process), values in zip(bound, columns, strict=True):
+            out.append(
+                list(values)
+                if process is None
+                else [None if value is None else process(value) for value in values]
+            )
+        return out
+
+
+_CDR_ARRAYS: Final = _StoreArrays(cdrs)
+_RAW_ARRAYS: Final = _StoreArrays(raw_payloads)
 
 
 def _store_sql() -> str:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from cdr_parser.freeswitch import map_xml, parse_xml
+from cdr_parser.models import cdrs as cdrs_table
+from cdr_parser.models import raw_payloads
 from cdr_parser.repository import _CDR_ARRAYS, _RAW_ARRAYS, _StoreArrays
 from cdr_parser.rows import call_too_long, cdr_row, pack_raw, raw_row
 from cdrkit.db import ColumnArrays
@@ -70,9 +72,10 @@ def test_store_arrays_are_the_general_column_arrays(dialect: Any) -> None:
     )
     rows.append({"call_id": "x3", "start_time": NOW, "extra": {}})
     for batch in (rows, rows[:1], rows[-1:], []):
-        want = ColumnArrays.arrays(_CDR_ARRAYS, dialect, batch)
+        want = ColumnArrays(cdrs_table).arrays(dialect, batch)
         got = _CDR_ARRAYS.arrays(dialect, batch)
         assert got == want
+        assert _CDR_ARRAYS.rows(dialect, batch) == ColumnArrays(cdrs_table).rows(dialect, batch)
         assert [type(c) for c in got] == [list] * len(_CDR_ARRAYS.names)
         for g, w in zip(got, want, strict=True):
             assert [type(v) for v in g] == [type(v) for v in w]
@@ -82,16 +85,16 @@ def test_store_arrays_are_the_general_column_arrays(dialect: Any) -> None:
         pack_raw(raw_row(_envelope(cdrs[0], payload=None, payload_ref="file:///x"), "y", NOW))
     ]
     for batch in (raws, []):
-        assert _RAW_ARRAYS.arrays(dialect, batch) == ColumnArrays.arrays(
-            _RAW_ARRAYS, dialect, batch
-        )
+        want = ColumnArrays(raw_payloads).arrays(dialect, batch)
+        assert _RAW_ARRAYS.arrays(dialect, batch) == want
 
 
 def test_store_arrays_take_the_general_way_for_a_row_missing_a_column() -> None:
     dialect = _dialects()[0]
-    arrays = _StoreArrays(_CDR_ARRAYS.table)
-    rows = [{"call_id": "a"}, {"call_id": "b", "codec": "PCMA"}]
-    assert arrays.arrays(dialect, rows) == ColumnArrays.arrays(arrays, dialect, rows)
+    rows = [{"call_id": "a"}, {"call_id": "b", "codec": "PCMA", "extra": {"k": "v"}}]
+    assert _StoreArrays(cdrs_table).arrays(dialect, rows) == ColumnArrays(cdrs_table).arrays(
+        dialect, rows
+    )
 
 
 def _call_too_long_reference(cdr: Any, max_s: float) -> str | None:

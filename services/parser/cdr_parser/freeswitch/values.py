@@ -6,6 +6,7 @@ caller-profile fields and attributes are written as they are.
 
 from __future__ import annotations
 
+from binascii import a2b_qp
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import unquote
@@ -49,6 +50,15 @@ def _unquote(value: str) -> str:
     """``urllib.parse.unquote`` for the ASCII values FreeSWITCH writes, about twice as fast."""
     if not value.isascii():
         return unquote(value)  # already holds real characters: let the stdlib sort it out
+    # Quoted-printable is the same escape with "=" for "%", and binascii decodes it in C (as
+    # ingest's form_unquote): exact when the value has no "=" or line break of its own and
+    # every "%" starts a valid escape, which the length proves (each one shrinks it by two).
+    # ~21,000 -> ~12,000 instructions for a value of six escapes (issue 15, eighth round).
+    data = value.encode("ascii")
+    if b"=" not in data and b"\n" not in data and b"\r" not in data:
+        unescaped = a2b_qp(data.replace(b"%", b"="))
+        if len(data) - len(unescaped) == 2 * data.count(b"%"):
+            return unescaped.decode("utf-8", "replace")
     parts = value.split("%")
     out = [parts[0]]
     high = False

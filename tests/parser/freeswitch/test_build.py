@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -11,6 +12,7 @@ from cdr_parser.freeswitch import build as build_module
 from cdr_parser.freeswitch import (
     map_json,
     map_xml,
+    parse_json,
     parse_xml,
 )
 from cdrmodel import Leg
@@ -20,6 +22,7 @@ from tests.parser.freeswitch.documents import (
     ERROR_CALL,
     INCOMING_B,
     TINY_2009,
+    answered,
     edited,
     map_file,
     utc,
@@ -144,3 +147,24 @@ def test_the_fixtures_are_built_without_the_models_validation(
     monkeypatch.setattr(build_module, "_validated", refuse)
     for path in (TINY_2009, ERROR_CALL, INCOMING_B):
         assert map_xml(parse_xml(path.read_bytes()), received_at=received).received_at == received
+
+
+def test_extra_variables_are_stripped_and_empty_ones_left_out(fmt: str) -> None:
+    """The variables copied into ``extra`` are what ``var()`` makes of them: stripped, percent-
+    decoded, left out when empty or blank (``_extra`` does var()'s steps itself for a plain
+    text)."""
+    doc = answered(sip_user_agent="@UA@", last_app="@EMPTY@", read_rate="@BLANK@", last_arg="a b%")
+    raw = {"@UA@": "  Twinkle/1.2 \t", "@EMPTY@": "", "@BLANK@": " \t "}
+    if fmt == "xml":
+        text = doc.xml()
+        for mark, value in raw.items():
+            text = text.replace(quote(mark).encode(), value.encode())
+        cdr = map_xml(parse_xml(text))
+    else:
+        doc.variables.update({k: raw.get(v, v) for k, v in doc.variables.items()})
+        doc.variables["last_arg"] = "a%20b%25"
+        cdr = map_json(parse_json(json.dumps(doc.json())))
+    assert cdr.extra["sip_user_agent"] == "Twinkle/1.2"
+    assert cdr.extra["last_arg"] == "a b%"
+    assert "last_app" not in cdr.extra
+    assert "read_rate" not in cdr.extra

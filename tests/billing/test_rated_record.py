@@ -175,3 +175,20 @@ def test_the_record_is_a_record_like_any_other() -> None:
     assert dataclasses.replace(record) == plain
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.key = b"x"  # type: ignore[misc]
+
+
+def test_an_unpriced_charges_zero_is_written_as_json_dumps_writes_it() -> None:
+    from cdr_billing.rating import ZERO_AMOUNT
+
+    for amount in (ZERO_AMOUNT, Decimal("0.00"), Decimal("0"), Decimal("-0.00"), Decimal("0.001")):
+        row = {
+            "call_id": "c-0",
+            "subscriber": "s",
+            "outcome": "not_answered",
+            "amount": amount,
+            "currency": "BRL",
+            "tariff_name": "default",
+            "tariff_version": 1,
+            "rated_at": datetime(2026, 12, 3, tzinfo=UTC),
+        }
+        assert rated_record(row, "a").value == json.dumps(rated_value(row, "a")).encode()

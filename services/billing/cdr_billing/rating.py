@@ -132,7 +132,7 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
     through ``dumps_json(explanation(...))``. ``tests/billing/test_explanation.py`` holds the
     text to json.dumps of the former code's dict on random calls and tariffs."""
     interval = billed_interval(call)
-    zero = _ZERO
+    zero = ZERO_AMOUNT
     if interval is None:
         when = call.end_time or call.start_time
         reason = (
@@ -408,5 +408,7 @@ def _explanation_text(
     )
 
 
-_ZERO = Decimal("0.00")  # an unpriced charge's amount (a Decimal is immutable: one will do)
+# An unpriced charge's amount (a Decimal is immutable: one will do; ``cdr.rated`` writes its text
+# once, ``service._amount_text``).
+ZERO_AMOUNT = Decimal("0.00")
 _FROM_ANSWER, _FROM_START = '"answer_time"', '"start_time"'

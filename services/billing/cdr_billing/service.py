@@ -50,6 +50,7 @@ from cdr_billing.metrics import (
 )
 from cdr_billing.money import is_exact, minor_exponent, money, total
 from cdr_billing.rating import (
+    ZERO_AMOUNT,
     CallFacts,
     Rated,
     Unpriced,
@@ -186,7 +187,7 @@ def rated_record(row: Any, account: str | None) -> Record:
         text = (
             f'{{"call_id": {_json_str(call_id)}, "subscriber": {_json_str(subscriber)}, '
             f'"account": {"null" if account is None else _json_str(account)}, '
-            f'"outcome": {_json_str(outcome)}, "amount": {_json_str(money(row["amount"]))}, '
+            f'"outcome": {_json_str(outcome)}, "amount": {_amount_text(row["amount"])}, '
             f'"currency": {_json_str(currency)}, "tariff": {_json_str(tariff)}, '
             f'"tariff_version": {int.__repr__(version)}, '
             f'"rated_at": {_json_str(_isoformat(row["rated_at"]))}}}'
@@ -214,6 +215,15 @@ def _record(value: bytes, key: bytes) -> Record:
     twin.headers = ()
     twin.__class__ = Record
     return twin  # type: ignore[no-any-return]
+
+
+_ZERO_TEXT = _json_str(money(ZERO_AMOUNT))
+
+
+def _amount_text(amount: Decimal) -> str:
+    """``_json_str(money(amount))``; an unpriced charge's zero (one object, most charges) is
+    written once."""
+    return _ZERO_TEXT if amount is ZERO_AMOUNT else _json_str(money(amount))
 
 
 def rated_value(row: Any, account: str | None) -> dict[str, Any]:

@@ -384,7 +384,7 @@ def test_values_the_writer_does_not_know_go_through_the_general_encoder() -> Non
                  base.destinations[0], segs, [("standard", 61, True, 1, Decimal(1), Decimal(1))],
                  (Decimal(0), Decimal(1), Decimal(1), Decimal(1)))  # fmt: skip
     text = rating._explained(*args)
-    assert text == json.dumps(rating.explanation(*args))
+    assert text == json.dumps(rating.explanation(args))
     assert '"billed_seconds": true' in text
 
 

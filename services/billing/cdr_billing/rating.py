@@ -194,6 +194,18 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
 
 _Bands = list[tuple[Any, int, int, int, Decimal, Decimal]]
 _Sums = tuple[Decimal, Decimal, Decimal, Decimal]
+# ``_explained``'s arguments as one tuple, what the two writers below take.
+_Parts = tuple[
+    CallFacts,
+    Tariff,
+    str,
+    str | None,
+    tuple[datetime, datetime] | None,
+    Destination | None,
+    list[Segment] | None,
+    _Bands | None,
+    _Sums | None,
+]
 
 
 def _explained(
@@ -207,26 +219,18 @@ def _explained(
     bands: _Bands | None,
     sums: _Sums | None,
 ) -> str:
-    """json.dumps's text of ``explanation(...)`` of the same arguments."""
-    args = (call, tariff, outcome, reason, interval, dest, segments, bands, sums)
+    """json.dumps's text of ``explanation`` of the same arguments."""
+    parts = (call, tariff, outcome, reason, interval, dest, segments, bands, sums)
     try:
-        return _explanation_text(*args)
+        return _explanation_text(parts)
     except TypeError:  # a value of a type the writer does not know: the general encoder
-        return dumps_json(explanation(*args))
+        return dumps_json(explanation(parts))
 
 
-def explanation(
-    call: CallFacts,
-    tariff: Tariff,
-    outcome: str,
-    reason: str | None,
-    interval: tuple[datetime, datetime] | None,
-    dest: Destination | None,
-    segments: list[Segment] | None,
-    bands: _Bands | None,
-    sums: _Sums | None,
-) -> dict[str, Any]:
-    """A charge's explanation as a dict (the value its JSON text says)."""
+def explanation(parts: _Parts) -> dict[str, Any]:
+    """A charge's explanation as a dict (the value its JSON text says) of ``_explained``'s
+    arguments."""
+    call, tariff, outcome, reason, interval, dest, segments, bands, sums = parts
     head: dict[str, Any] = {
         "tariff": {
             "name": tariff.name,
@@ -335,20 +339,11 @@ def _tariff_texts(tariff: Tariff) -> tuple[str, str]:
     return texts
 
 
-def _explanation_text(
-    call: CallFacts,
-    tariff: Tariff,
-    outcome: str,
-    reason: str | None,
-    interval: tuple[datetime, datetime] | None,
-    dest: Destination | None,
-    segments: list[Segment] | None,
-    bands: _Bands | None,
-    sums: _Sums | None,
-) -> str:
+def _explanation_text(parts: _Parts) -> str:
     """json.dumps's text of ``explanation(...)``, written directly: json's own C string escaper
     for every string, exact ints as their digits; ``TypeError`` for anything else (a None
     reason included: ``_js`` refuses it)."""
+    call, tariff, outcome, reason, interval, dest, segments, bands, sums = parts
     head, increments = _tariff_texts(tariff)
     subscriber, callee = call.subscriber, call.callee_number
     text = (

@@ -335,6 +335,10 @@ def test_the_tariff_texts_are_made_afresh_when_its_parts_change() -> None:
         ("first_increment_s", 1),
         ("next_increment_s", 7),
         ("rounding", "up"),
+        ("standing_charge", Decimal("0.50")),
+        ("minimum_charge", Decimal("0.99")),
+        ("destinations", [Destination("", "any", {"standard": Decimal(1), "reduced": Decimal(2)})]),
+        ("standing_charge", Decimal("0.36")),
     ):
         setattr(tariff, name, value)
         for i in range(20):
@@ -477,3 +481,86 @@ def test_the_facts_disposition_is_its_value() -> None:
         got = facts(cdr).disposition
         assert got == (None if d is None else d.value)
         assert type(got) is (type(None) if d is None else str)
+
+
+@pytest.mark.parametrize("kept", [4096, 2])
+def test_kept_sums_price_as_the_former_code(kept: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A priced call's sums and texts are kept per tariff version by destination and seconds
+    per band (``rating._priced``; ``kept`` = 2: dropped and made again): 4,000 calls on a few
+    tariffs, most of them repeating a length already priced, cost what the former code says."""
+    monkeypatch.setattr(rating, "PRICED_KEPT", kept)
+    rng = random.Random(27)
+    tariffs = [a_tariff(rng) for _ in range(4)] + [default_tariff("America/Sao_Paulo")]
+    part = default_tariff("Europe/London")  # bands not covering the week: cut short
+    part.bands = [
+        Band("standard", DAYS[:5], "08:00", "18:00"),
+        Band("reduced", DAYS, "23:00", "23:30"),
+    ]
+    part.__post_init__()
+    tariffs.append(part)
+    hits = 0
+    for i in range(4000):
+        tariff = rng.choice(tariffs)
+        c = a_call(rng, i)
+        c = CallFacts(
+            *former(*(getattr(c, f) for f in CallFacts.__dataclass_fields__))[:4],
+            rng.choice(["1133334444", "5511987654321", "08001234", "123"]),
+            *(getattr(c, f) for f in list(CallFacts.__dataclass_fields__)[5:]),
+        )
+        size = len(tariff._priced or ())
+        old, new = both(c, tariff)
+        assert new == old
+        hits += old[0] == "priced" and len(tariff._priced or ()) == size
+    assert hits > 300 or kept < 100
+    assert all(len(t._priced or ()) <= kept for t in tariffs)
+
+
+def test_iso_is_isoformat() -> None:
+    """``rating._iso`` against ``datetime.isoformat``: whole seconds and not, UTC and zones
+    with DST (both folds), odd offsets, naive times, a subclass."""
+    from zoneinfo import ZoneInfo
+
+    class Sub(datetime):
+        def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+            return "sub"
+
+    rng = random.Random(31)
+    zones: list[Any] = [UTC, None, timezone(timedelta(hours=-3)), timezone(timedelta(seconds=-37))]
+    zones += [timezone(timedelta(hours=5, minutes=30, microseconds=7))]
+    zones += [ZoneInfo(z) for z in ZONES] + [ZoneInfo("Africa/Monrovia")]
+    seen = 0
+    for _ in range(6000):
+        d = datetime(rng.randint(1, 9999), 1, 1) + timedelta(
+            days=rng.randint(0, 364), seconds=rng.randint(0, 86_399)
+        )
+        d = d.replace(
+            tzinfo=rng.choice(zones),
+            microsecond=rng.choice([0, 0, 0, rng.randint(1, 999_999)]),
+            fold=rng.randint(0, 1),
+        )
+        if rng.random() < 0.5 and d.tzinfo is not None and 1 < d.year < 9999:
+            d = d.astimezone(rng.choice(zones[2:]))
+        assert rating._iso(d) == d.isoformat(), repr(d)
+        seen += d.microsecond == 0
+    assert seen > 3000
+    s = Sub(2026, 1, 1, tzinfo=UTC)
+    assert rating._iso(s) == "sub"
+
+
+def test_whole_is_replace() -> None:
+    """``rating._whole`` against ``replace(microsecond=0)``: the same fields, zone and fold."""
+    from zoneinfo import ZoneInfo
+
+    class Sub(datetime):
+        pass
+
+    rng = random.Random(37)
+    for _ in range(3000):
+        d = datetime(2026, 1, 1, tzinfo=rng.choice([UTC, ZoneInfo("Europe/London"), None]))
+        d = d + timedelta(seconds=rng.randint(-(10**8), 10**8), microseconds=rng.randint(0, 10**6))
+        d = d.replace(fold=rng.randint(0, 1))
+        if rng.random() < 0.1:
+            d = Sub.fromisoformat(d.isoformat()).replace(fold=d.fold)
+        got, want = rating._whole(d), d.replace(microsecond=0)
+        assert (got, type(got), got.tzinfo, got.fold) == (want, type(want), want.tzinfo, want.fold)
+        assert got.timetuple() == want.timetuple()

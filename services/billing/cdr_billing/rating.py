@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from json.encoder import encode_basestring_ascii as _js
 from typing import Any, Literal
@@ -106,10 +106,21 @@ def billed_interval(call: CallFacts) -> tuple[datetime, datetime] | None:
             end = call.start_time + timedelta(seconds=call.duration_s)
         else:
             raise Unpriced(f"call {call.call_id} has no end time and no duration", "no_end_time")
-    begin, end = begin.replace(microsecond=0), end.replace(microsecond=0)
+    begin, end = _whole(begin), _whole(end)
     if call.billsec_s == 0 or end <= begin:
         return None
     return begin, end
+
+
+def _whole(value: datetime) -> datetime:
+    """``value.replace(microsecond=0)``: a plain datetime with fold 0 less its microseconds
+    (keyword arguments make ``replace`` dear; the same fields, zone and fold)."""
+    us = value.microsecond
+    if not us:
+        return value
+    if type(value) is not datetime or value.fold:
+        return value.replace(microsecond=0)
+    return value - timedelta(0, 0, us)
 
 
 def pick_version(versions: Sequence[Tariff], at: datetime) -> Tariff | None:
@@ -162,12 +173,53 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
             "no_destination",
         )
     segments = tariff.segments(begin, end)
-    per_band: dict[str, int] = {}
-    for seg in segments:
-        per_band[seg.band] = per_band.get(seg.band, 0) + seg.seconds
+    kept = tariff._priced
+    if kept is None:
+        kept = tariff._priced = {}
+    if len(segments) == 1:
+        seg = segments[0]
+        secs = seconds if seg.start is begin and seg.end is end else seg.seconds
+        key: tuple[Any, ...] = (dest.prefix, seg.band, secs)
+    else:
+        per_band: dict[str, int] = {}
+        for seg in segments:
+            per_band[seg.band] = per_band.get(seg.band, 0) + seg.seconds
+        key = (dest.prefix, tuple(per_band.items()))
+    priced = kept.get(key)
+    if priced is None:
+        priced = _priced(tariff, dest, key)
+        if len(kept) >= PRICED_KEPT:
+            kept.clear()
+        kept[key] = priced
+    total, bands, sums, dest_text, tail = priced
+    if dest_text is None or tail is None:
+        text = _explained(call, tariff, "priced", None, interval, dest, segments, bands, sums)
+    else:
+        try:
+            text = _priced_text(call, tariff, begin, end, seconds, segments, dest_text, tail)
+        except TypeError:  # a value of a type the writer does not know: the general encoder
+            text = _explained(call, tariff, "priced", None, interval, dest, segments, bands, sums)
+    return _rated(
+        "priced", total, tariff.currency, tariff.name, tariff.version, begin, end, seconds, text
+    )
+
+
+# Priced calls' sums and texts kept per tariff version (``Tariff._priced``), at most this many
+# (destination, seconds per band) keys; then made afresh.
+PRICED_KEPT = 4096
+
+
+def _priced(tariff: Tariff, dest: Destination, key: tuple[Any, ...]) -> _Priced:
+    """The sums of a priced call to ``dest`` whose seconds per band ``key`` gives, the bands'
+    rows, and the explanation's texts of those parts (``None`` if the writer cannot write
+    them): all of it decided by the tariff version, the destination and those seconds, so
+    ``rate_call`` keeps it on the version (a version is immutable: ``Tariff.__setattr__``
+    forgets it when a field is set; the arithmetic is the default decimal context's, which
+    billing never changes)."""
+    items = ((key[1], key[2]),) if len(key) == 3 else key[1]
     usage = Decimal(0)
-    bands: list[tuple[Any, int, int, int, Decimal, Decimal]] = []
-    for band, secs in per_band.items():
+    bands: _Bands = []
+    for band, secs in items:
         billed, cycles = tariff.billed_seconds(secs)
         price = dest.prices[band]
         amount = price * billed / tariff.unit_s
@@ -176,24 +228,17 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
     standing = dest.standing_charge if dest.standing_charge is not None else tariff.standing_charge
     subtotal = standing + usage
     total = max(subtotal, tariff.minimum_charge).quantize(CENT, ROUND_HALF_UP)
-    text = _explained(
-        call,
-        tariff,
-        "priced",
-        None,
-        interval,
-        dest,
-        segments,
-        bands,
-        (standing, usage, subtotal, total),
-    )
-    return _rated(
-        "priced", total, tariff.currency, tariff.name, tariff.version, begin, end, seconds, text
-    )
+    sums = (standing, usage, subtotal, total)
+    try:
+        dest_text, tail = _priced_parts(tariff, dest, bands, sums)
+    except TypeError:  # a value of a type the writer does not know: the general encoder
+        return total, bands, sums, None, None
+    return total, bands, sums, dest_text, tail
 
 
 _Bands = list[tuple[Any, int, int, int, Decimal, Decimal]]
 _Sums = tuple[Decimal, Decimal, Decimal, Decimal]
+_Priced = tuple[Decimal, _Bands, _Sums, str | None, str | None]
 # ``_explained``'s arguments as one tuple, what the two writers below take.
 _Parts = tuple[
     CallFacts,
@@ -344,7 +389,17 @@ def _explanation_text(parts: _Parts) -> str:
     for every string, exact ints as their digits; ``TypeError`` for anything else (a None
     reason included: ``_js`` refuses it)."""
     call, tariff, outcome, reason, interval, dest, segments, bands, sums = parts
-    head, increments = _tariff_texts(tariff)
+    if outcome == "priced":
+        assert interval is not None
+        assert dest is not None
+        assert segments is not None
+        assert bands is not None
+        assert sums is not None
+        begin, end = interval
+        dest_text, tail = _priced_parts(tariff, dest, bands, sums)
+        seconds = int((end - begin).total_seconds())
+        return _priced_text(call, tariff, begin, end, seconds, segments, dest_text, tail)
+    head = _tariff_texts(tariff)[0]
     subscriber, callee = call.subscriber, call.callee_number
     text = (
         f"{head}{'null' if subscriber is None else _js(subscriber)}, "
@@ -356,25 +411,18 @@ def _explanation_text(parts: _Parts) -> str:
     assert interval is not None
     begin, end = interval
     seconds = int((end - begin).total_seconds())
-    if outcome == "free":
-        why = _js(reason)  # type: ignore[arg-type]  # None: TypeError, the general encoder
-        return (
-            f'{text}, "outcome": "free", "reason": {why}, "interval": {{"begin": '
-            f'{_js(begin.isoformat())}, "end": {_js(end.isoformat())}, "seconds": {seconds}}}, '
-            '"amount": "0.00"}'
-        )
-    assert dest is not None
-    assert segments is not None
-    assert bands is not None
-    assert sums is not None
-    zone = tariff.zone
-    segs = ", ".join(
-        [
-            f'{{"band": {_js(s.band)}, "start": {_js(s.start.astimezone(zone).isoformat())}, '
-            f'"end": {_js(s.end.astimezone(zone).isoformat())}, "seconds": {s.seconds}}}'
-            for s in segments
-        ]
+    why = _js(reason)  # type: ignore[arg-type]  # None: TypeError, the general encoder
+    return (  # free
+        f'{text}, "outcome": "free", "reason": {why}, "interval": {{"begin": '
+        f'{_js(_iso(begin))}, "end": {_js(_iso(end))}, "seconds": {seconds}}}, '
+        '"amount": "0.00"}'
     )
+
+
+def _priced_parts(tariff: Tariff, dest: Destination, bands: _Bands, sums: _Sums) -> tuple[str, str]:
+    """A priced explanation's text of its destination (up to its interval) and from its
+    increments to its end: what the tariff version, the destination and the bands decide."""
+    dest_text = f'"destination": {{"prefix": {_js(dest.prefix)}, "name": {_js(dest.name)}}}, '
     rows = []
     for band, secs, billed, cycles, price, amount in bands:
         if type(billed) is not int or type(cycles) is not int:
@@ -389,18 +437,87 @@ def _explanation_text(parts: _Parts) -> str:
     applied = subtotal < minimum
     if type(applied) is not bool:
         raise TypeError("not a bool")
-    return (
-        f'{text}, "outcome": "priced", "destination": {{"prefix": {_js(dest.prefix)}, '
-        f'"name": {_js(dest.name)}}}, "interval": {{"begin": {_js(begin.isoformat())}, '
-        f'"end": {_js(end.isoformat())}, "seconds": {seconds}, "from": '
-        f"{_FROM_ANSWER if call.answer_time is not None else _FROM_START}}}, "
-        f'"segments": [{segs}], "increments": {increments}, "bands": [{", ".join(rows)}], '
+    tail = (
+        f'"increments": {_tariff_texts(tariff)[1]}, "bands": [{", ".join(rows)}], '
         f'"standing_charge": {_js(str(standing))}, '
         f'"usage": {_js(str(usage.normalize() if usage else Decimal(0)))}, '
         f'"subtotal": {_js(str(subtotal))}, "minimum_charge": {_js(str(minimum))}, '
         f'"minimum_applied": {"true" if applied else "false"}, '
         f'"amount": {_js(str(total))}}}'
     )
+    return dest_text, tail
+
+
+def _priced_text(
+    call: CallFacts,
+    tariff: Tariff,
+    begin: datetime,
+    end: datetime,
+    seconds: int,
+    segments: list[Segment],
+    dest_text: str,
+    tail: str,
+) -> str:
+    """A priced explanation's text: the call's parts written here, its destination's
+    (``dest_text``) and its sums' (``tail``) given (``_priced_parts``)."""
+    head = _tariff_texts(tariff)[0]
+    subscriber, callee = call.subscriber, call.callee_number
+    zone = tariff.zone
+    if len(segments) == 1 and segments[0].start is begin and segments[0].end is end:
+        segs = (
+            f'{{"band": {_js(segments[0].band)}, "start": {_js(_iso(begin.astimezone(zone)))}, '
+            f'"end": {_js(_iso(end.astimezone(zone)))}, "seconds": {seconds}}}'
+        )
+    else:
+        segs = ", ".join(
+            [
+                f'{{"band": {_js(s.band)}, "start": {_js(_iso(s.start.astimezone(zone)))}, '
+                f'"end": {_js(_iso(s.end.astimezone(zone)))}, "seconds": {s.seconds}}}'
+                for s in segments
+            ]
+        )
+    return (
+        f"{head}{'null' if subscriber is None else _js(subscriber)}, "
+        f'"callee": {"null" if callee is None else _js(callee)}, "outcome": "priced", '
+        f'{dest_text}"interval": {{"begin": {_js(_iso(begin))}, "end": {_js(_iso(end))}, '
+        f'"seconds": {seconds}, "from": '
+        f"{_FROM_ANSWER if call.answer_time is not None else _FROM_START}}}, "
+        f'"segments": [{segs}], {tail}'
+    )
+
+
+# ``datetime.isoformat`` of whole seconds in pieces (``_iso``): a date's text by its ordinal
+# (at most ``_DATES_KEPT``, then made afresh), the clock's by its minute and second, the
+# offset's by the offset (at most ``_DATES_KEPT`` too).
+_DATES: dict[int, str] = {}
+_OFFSETS: dict[Any, str] = {}
+_DATES_KEPT = 4096
+_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
+
+
+def _iso(value: datetime) -> str:
+    """``value.isoformat()``, for less when it is a plain datetime of whole seconds (a tenth of
+    the instructions in UTC): ``isoformat`` formats each field with ``sprintf``."""
+    if type(value) is not datetime or value.microsecond:
+        return value.isoformat()
+    ordinal = value.toordinal()
+    date = _DATES.get(ordinal)
+    if date is None:
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        date = _DATES[ordinal] = value.date().isoformat()
+    if value.tzinfo is UTC:
+        zone = "+00:00"
+    else:
+        offset = value.utcoffset()
+        zone_text = _OFFSETS.get(offset)
+        if zone_text is None:
+            if len(_OFFSETS) >= _DATES_KEPT:
+                _OFFSETS.clear()
+            zone_text = _OFFSETS[offset] = value.isoformat()[19:]  # after YYYY-MM-DDTHH:MM:SS
+        zone = zone_text
+    return f"{date}T{_MINUTES[value.hour * 60 + value.minute]}{_SECONDS[value.second]}{zone}"
 
 
 # An unpriced charge's amount (a Decimal is immutable: one will do; ``cdr.rated`` writes its text

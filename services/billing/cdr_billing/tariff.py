@@ -148,11 +148,16 @@ class Tariff:
     # The explanation's texts of this version's parts (``cdr_billing.rating._tariff_texts``),
     # forgotten whenever a field they are made of is set (``__setattr__``).
     _texts: Any = field(default=None, init=False, repr=False, compare=False)
+    # The priced calls' amounts and explanation texts by destination and seconds per band
+    # (``cdr_billing.rating._priced``), forgotten whenever any field is set (``__setattr__``).
+    _priced: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name in _TEXT_PARTS:
             object.__setattr__(self, "_texts", None)
+        if name[0] != "_":
+            object.__setattr__(self, "_priced", None)
 
     def __post_init__(self) -> None:
         self._zone = load_zone(self.timezone)
@@ -205,12 +210,24 @@ class Tariff:
             return out
         zone = self._zone
         day = begin.astimezone(zone).date()
+        kept = self._days.get(day)
+        if kept is None:
+            kept = self._day_pieces(day)
+        # Most calls lie inside one piece of their first day: the loop below would cut exactly
+        # [begin, end) of that piece's band (whatever the pieces' order: the pieces before it
+        # in the list end by begin, and once [begin, end) is cut nothing more is).
+        for piece_s, piece_e, band in kept:
+            if begin < piece_e:
+                if piece_s <= begin and end <= piece_e:
+                    return [_segment(band, begin, end)]
+                break
         last = end.astimezone(zone).date()
         while day <= last:
-            pieces = self._days.get(day)
-            if pieces is None:
-                pieces = self._day_pieces(day)
-            for piece_s, piece_e, band in pieces:
+            if kept is None:
+                kept = self._days.get(day)
+                if kept is None:
+                    kept = self._day_pieces(day)
+            for piece_s, piece_e, band in kept:
                 s, e = max(piece_s, begin), min(piece_e, end)
                 if out:
                     # A boundary inside a DST gap maps past the next one: never bill a second
@@ -222,6 +239,7 @@ class Tariff:
                     out[-1] = _segment(band, out[-1].start, e)
                 else:
                     out.append(_segment(band, s, e))
+            kept = None
             day += timedelta(days=1)
         return out
 

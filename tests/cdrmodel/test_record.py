@@ -87,3 +87,35 @@ def test_envelope_has_exactly_one_payload() -> None:
             content_type="x",
             payload_ref="file:///tmp/x",
         )
+
+
+def test_enum_values_are_read_as_before() -> None:
+    # .value is read in C (issue 15, ninth round): the member's own _value_, as enum's own
+    # descriptor gives it, in the CDR's JSON too; members and lookups unchanged.
+    from enum import Enum, StrEnum
+
+    descriptor = Enum.__dict__["value"]  # enum's own .value
+    for cls in (Leg, Direction, Disposition):
+        assert issubclass(cls, StrEnum)
+        for member in cls:
+            assert member.value is member._value_
+            assert member.value == descriptor.__get__(member, cls) == str(member)
+            assert cls(member.value) is member
+            assert cls[member.name] is member
+        assert "value" not in cls.__members__
+    for leg, direction, disposition in zip(
+        [*Leg, Leg.A, Leg.B, Leg.A], [*Direction, None, None], [*Disposition], strict=False
+    ):
+        cdr = _full().model_copy(
+            update={"leg": leg, "direction": direction, "disposition": disposition}
+        )
+        text = cdr.to_json().decode()
+        assert f'"leg":"{leg._value_}"' in text
+        assert f'"disposition":"{disposition._value_}"' in text
+        assert (
+            '"direction":null' if direction is None else f'"direction":"{direction._value_}"'
+        ) in text
+        again = CDR.from_json(cdr.to_json())
+        assert again == cdr
+        assert again.leg is leg
+        assert again.disposition is disposition

@@ -54,8 +54,7 @@ def build(
     sip_code = rules.sip_code(raw)
 
     # --- where the call went: the A-leg's bridge target names the far side
-    apps = _AppLog(doc)
-    bridge_target = rules.bridge_target(raw, apps.data) if leg is Leg.A else None
+    bridge_target = rules.bridge_target(raw, doc.app_data) if leg is Leg.A else None
     channel_name = raw.get("channel_name")
     gateway = (
         var(raw, "sip_gateway_name")
@@ -105,7 +104,7 @@ def build(
             "sip_code": sip_code,
             "pdd_ms": pdd_ms(doc),
             "recording_path": rules.recording_path(
-                raw, apps.data, times.answer_us is not None, bridge_target
+                raw, doc.app_data, times.answer_us is not None, bridge_target
             ),
             # FreeSWITCH sets both when the codecs are negotiated; no media, neither.
             "codec": var(raw, "read_codec") or rare("write_codec"),
@@ -167,21 +166,6 @@ def _validated(fields: dict[str, Any]) -> CDR:
         raise UnmappableRecord(
             f"The CDR maps to a value the model refuses ({where}: {first['msg']})."
         ) from exc
-
-
-class _AppLog:
-    """The document's app_log, read at most once and only if a rule needs it."""
-
-    __slots__ = ("_apps", "_doc")
-
-    def __init__(self, doc: Source) -> None:
-        self._doc = doc
-        self._apps: dict[str, str] | None = None
-
-    def data(self, name: str) -> str | None:
-        if self._apps is None:
-            self._apps = self._doc.scan_apps()
-        return clean(self._apps.get(name))
 
 
 def _identity(doc: Source, call_id_hint: str | None, a_leg_hint: bool | None) -> tuple[str, Leg]:

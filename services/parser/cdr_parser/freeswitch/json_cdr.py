@@ -104,6 +104,7 @@ def _dict(value: Any) -> dict[str, Any]:
 
 class JsonSource:
     __slots__ = (
+        "_apps",
         "_doc",
         "_first",
         "_flows",
@@ -116,6 +117,7 @@ class JsonSource:
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         self._doc = doc
+        self._apps: dict[str, str] | None = None  # app_log, scanned at most once
         variables = doc.get("variables")
         self.variables: Mapping[str, Any] = variables if isinstance(variables, dict) else {}
         self._flows = _json_callflows(doc)
@@ -144,7 +146,12 @@ class JsonSource:
     def channel_direction(self) -> str | None:
         return clean(_dict(self._doc.get("channel_data")).get("direction"))
 
-    def scan_apps(self) -> dict[str, str]:
+    def app_data(self, name: str) -> str | None:
+        if self._apps is None:
+            self._apps = self._scan_apps()
+        return clean(self._apps.get(name))
+
+    def _scan_apps(self) -> dict[str, str]:
         app_log = self._doc.get("app_log")
         applications = app_log.get("applications") if isinstance(app_log, dict) else app_log
         found: dict[str, str] = {}

@@ -134,4 +134,4 @@ class Source(Protocol):
     def originatee_uuid(self) -> str | None: ...
     def entry(self, field: str) -> str | None: ...  # a field of the oldest callflow's profile
     def channel_direction(self) -> str | None: ...  # channel_data/direction
-    def scan_apps(self) -> dict[str, str]: ...  # {app: data of its latest app_log entry}
+    def app_data(self, name: str) -> str | None: ...  # its latest app_log entry's data, clean

@@ -13,7 +13,7 @@ from typing import Any
 from lxml import etree
 
 from cdr_parser.freeswitch.build import build
-from cdr_parser.freeswitch.source import PROFILE_FIELDS, SCANNED_APPS, TIMES_FIELDS, VARIABLES
+from cdr_parser.freeswitch.source import PROFILE_FIELDS, TIMES_FIELDS, VARIABLES
 from cdr_parser.freeswitch.values import clean, decoded
 from cdrkit.xml import parse_xml as safe_parse_xml
 from cdrmodel.errors import UnmappableRecord
@@ -162,15 +162,15 @@ class XmlSource:
             return None
         return _child_text(self._channel_data, "direction")
 
-    def scan_apps(self) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def app_data(self, name: str) -> str | None:
         if self._app_log is not None:
-            # One forward pass: a later entry overwrites an earlier one, so the latest wins.
-            for app in self._app_log.iterchildren("application"):
-                name = app.get("app_name")
-                if name in SCANNED_APPS:
-                    found[name] = app.get("app_data") or ""
-        return found
+            # The latest entry of that app, found from the end: a bridge is usually the last
+            # application, and a scan from the start paid a proxy and an attribute for every
+            # entry before it (issue 15, ninth round).
+            for app in self._app_log.iterchildren("application", reversed=True):
+                if app.get("app_name") == name:
+                    return clean(app.get("app_data") or "")
+        return None
 
 
 def _child_text(element: etree._Element, child: str) -> str | None:

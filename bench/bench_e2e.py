@@ -284,6 +284,53 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live thread of ``pid``: its name (``comm``) and CPU seconds (user + system)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (task / "stat").read_text()
+                comm = stat.split("(", 1)[1].rsplit(")", 1)[0]
+                f = stat.rsplit(")", 1)[1].split()
+                out[int(task.name)] = (comm, (int(f[11]) + int(f[12])) / tick)
+    return out
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` itself (every thread, exited ones included; no children)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads_figures(
+    pid: int, t0: dict[int, tuple[str, float]], own0: float, seconds: float, acked: float
+) -> dict[str, Any]:
+    """One process's CPU split between its main thread (the event loop's, which holds the GIL
+    for all the Python) and the others (worker threads: SQLite's, the executor's, the log's
+    writes and fsyncs), per acked CDR, and the main thread's share of the window's wall time."""
+    t1 = thread_cpu_seconds(pid)
+    own = _own_cpu_seconds(pid) - own0
+    main = t1.get(pid, ("", 0.0))[1] - t0.get(pid, ("", 0.0))[1]
+    others = sorted(
+        (
+            (c - t0.get(tid, (name, 0.0))[1], tid, name)
+            for tid, (name, c) in t1.items()
+            if tid != pid
+        ),
+        reverse=True,
+    )
+    per = 1e6 / max(acked, 1)
+    return {
+        "main_us": main * per,
+        "others_us": (own - main) * per,
+        "main_busy": main / max(seconds, 1e-9),
+        "threads": len(t1),
+        "busiest_us": [round(c * per) for c, _, _ in others[:3]],
+    }
+
+
 def _metrics(port: int) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
@@ -385,6 +432,9 @@ def _drive(
     _wait(ports, base + warm["acked"], 60)
     start_done = _done(progress(ports))
     cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    (one_pid,) = pids.values() if len(pids) == 1 else (None,)
+    threads0 = thread_cpu_seconds(one_pid) if one_pid else {}
+    own0 = _own_cpu_seconds(one_pid) if one_pid else 0.0
     spies = _profile(pids)
     t0 = time.monotonic()
     res = load.run(ingest_port, SECONDS, CONNECTIONS)
@@ -397,6 +447,7 @@ def _drive(
     t_end = time.monotonic()
     cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
     acked = res["acked"]
+    threads = _threads_figures(one_pid, threads0, own0, t_end - t0, acked) if one_pid else None
     # A warm-up CDR still in flight at start_done can be counted in the window: cap at acked.
     done = min(_done(final) - start_done, acked)
     return {
@@ -409,6 +460,7 @@ def _drive(
         "lost": acked - done,
         "dead_letters": final["dead_letter"],
         "cpu_us": {name: c / max(acked, 1) * 1e6 for name, c in cpu.items()},
+        **({"threads": threads} if threads else {}),
     }
 
 
@@ -767,6 +819,22 @@ def _floor_rows(
     return rows
 
 
+def _thread_rows(mode: str, r: dict[str, Any]) -> list[tuple[str, str]]:
+    """A one-process run's CPU by thread: the event loop's (main) thread against the others."""
+    t = r.get("threads")
+    if not t:
+        return []
+    return [
+        (
+            f"{mode}: CPU loop thread",
+            f"{t['main_us']:7.0f} µs/CDR  (busy {t['main_busy']:.0%} of the window; "
+            f"other threads {t['others_us']:.0f} µs/CDR, {t['threads'] - 1} live, busiest "
+            + " / ".join(str(us) for us in t["busiest_us"])
+            + ")",
+        )
+    ]
+
+
 def _rows(mode: str, r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, str]]:
     cpu = r["cpu_us"]
     own = sum(v for k, v in cpu.items() if k in (*CDRFLOW, *FLOOR, "cdrflow run"))
@@ -785,6 +853,7 @@ def _rows(mode: str, r: dict[str, Any], b: dict[str, float]) -> list[tuple[str, 
             f"; dead letters {r['dead_letters']:.0f}",
         ),
         *[(f"{mode}: CPU {name}", f"{us:7.0f} µs/CDR") for name, us in cpu.items()],
+        *_thread_rows(mode, r),
         (
             f"{mode}: CPU {'floor' if mode == 'floor' else 'cdrflow'} processes",
             f"{own:7.0f} µs/CDR (bare endpoint {b['cpu_us']:.0f} µs/req); with broker and "

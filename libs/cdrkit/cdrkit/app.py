@@ -168,6 +168,7 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         )
     install_error_handlers(app)
     install_openapi(app)
+    remember_telemetry_check(app)
     registry = ServiceRegistry([p for spec in specs for p in spec.exported_metric_prefixes()])
     app.include_router(
         health_router(
@@ -184,6 +185,52 @@ def create_app(title: str, settings: ServiceSettings, specs: Sequence[ServiceSpe
         if spec.install is not None:
             spec.install(app)
     return app
+
+
+def _otel_globals() -> Callable[[], tuple[object, object, object]] | None:
+    """A function returning OpenTelemetry's three global providers as set (None while unset),
+    read without the environment lookups of ``get_*_provider``; None if this version of the API
+    keeps them elsewhere."""
+    from opentelemetry import trace
+    from opentelemetry._logs import _internal as logs
+    from opentelemetry.metrics import _internal as metrics
+
+    names = ((trace, "_TRACER_PROVIDER"), (metrics, "_METER_PROVIDER"), (logs, "_LOGGER_PROVIDER"))
+    if not all(hasattr(module, name) for module, name in names):
+        return None
+
+    def current() -> tuple[object, object, object]:
+        return (trace._TRACER_PROVIDER, metrics._METER_PROVIDER, logs._LOGGER_PROVIDER)
+
+    return current
+
+
+def remember_telemetry_check(app: FastAPI) -> None:
+    """FastAPI answers every request through its native OpenTelemetry when a global provider
+    is configured, and decides it per request (``NativeTelemetry.enabled``: each provider's
+    ``get_*_provider``, an ``os.environ`` lookup each when unset): 10-28 µs of the one event
+    loop per post (docs/performance.md, ninth round, h9allinone). Its answer depends only on the
+    app's telemetry config and on those three global providers, which the OpenTelemetry API
+    sets once (in code, or from ``OTEL_PYTHON_*_PROVIDER`` on the first ``get_*_provider``,
+    which this check makes): it is remembered, and asked again whenever one of the globals is
+    not what it was. (An ``OTEL_PYTHON_*_PROVIDER`` variable added to ``os.environ`` while the
+    process serves, with no provider set yet, is the one change not seen.)"""
+    telemetry = getattr(app, "_native_telemetry", None)
+    check = getattr(telemetry, "enabled", None)
+    current = _otel_globals() if check is not None else None
+    if check is None or current is None:
+        return  # another FastAPI: its own check, as it is
+    seen: list[object] = [object(), False]  # (the globals it was decided for, the answer)
+
+    def enabled() -> bool:
+        now = current()
+        if now != seen[0]:
+            answer = bool(check())
+            seen[:] = [current(), answer]  # check() may have set a provider from the environment
+            return answer
+        return bool(seen[1])
+
+    telemetry.enabled = enabled  # type: ignore[union-attr]
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:

@@ -57,6 +57,8 @@ def write_counts() -> tuple[int, int]:
 _COMPACT_OFFSETS_BYTES = 1024 * 1024
 
 Headers = tuple[tuple[str, bytes], ...]
+# One message to write: key, value, headers, timestamp (ms).
+Frame = tuple[bytes | None, bytes, Headers, int]
 T = TypeVar("T")
 
 
@@ -253,6 +255,11 @@ class Journal:
             files.segments.append(_Segment(next_offset, path, 0))
             self._fsync_dir(files.directory)
         return files
+
+    def write_frames(self, chunks: list[tuple[_PartitionFiles, list[Frame]]]) -> None:
+        """``write`` of the messages (key, value, headers, timestamp) encoded here, in the
+        worker thread, rather than on the event loop."""
+        self.write([(files, b"".join([encode(*f) for f in frames])) for files, frames in chunks])
 
     def write(self, chunks: list[tuple[_PartitionFiles, bytes]]) -> None:
         """Write and fsync (runs in a worker thread). On failure the touched files are cut back

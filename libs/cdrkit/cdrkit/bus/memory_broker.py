@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from cdrkit.bus.base import BusConfig, TopicPartition
-from cdrkit.bus.journal import GroupCommit, Journal, Loaded, encode
+from cdrkit.bus.journal import Frame, GroupCommit, Journal, Loaded
 
 if TYPE_CHECKING:
     from cdrkit.bus.memory import MemoryConsumer
@@ -161,18 +161,18 @@ class Broker:
         """Write and fsync the batches, then make them visible (in submission order)."""
         journal = self.journal
         assert journal is not None
-        frames: dict[tuple[Topic, int], list[bytes]] = {}
+        frames: dict[tuple[Topic, int], list[Frame]] = {}
         for topic, records in batches:
             for partition, key, value, headers, ts in records:
-                frames.setdefault((topic, partition), []).append(encode(key, value, headers, ts))
+                frames.setdefault((topic, partition), []).append((key, value, headers, ts))
         chunks = [
-            (
-                journal.prepare(TopicPartition(topic.name, p), len(topic.logs[p])),
-                b"".join(parts),
-            )
+            (journal.prepare(TopicPartition(topic.name, p), len(topic.logs[p])), parts)
             for (topic, p), parts in frames.items()
         ]
-        await asyncio.to_thread(journal.write, chunks)
+        # Encoded in the worker thread too: the frames' CRC-32 (zlib releases the GIL over
+        # 5 KB) and their joins were ~20-25 µs of the loop's time per 13-19 KB cdr.raw
+        # message (docs/performance.md, ninth round, h9allinone).
+        await asyncio.to_thread(journal.write_frames, chunks)
         for topic, records in batches:
             for partition, key, value, headers, ts in records:
                 topic.append_to(partition, key, value, headers, ts)

@@ -564,3 +564,17 @@ def test_whole_is_replace() -> None:
         got, want = rating._whole(d), d.replace(microsecond=0)
         assert (got, type(got), got.tzinfo, got.fold) == (want, type(want), want.tzinfo, want.fold)
         assert got.timetuple() == want.timetuple()
+
+
+def test_a_not_answered_reason_is_kept_for_its_values_types_only() -> None:
+    """The not-answered text after the callee is kept by (disposition, billsec): a bool
+    billsec (equal to 1 and 0) and a call without a subscriber are written as before."""
+    tariff = default_tariff("UTC")
+    start = datetime(2026, 12, 3, tzinfo=UTC)
+    for billsec in (1, True, 0, False, 1, None):
+        for subscriber in ("1", None, "1"):
+            call = CallFacts("n", subscriber, "x", "1", "2", None, start, None, start, 1,
+                             billsec, "busy")  # fmt: skip
+            old, new = both(call, tariff)
+            assert new == old
+            assert f"billsec {billsec if billsec is not None else 0})" in new[-2]

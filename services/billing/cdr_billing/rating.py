@@ -146,11 +146,32 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
     zero = ZERO_AMOUNT
     if interval is None:
         when = call.end_time or call.start_time
-        reason = (
-            f"not answered ({call.disposition or 'no answer time'}, "
-            f"billsec {call.billsec_s if call.billsec_s is not None else 0}): no charge"
-        )
-        text = _explained(call, tariff, "not_answered", reason, None, None, None, None, None)
+        disposition, billsec = call.disposition, call.billsec_s
+        tail = _NOT_ANSWERED.get((disposition, billsec))
+        subscriber, callee = call.subscriber, call.callee_number
+        if (
+            tail is None
+            or type(disposition) is not str  # 1 == True == 1.0, each written its own way
+            or type(billsec) is not int
+            or type(subscriber) is not str
+            or (callee is not None and type(callee) is not str)
+        ):
+            reason = (
+                f"not answered ({disposition or 'no answer time'}, "
+                f"billsec {billsec if billsec is not None else 0}): no charge"
+            )
+            text = _explained(call, tariff, "not_answered", reason, None, None, None, None, None)
+            if type(disposition) is str and type(billsec) is int:
+                if len(_NOT_ANSWERED) >= _NOT_ANSWERED_KEPT:
+                    _NOT_ANSWERED.clear()
+                _NOT_ANSWERED[disposition, billsec] = (
+                    f', "outcome": "not_answered", "reason": {_js(reason)}, "amount": "0.00"}}'
+                )
+        else:  # _explained's text, the reason's part kept by (disposition, billsec)
+            text = (
+                f"{_tariff_texts(tariff)[0]}{_js(subscriber)}, "
+                f'"callee": {"null" if callee is None else _js(callee)}{tail}'
+            )
         return _rated(
             "not_answered", zero, tariff.currency, tariff.name, tariff.version, when, when, 0, text
         )
@@ -203,6 +224,11 @@ def rate_call(call: CallFacts, tariff: Tariff) -> Rated:
         "priced", total, tariff.currency, tariff.name, tariff.version, begin, end, seconds, text
     )
 
+
+# A not-answered explanation's text after its callee, by the call's (disposition, billsec) of
+# those types (at most ``_NOT_ANSWERED_KEPT``, then made afresh).
+_NOT_ANSWERED: dict[tuple[Any, Any], str] = {}
+_NOT_ANSWERED_KEPT = 1024
 
 # Priced calls' sums and texts kept per tariff version (``Tariff._priced``), at most this many
 # (destination, seconds per band) keys; then made afresh.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,16 @@ class Accepted:
     id: str
     call_id: str | None
     status: str = "accepted"
+
+
+def new_id() -> str:
+    """``uuid.uuid4().hex``: 16 bytes of ``os.urandom`` with the version (4) and variant bits
+    set as ``uuid.UUID(bytes=..., version=4)`` sets them, without building the UUID object
+    (~2 µs against ~8 per post on the one event loop: docs/performance.md, ninth round)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return raw.hex()
 
 
 def leg_hint(uuid_param: str | None) -> tuple[str | None, bool | None]:
@@ -92,7 +103,7 @@ class IngestService:
             return Accepted(first_id, call_id, "duplicate")
         if self.inline(len(data)):
             # The envelope's JSON written directly, as RawEnvelope.to_json would (issue 15).
-            envelope_id = uuid.uuid4().hex
+            envelope_id = new_id()
             value = inline_envelope_json(
                 id=envelope_id,
                 kind=doc.kind,

@@ -157,3 +157,21 @@ def test_rows_carry_the_enums_text() -> None:
         raw = raw_row(_envelope(cdr), cdr.call_id, NOW)
         assert raw["kind"] == "freeswitch.xml"
         assert type(raw["kind"]) is str
+
+
+def test_the_checked_raw_row_with_its_call_id_is_the_raw_row() -> None:
+    # ParserService stores the raw row it checked (call id "") with the call id set, instead of
+    # a second raw_row (issue 15, ninth round): the same row, key for key, in the same order.
+    from cdr_parser.service import _with_call_id
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    envelopes = [_envelope(c) for c in _cdrs()]
+    envelopes.append(
+        _envelope(_cdrs()[0], payload=None, payload_ref="file:///x/y", sha256="0" * 64)
+    )
+    envelopes.append(_envelope(_cdrs()[0], call_id=None, a_leg=True, kind=PayloadKind.PBX_SERIAL))
+    for env in envelopes:
+        for call_id in ("c-1", env.id, "x" * 128):
+            got = _with_call_id(raw_row(env, "", now), call_id)
+            want = raw_row(env, call_id, now)
+            assert list(got.items()) == list(want.items())

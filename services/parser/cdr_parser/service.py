@@ -130,6 +130,13 @@ class BadPayloadRef(InvalidInput):
     code = "bad_payload_ref"
 
 
+def _with_call_id(row: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """``row`` (the envelope's ``raw_row(env, "", now)``, checked and not used since) as
+    ``raw_row(env, call_id, now)``: the same keys in the same order, the call id set."""
+    row["call_id"] = call_id
+    return row
+
+
 class ParserService:
     def __init__(
         self,
@@ -168,6 +175,9 @@ class ParserService:
         normalized: list[Record] = []
         dead: dict[str, tuple[dict[str, Any], DeadLetter]] = {}
         envelopes: list[RawEnvelope | None] = []
+        # Each envelope's raw row as checked below (call id still ""): the row it is stored as,
+        # its call id set once known, instead of a second raw_row (issue 15, ninth round).
+        checked: dict[int, dict[str, Any]] = {}  # by the envelope's index in the batch
         side = PexipRows()
         # The loops below hold the event loop for the whole batch otherwise (cdrkit.pacing).
         slicer = Slicer()
@@ -188,12 +198,14 @@ class ParserService:
                     now,
                 )
                 continue
-            problem = unstorable(raw_row(decoded, "", now), RAW_TEXT)
+            raw = raw_row(decoded, "", now)
+            problem = unstorable(raw, RAW_TEXT)
             if problem is not None:
                 envelopes.append(None)
                 reason = f"the envelope cannot be stored: {problem}"
                 self._dead_letter(dead, msg, decoded, "decode", "bad_envelope", reason, now)
                 continue
+            checked[len(envelopes)] = raw
             envelopes.append(decoded)
         # Claim checks are fetched, verified and mapped concurrently (a Transient store error
         # raises out of here, so the loop retries the whole batch); inline payloads are mapped
@@ -221,8 +233,8 @@ class ParserService:
                 not_calls += 1
                 if isinstance(outcome, Checkin):
                     checkins.append(outcome.row)
-                else:
-                    raw_rows.setdefault(outcome.call_id, raw_row(env, outcome.call_id, now))
+                elif outcome.call_id not in raw_rows:  # the first wins (it was a setdefault)
+                    raw_rows[outcome.call_id] = _with_call_id(checked[i], outcome.call_id)
                 continue
             if isinstance(outcome, Event):
                 incoming.append(Incoming(i, outcome.event, env, outcome.payload))
@@ -248,7 +260,7 @@ class ParserService:
                 continue
             self._count(msg, False)
             cdr_rows[cdr.call_id] = row
-            raw_rows[cdr.call_id] = raw_row(env, cdr.call_id, now)
+            raw_rows[cdr.call_id] = _with_call_id(checked[i], cdr.call_id)
             if (link := conference_link(cdr)) is not None:
                 side.links.append(link)
             normalized.append(Record(value=cdr.to_json(), key=cdr.call_id.encode()))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, NamedTuple
 
 from cdr_parser.freeswitch.source import Source
-from cdr_parser.freeswitch.values import as_int, clean, positive, var
+from cdr_parser.freeswitch.values import clean, positive, var
 from cdrmodel.errors import UnmappableRecord
 
 __all__ = ["Times", "as_datetime", "call_times", "pdd_ms"]
@@ -31,14 +31,14 @@ class Times(NamedTuple):
 def call_times(doc: Source, stamp_tz: tzinfo | None) -> Times:
     """The leg's instants and durations; raises ``UnmappableRecord`` when they make no sense."""
     raw = doc.variables
-    start_us = _instant_us(doc, "start", "created_time", stamp_tz)
+    start_us = _instant_us(doc, "start_uepoch", "created_time", "start", stamp_tz)
     if start_us is None:
         raise UnmappableRecord(
             "The CDR has no start time (no start_uepoch/start_epoch variable and no callflow "
             "created_time)."
         )
-    answer_us = _instant_us(doc, "answer", "answered_time", stamp_tz)
-    end_us = _instant_us(doc, "end", "hangup_time", stamp_tz)
+    answer_us = _instant_us(doc, "answer_uepoch", "answered_time", "answer", stamp_tz)
+    end_us = _instant_us(doc, "end_uepoch", "hangup_time", "end", stamp_tz)
     _check_order(start_us, answer_us, end_us)
 
     duration = _seconds_variable(raw, "duration")
@@ -60,13 +60,13 @@ def pdd_ms(doc: Source) -> int | None:
     progress = var(raw, "progress_uepoch") or doc.times().get("progress_time")
     progress_media = var(raw, "progress_media_uepoch") or doc.times().get("progress_media_time")
     if start is not None and (progress is not None or progress_media is not None):
-        # The stamps are there: 0 in both means the leg never reached progress.
-        deltas = [
-            mark - start
-            for mark in (positive(progress), positive(progress_media))
-            if mark is not None and mark >= start
-        ]
-        return (min(deltas) + 500) // 1000 if deltas else None
+        # The stamps are there: 0 in both means the leg never reached progress. The earliest
+        # mark at or after the start (a loop, not a list and min(): issue 15, ninth round).
+        first = None
+        for mark in (positive(progress), positive(progress_media)):
+            if mark is not None and mark >= start and (first is None or mark < first):
+                first = mark
+        return None if first is None else (first - start + 500) // 1000
     msecs = [
         value
         for value in (
@@ -78,12 +78,19 @@ def pdd_ms(doc: Source) -> int | None:
     return min(msecs) if msecs else None
 
 
-def _instant_us(doc: Source, prefix: str, callflow_name: str, tz: tzinfo | None) -> int | None:
+def _instant_us(
+    doc: Source, uepoch_name: str, callflow_name: str, prefix: str, tz: tzinfo | None
+) -> int | None:
     # The first source present decides, and 0 there means "never happened": every source is
     # derived from the same channel timestamps, so a later one cannot know better.
-    value = var(doc.variables, f"{prefix}_uepoch") or clean(doc.times().get(callflow_name))
+    value = var(doc.variables, uepoch_name) or clean(doc.times().get(callflow_name))
     if value is not None:
-        return positive(value)
+        # positive(value), without its two calls (issue 15, ninth round)
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+        return number if number > 0 else None
     value = doc.rare(f"{prefix}_epoch")
     if value is not None:
         seconds = positive(value)
@@ -130,9 +137,12 @@ def _seconds_variable(raw: Mapping[str, Any], name: str) -> int | None:
     value = var(raw, name)
     if value is None:
         return None
-    seconds = as_int(value)
-    if seconds is None:
-        raise UnmappableRecord(f"The CDR's {name} variable is not a whole number ({value[:40]!r}).")
+    try:  # as_int(value), without its call: value is text here
+        seconds = int(value)
+    except ValueError:
+        raise UnmappableRecord(
+            f"The CDR's {name} variable is not a whole number ({value[:40]!r})."
+        ) from None
     if seconds < 0:
         raise UnmappableRecord(f"The CDR's {name} variable is negative ({seconds}).")
     return seconds

@@ -63,3 +63,65 @@ def test_same_bytes_as_the_model(text: str, call_id: str | None, a_leg: bool | N
         )
         assert direct == model
         assert RawEnvelope.from_json(direct).to_json() == direct
+
+
+def _envelope_texts() -> list[bytes | str]:
+    good = RawEnvelope(
+        id="e1",
+        kind=PayloadKind.FREESWITCH_XML,
+        received_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        source=Origin(remote_addr="10.0.0.1", node="fs1"),
+        content_type="application/xml",
+        call_id="c1",
+        a_leg=True,
+        payload="<cdr/>",
+        sha256="0" * 64,
+    ).to_json()
+    text = good.decode()
+    return [
+        good,
+        text,
+        text.replace('"a_leg":true', '"a_leg":"yes"'),
+        text.replace('"a_leg":true', '"a_leg":"maybe"'),
+        text.replace('"freeswitch.xml"', '"nope"'),
+        text.replace('"payload":"<cdr/>",', ""),
+        text.replace('"payload":"<cdr/>"', '"payload_ref":"file:///x","payload":"<cdr/>"'),
+        text.replace('"payload":"<cdr/>"', '"payload_ref":"file:///x"'),
+        text.replace('"2026-01-02T03:04:05.000006Z"', '"2026-01-02 03:04:05"'),
+        text.replace('"2026-01-02T03:04:05.000006Z"', "1767323045"),
+        text.replace('"v":1', '"v":"1"'),
+        text.replace('"v":1', '"v":1.5'),
+        text.replace('"node":"fs1"', '"node":7'),
+        text.replace('"id":"e1"', '"id":"e1","extra":1'),
+        text[:-5],
+        "[]",
+        b"\xff",
+        "",
+    ]
+
+
+def test_from_json_is_model_validate_json() -> None:
+    # RawEnvelope.from_json calls the validator itself (issue 15, ninth round)
+    from pydantic import ValidationError
+
+    def refusal(exc: ValidationError) -> tuple[object, ...]:
+        errors = [
+            {**e, "ctx": {k: repr(v) for k, v in e.get("ctx", {}).items()}}
+            for e in exc.errors(include_url=False)
+        ]
+        return ("refused", errors, exc.title, str(exc))
+
+    outcomes = set()
+    for text in _envelope_texts():
+        try:
+            want: object = RawEnvelope.model_validate_json(text)
+        except ValidationError as exc:
+            want = refusal(exc)
+        try:
+            got: object = RawEnvelope.from_json(text)
+        except ValidationError as exc:
+            got = refusal(exc)
+        assert got == want, text
+        assert type(got) is type(want)
+        outcomes.add(type(got).__name__)
+    assert outcomes == {"RawEnvelope", "tuple"}

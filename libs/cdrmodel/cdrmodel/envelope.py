@@ -67,7 +67,9 @@ class RawEnvelope(BaseModel):
 
     @classmethod
     def from_json(cls, data: bytes | str) -> RawEnvelope:
-        return cls.model_validate_json(data)
+        # model_validate_json's own call (its defaults are the validator's), without its Python
+        # frame and keyword defaults: ~6,000 instructions an envelope (issue 15, ninth round)
+        return cls.__pydantic_validator__.validate_json(data)  # type: ignore[no-any-return]
 
 
 def inline_envelope_json(

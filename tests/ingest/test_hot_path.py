@@ -205,3 +205,39 @@ def test_origins_are_shared_and_bounded() -> None:
     for i in range(api._ORIGINS_MAX + 5):
         assert api.origin_of(f"10.1.{i // 256}.{i % 256}", None).remote_addr is not None
     assert len(api._ORIGINS) <= api._ORIGINS_MAX
+
+
+def test_accepted_answer_is_the_json_response_of_its_dict() -> None:
+    """``AnswerResponse.accepted`` (its body written directly) against ``JSONResponse`` of the
+    dict the route answered with before, over random ids, call ids (None, ASCII, non-ASCII,
+    quotes, backslashes, controls, U+2028, astral characters, lone surrogates) and statuses."""
+    import random
+
+    from fastapi.responses import JSONResponse
+
+    from cdr_ingest.api import AnswerResponse
+
+    rng = random.Random(15)
+    alphabet = 'aZ09-_ "\\/é\u2028\u2029\x00\x01\x1f\x7f😀\ud800<>&'
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+
+    for _ in range(5_000):
+        envelope_id = rng.choice([f"{rng.getrandbits(128):032x}", text()])
+        call_id = rng.choice([None, UUID, text()])
+        status = rng.choice(["accepted", "duplicate", text()])
+        content = {"id": envelope_id, "call_id": call_id, "status": status}
+        try:
+            theirs = JSONResponse(content)
+        except UnicodeEncodeError:
+            with pytest.raises(UnicodeEncodeError):
+                AnswerResponse.accepted(envelope_id, call_id, status)
+            continue
+        ours = AnswerResponse.accepted(envelope_id, call_id, status)
+        assert (ours.body, ours.raw_headers, ours.status_code, ours.background) == (
+            theirs.body,
+            theirs.raw_headers,
+            theirs.status_code,
+            theirs.background,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -43,6 +44,26 @@ class AnswerResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return _ENCODER.encode(content).encode("utf-8")
+
+    @classmethod
+    def accepted(cls, envelope_id: str, call_id: str | None, status: str) -> AnswerResponse:
+        """``AnswerResponse({"id": …, "call_id": …, "status": …})``, the same bytes, written
+        with the encoder's own string escaping (``encode_basestring``: what a JSONEncoder with
+        ``ensure_ascii=False`` escapes strings with) instead of encoding a dict (~2 against
+        ~7 µs per post on the one event loop: docs/performance.md, ninth round)."""
+        answer = cls.__new__(cls)
+        answer.status_code = 200
+        answer.background = None
+        cid = "null" if call_id is None else encode_basestring(call_id)
+        answer.body = body = (
+            f'{{"id":{encode_basestring(envelope_id)},"call_id":{cid},'
+            f'"status":{encode_basestring(status)}}}'
+        ).encode()
+        answer.raw_headers = [
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+        return answer
 
 
 # A switch posts from a few addresses under a few users: their (frozen) Origin is built once.
@@ -148,9 +169,7 @@ async def _post_cdr(request: Request, uuid: str | None) -> JSONResponse:
     body = await read_body(request, ingest.settings.max_body_bytes)
     origin = origin_of(request.client.host if request.client else None, user)
     accepted = await ingest.accept(body, request.headers.get("content-type"), uuid, origin)
-    return AnswerResponse(
-        {"id": accepted.id, "call_id": accepted.call_id, "status": accepted.status}
-    )
+    return AnswerResponse.accepted(accepted.id, accepted.call_id, accepted.status)
 
 
 @router.get("/v1/spool", tags=["ingest"], response_model=SpoolOut, dependencies=[READ])

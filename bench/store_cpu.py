@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,6 +131,7 @@ async def run(pg: PrivateCluster, url: str, args: argparse.Namespace) -> None:
         )
         rows = await admin.fetch(
             "SELECT calls, total_exec_time, rows, wal_bytes, "
+            "shared_blks_hit + shared_blks_read AS blks, "
             "left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q "
             "FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' "
             "ORDER BY total_exec_time DESC LIMIT 12"
@@ -137,7 +139,8 @@ async def run(pg: PrivateCluster, url: str, args: argparse.Namespace) -> None:
         for row in rows:
             print(
                 f"  {row['total_exec_time'] * 1000 / n:7.1f} µs/CDR exec  {row['calls']:4d} calls  "
-                f"{int(row['wal_bytes']) / n:7.0f} WAL B/CDR  {row['q']}"
+                f"{int(row['wal_bytes']) / n:7.0f} WAL B/CDR  {row['blks'] / n:6.1f} blocks/CDR  "
+                f"{row['q'][:60]}"
             )
         if args.sizes:
             sizes = await admin.fetch(
@@ -152,6 +155,63 @@ async def run(pg: PrivateCluster, url: str, args: argparse.Namespace) -> None:
         await admin.close()
 
 
+async def run_sqlite(args: argparse.Namespace) -> None:
+    """The same parts on SQLite (the all-in-one's store, ``cdrkit.db.create_engine``'s pragmas):
+    the process's CPU (the event loop's thread and aiosqlite's) per CDR, best and median."""
+    import tempfile
+
+    from sqlalchemy import text
+
+    root = Path(tempfile.mkdtemp(prefix="store-cpu-"))
+    engine = create_engine(f"sqlite+aiosqlite:///{root / 'cdrflow.sqlite3'}")
+    try:
+        await migrate(engine, "cdr_parser.migrations", "alembic_version_parser")
+        await migrate(engine, "cdr_billing.migrations", "alembic_version_billing")
+        await migrate(engine, "cdr_stats.migrations", "alembic_version_stats")
+        async with engine.begin() as conn:
+            for sql in args.ddl:
+                await conn.execute(text(sql))
+        sessions = session_factory(engine)
+        repo = CdrRepository(sessions, "sqlite")
+        bsettings = BillingSettings()
+        billing = BillingService(bsettings, BillingRepository(sessions, "sqlite"), Collect())  # type: ignore[arg-type]
+        await billing.ensure_default_tariff()
+        await billing.refresh_tariffs()
+        ssettings = StatsSettings()
+        stats = StatsService(
+            ssettings, StatsRepository(sessions, "sqlite"), PluginSet.load(ssettings)
+        )
+        n, size = args.n, args.size
+        spent: dict[str, list[float]] = {"parser": [], "billing": [], "stats": []}
+        for _ in range(args.rounds):
+            envs = [RawEnvelope.from_json(m) for m in envelopes(n)]
+            mapped = [outcome_of(e, None, 1e9) for e in envs]
+            now = datetime.now(UTC)
+            cdr_rows = [cdr_row(c, now) for c in mapped]  # type: ignore[arg-type]
+            raw_rows = [raw_row(e, c.call_id, now) for e, c in zip(envs, mapped, strict=True)]  # type: ignore[union-attr]
+            msgs = [
+                Message("cdr.normalized", 0, i, None, c.to_json())  # type: ignore[union-attr]
+                for i, c in enumerate(mapped)
+            ]
+            for name in ("parser", "billing", "stats"):
+                before = time.process_time()
+                for k in range(0, n, size):
+                    if name == "parser":
+                        await repo.store_batch(cdr_rows[k : k + size], raw_rows[k : k + size], [])
+                    elif name == "billing":
+                        await billing.handle_batch(msgs[k : k + size])
+                    else:
+                        await stats.handle_batch(msgs[k : k + size])
+                spent[name].append((time.process_time() - before) / n * 1e6)
+        line = []
+        for name, values in spent.items():
+            values.sort()
+            line.append(f"{name} {values[0]:.0f} (median {values[len(values) // 2]:.0f})")
+        print("SQLite, process µs CPU/CDR: " + " | ".join(line))
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -161,7 +221,11 @@ def main() -> None:
     parser.add_argument("--sizes", action="store_true")
     parser.add_argument("--collate", help="the database's LC_COLLATE (default: the cluster's)")
     parser.add_argument("--explain", help="copy the server log (auto_explain plans) here")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead (the all-in-one)")
     args = parser.parse_args()
+    if args.sqlite:
+        asyncio.run(run_sqlite(args))
+        return
     with PrivateCluster() as pg:
         conf = pg.data / "postgresql.auto.conf"
         with conf.open("a") as f:

@@ -313,3 +313,45 @@ async def test_durable_log_files_hold_the_frames_the_loop_used_to_encode(tmp_pat
     assert held > 300
     await bus.close()
     memory_broker.reset(url)
+
+
+async def test_fetch_wait_ends_at_its_deadline_or_at_a_send_without_cancelling() -> None:
+    """``getmany`` on an empty topic: returns [] once its timeout has passed, with the waiting
+    task never cancelled (a timer ends the wait: ninth round, h9allinone); returns a message sent
+    meanwhile at once, long before the timeout; and a cancelled fetch still raises
+    CancelledError, leaving the consumer usable."""
+    import asyncio
+    import time
+
+    bus = open_bus(f"memory://wait-{uuid.uuid4().hex}?partitions=2")
+    assert isinstance(bus, MemoryBus)
+    await bus.start()
+    await bus.ensure_topics(["t"])
+    consumer = await bus.consumer(["t"], "g")
+    task = asyncio.current_task()
+    assert task is not None
+    started = time.monotonic()
+    assert await consumer.getmany(timeout_s=0.05, max_records=10) == []
+    assert time.monotonic() - started >= 0.045
+    assert task.cancelling() == 0
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await bus.producer.send("t", b"v", key=b"k")
+
+    sender = asyncio.create_task(later())
+    started = time.monotonic()
+    got = await consumer.getmany(timeout_s=5, max_records=10)
+    assert [m.value for m in got] == [b"v"]
+    assert time.monotonic() - started < 2
+    await sender
+
+    fetch = asyncio.create_task(consumer.getmany(timeout_s=5, max_records=10))
+    await asyncio.sleep(0.02)
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    await bus.producer.send("t", b"w", key=b"k")
+    assert [m.value for m in await consumer.getmany(timeout_s=1, max_records=10)] == [b"w"]
+    await consumer.close()
+    await bus.close()

@@ -69,6 +69,50 @@ DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
 _YIELD_EVERY_SENDS = 64
 
 
+class _Wakeup:
+    """``asyncio.Event``'s ``set``/``clear``/``wait`` for the consumer's fetch, with the wait
+    bounded by a deadline: a wait that runs out is ended by a timer resolving its future, not by
+    ``asyncio.timeout`` cancelling the task and raising ``TimeoutError`` (~20-30 µs of the one
+    event loop each time; a consume loop's gathering window runs out once per batch:
+    docs/performance.md, ninth round, h9allinone)."""
+
+    __slots__ = ("_flag", "_waiters")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def set(self) -> None:
+        self._flag = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait_until(self, deadline: float) -> None:
+        """Return once set, or at ``deadline`` (the loop's clock), whichever comes first."""
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_at(deadline, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class MemoryProducer:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
@@ -152,7 +196,7 @@ class MemoryConsumer:
         # What getmany reads from: owned partitions that are not being revoked.
         self._fetchable: list[tuple[TopicPartition, list[Entry | None]]] = []
         self._next_start = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup = _Wakeup()
         self._closed = False
 
     # -- the Consumer protocol -----------------------------------------------------------------
@@ -175,10 +219,7 @@ class MemoryConsumer:
             for topic in self._topics:
                 topic.waiters.add(self)
             try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                pass
+                await self._wakeup.wait_until(deadline)
             finally:
                 for topic in self._topics:
                     topic.waiters.discard(self)

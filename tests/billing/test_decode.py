@@ -10,6 +10,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pydantic import ValidationError
 
 from cdr_billing import decode
@@ -170,3 +171,20 @@ def test_every_time_of_the_fast_form_reads_as_cdr_reads_it() -> None:
         assert new == outcome(lambda v: facts(CDR.from_json(v)), value), value
         read += new[0] != "refused"
     assert 2000 < read < 5900
+
+
+def test_a_validator_method_on_the_model_refuses_the_copy() -> None:
+    """The copy carries CDR's fields only: a validator method added to CDR later would be lost,
+    and the copy would accept what CDR refuses. Building it then fails instead."""
+    from pydantic import model_validator
+
+    from cdr_billing.decode import _fast_model
+
+    class Checked(CDR):
+        @model_validator(mode="after")
+        def _ends_after_start(self) -> Checked:
+            return self
+
+    _fast_model(CDR)  # CDR itself has none
+    with pytest.raises(RuntimeError, match="validator"):
+        _fast_model(Checked)

@@ -38,11 +38,11 @@ TIMES = ("start_time", "answer_time", "end_time", "received_at")
 _UTC_CHECK = list(UtcDatetime.__metadata__)  # type: ignore[attr-defined]  # its AfterValidator
 
 
-def _fast_model() -> type[BaseModel]:
-    """``CDR`` with its ``UtcDatetime`` fields read as ``_Time`` strings."""
+def _fast_model(cdr: type[BaseModel] = CDR) -> type[BaseModel]:
+    """``cdr`` (``CDR``) with its ``UtcDatetime`` fields read as ``_Time`` strings."""
     fields: dict[str, Any] = {}
     times = []
-    for name, info in CDR.model_fields.items():
+    for name, info in cdr.model_fields.items():
         if info.annotation is datetime and info.metadata == _UTC_CHECK:  # UtcDatetime
             fields[name] = (_Time, ...) if info.is_required() else (_Time, info.default)
             times.append(name)
@@ -53,8 +53,20 @@ def _fast_model() -> type[BaseModel]:
             fields[name] = (info.annotation, info)
     if tuple(times) != TIMES:  # pragma: no cover - CDR changed: this module must follow it
         raise RuntimeError(f"CDR's times are {times}, not {TIMES}")
+    # A validator method on CDR (model or field) would not be part of the copy, which would then
+    # accept what CDR refuses: refuse to start instead (the copy only carries fields).
+    decorators = cdr.__pydantic_decorators__
+    if any(
+        (
+            decorators.validators,
+            decorators.field_validators,
+            decorators.root_validators,
+            decorators.model_validators,
+        )
+    ):
+        raise RuntimeError(f"{cdr.__name__} has validator methods; cdr_billing.decode lacks them")
     model: type[BaseModel] = create_model(
-        "FastCDR", __config__=ConfigDict(**CDR.model_config), **fields
+        "FastCDR", __config__=ConfigDict(**cdr.model_config), **fields
     )
     return model
 

@@ -24,9 +24,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import uvloop
+
+from bench.ingest_asgi import post
 
 CONCURRENCY = int(os.environ.get("ALLINONE_CONCURRENCY", "16"))
 WARM = int(os.environ.get("ALLINONE_WARM", "400"))
@@ -47,48 +48,6 @@ def _posts(n: int, offset: int) -> list[tuple[bytes, bytes]]:
             body = body.replace(f"@@U{j}@@", u)
         out.append((f"uuid={ids[0]}".encode(), body.encode()))
     return out
-
-
-async def _post(app: Any, query: bytes, body: bytes) -> int:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/cdr",
-        "raw_path": b"/v1/cdr",
-        "query_string": query,
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-        "app": app,
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    status = 0
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
 
 
 def _done() -> float:
@@ -123,7 +82,7 @@ async def _run(posts: int) -> dict[str, float]:
 
             async def worker() -> None:
                 while queue:
-                    statuses.append(await _post(app, *queue.pop()))
+                    statuses.append(await post(app, app, *queue.pop()))
 
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
             target = len(statuses)

@@ -47,7 +47,8 @@ def _posts(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _post(app: Any, root: Any, query: bytes, body: bytes) -> int:
+async def post(app: Any, root: Any, query: bytes, body: bytes) -> int:
+    """One url-encoded ``POST /v1/cdr`` through ``app`` (``root``: the scope's app); its status."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -102,7 +103,7 @@ async def _run(bus_url: str) -> dict[str, float]:
         app: Any = root
         layer = os.environ.get("ASGI_BENCH_LAYER")
         if layer:
-            await _post(root, root, *posts[0])  # builds the middleware stack
+            await post(root, root, *posts[0])  # builds the middleware stack
             app = root.middleware_stack
             while type(app).__name__ != layer:
                 app = app.app
@@ -112,7 +113,7 @@ async def _run(bus_url: str) -> dict[str, float]:
 
             async def worker() -> None:
                 while queue:
-                    statuses.append(await _post(app, root, *queue.pop()))
+                    statuses.append(await post(app, root, *queue.pop()))
 
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 

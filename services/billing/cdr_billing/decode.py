@@ -89,25 +89,16 @@ def decode_facts(value: bytes | str) -> CallFacts:
     except ValueError:  # pydantic's ValidationError is one: CDR's own verdict and value, below
         pass
     else:
-        disposition = cdr.disposition
-        return make_facts(  # CallFacts(...), positional in its field order
-            cdr.call_id,
-            cdr.account or cdr.caller_number or None,  # subscriber_of
-            cdr.source,
-            cdr.caller_number,
-            cdr.callee_number,
-            cdr.account,
-            start,
-            answer,
-            end,
-            cdr.duration_s,
-            cdr.billsec_s,
-            disposition._value_ if disposition is not None else None,  # .value: a property
-        )
+        return _facts(cdr, start, answer, end)
     return facts(CDR.from_json(value))
 
 
 def facts(cdr: CDR) -> CallFacts:
+    return _facts(cdr, cdr.start_time, cdr.answer_time, cdr.end_time)
+
+
+def _facts(cdr: Any, start: datetime, answer: datetime | None, end: datetime | None) -> CallFacts:
+    """The facts of ``cdr`` (a ``CDR``, or ``_FAST``'s model) with its three times as given."""
     disposition = cdr.disposition
     return make_facts(  # CallFacts(...), positional in its field order
         cdr.call_id,
@@ -116,9 +107,9 @@ def facts(cdr: CDR) -> CallFacts:
         cdr.caller_number,
         cdr.callee_number,
         cdr.account,
-        cdr.start_time,
-        cdr.answer_time,
-        cdr.end_time,
+        start,
+        answer,
+        end,
         cdr.duration_s,
         cdr.billsec_s,
         disposition._value_ if disposition is not None else None,  # .value: a property

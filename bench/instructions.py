@@ -19,6 +19,11 @@ inputs are built; the difference divided by N is a stage's instructions per CDR.
 * ``stats``: decoding the call and aggregating it into its cells and delta rows; the floor's:
   decode and count per (bucket, cause).
 
+Ingest's count overstates one item: valgrind does not offer the CPU's SHA extensions, so
+``hashlib.sha256`` of the document runs OpenSSL's portable code under callgrind (~27
+instructions a byte, ~360,000 of a 13 KB CDR) where the CPU itself spends ~8 µs
+(docs/performance.md, "The ninth round together").
+
 Neither side's database or broker work is in these figures (``python -m bench e2e`` has them, in
 time): they are the Python each consumer runs per CDR, the part cdrflow's own code decides.
 """

@@ -23,6 +23,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -62,6 +63,20 @@ def cluster_cpu(postmaster: int) -> float:
     return total
 
 
+async def _services(
+    sessions: Any, dialect: str
+) -> tuple[CdrRepository, BillingService, StatsService]:
+    """The parser's repository and the billing and stats services on ``sessions``, built as
+    their apps build them (the default tariff in place), with a producer that only collects."""
+    repo = CdrRepository(sessions, dialect)
+    billing = BillingService(BillingSettings(), BillingRepository(sessions, dialect), Collect())
+    await billing.ensure_default_tariff()
+    await billing.refresh_tariffs()
+    settings = StatsSettings()
+    stats = StatsService(settings, StatsRepository(sessions, dialect), PluginSet.load(settings))
+    return repo, billing, stats
+
+
 async def run(pg: PrivateCluster, url: str, args: argparse.Namespace) -> None:
     postmaster = int((pg.data / "postmaster.pid").read_text().split("\n", 1)[0])
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -83,16 +98,8 @@ async def run(pg: PrivateCluster, url: str, args: argparse.Namespace) -> None:
         for sql in args.ddl:
             await admin.execute(sql)
         sessions = session_factory(engine)
-        repo = CdrRepository(sessions, "postgresql")
+        repo, billing, stats = await _services(sessions, "postgresql")
         await repo.ensure_partitions(datetime.now(UTC), 1)
-        bsettings = BillingSettings()
-        billing = BillingService(bsettings, BillingRepository(sessions, "postgresql"), Collect())  # type: ignore[arg-type]
-        await billing.ensure_default_tariff()
-        await billing.refresh_tariffs()
-        ssettings = StatsSettings()
-        stats = StatsService(
-            ssettings, StatsRepository(sessions, "postgresql"), PluginSet.load(ssettings)
-        )
         n, size = args.n, args.size
         spent: dict[str, list[float]] = {"parser": [], "billing": [], "stats": []}
         for r in range(args.rounds):
@@ -172,15 +179,7 @@ async def run_sqlite(args: argparse.Namespace) -> None:
             for sql in args.ddl:
                 await conn.execute(text(sql))
         sessions = session_factory(engine)
-        repo = CdrRepository(sessions, "sqlite")
-        bsettings = BillingSettings()
-        billing = BillingService(bsettings, BillingRepository(sessions, "sqlite"), Collect())  # type: ignore[arg-type]
-        await billing.ensure_default_tariff()
-        await billing.refresh_tariffs()
-        ssettings = StatsSettings()
-        stats = StatsService(
-            ssettings, StatsRepository(sessions, "sqlite"), PluginSet.load(ssettings)
-        )
+        repo, billing, stats = await _services(sessions, "sqlite")
         n, size = args.n, args.size
         spent: dict[str, list[float]] = {"parser": [], "billing": [], "stats": []}
         for _ in range(args.rounds):

@@ -30,6 +30,9 @@ Figures:
   postmaster with all its backends;
 - the load generator's own CPU per request (wrk's rusage, the one child reaped during the load),
   which shares the same two cores;
+- for a one-process run, its event loop's thread: CPU per CDR, the rate that CPU bounds, and
+  where its wall time went during the load (``LoopStates``: on a CPU, waiting for one, for the
+  GIL, idle);
 - ratios to the bare endpoint (the same load, in the same run).
 
 The PostgreSQL cluster is the test harness's private one (``initdb``, fsync off): its CPU is the
@@ -42,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import os
+import platform
 import re
 import resource
 import shutil
@@ -49,6 +53,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -298,6 +303,77 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
+# The system call numbers of the event loop's waits, as /proc/<pid>/task/<tid>/syscall prints
+# them (x86_64, else arm64): futex is where a Python thread waits for the GIL (or a lock);
+# epoll_wait and epoll_pwait are where an asyncio loop with nothing ready sleeps.
+_X86_64 = platform.machine() in ("x86_64", "AMD64")
+_FUTEX = {"202"} if _X86_64 else {"98"}
+_EPOLL = {"232", "281"} if _X86_64 else {"22"}
+
+
+class LoopStates:
+    """Where one thread's wall time goes over a window: on a CPU and waiting for one (the
+    scheduler's own counts, ``/proc/<pid>/task/<tid>/schedstat``), and, of the time it was
+    asleep, the share in ``futex`` (the GIL held by another thread, or a lock) against
+    ``epoll`` (the loop had nothing to run), sampled from ``.../syscall`` every ~4 ms by a thread
+    of the bench's own process (docs/performance.md, "Tenth round")."""
+
+    def __init__(self, pid: int, tid: int | None = None, period_s: float = 0.004) -> None:
+        self._task = Path(f"/proc/{pid}/task/{tid or pid}")
+        self._period = period_s
+        self._counts = {"futex": 0, "epoll": 0, "other": 0, "running": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="loop-states", daemon=True)
+        self._t0 = time.monotonic()
+        self._s0 = self._schedstat()
+        self._thread.start()
+
+    def _schedstat(self) -> tuple[int, int]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            run, wait, _ = (self._task / "schedstat").read_text().split()
+            return int(run), int(wait)
+        return 0, 0
+
+    def _sample(self) -> None:
+        counts = self._counts
+        while not self._stop.wait(self._period):
+            try:
+                call = (self._task / "syscall").read_text().split(maxsplit=1)[0]
+            except (OSError, IndexError):
+                return
+            if call == "running":
+                counts["running"] += 1
+            elif call in _FUTEX:
+                counts["futex"] += 1
+            elif call in _EPOLL:
+                counts["epoll"] += 1
+            else:
+                counts["other"] += 1
+
+    def stop(self) -> dict[str, float]:
+        """Shares of the window: ``on_cpu`` and ``runnable`` (waiting for a CPU) from the
+        scheduler; ``gil`` (futex), ``idle`` (epoll) and ``other`` split the rest by the samples
+        taken while the thread was in a system call."""
+        self._stop.set()
+        self._thread.join()
+        wall_ns = (time.monotonic() - self._t0) * 1e9
+        run, wait = (b - a for a, b in zip(self._s0, self._schedstat(), strict=True))
+        on_cpu, runnable = run / wall_ns, wait / wall_ns
+        asleep = max(0.0, 1.0 - on_cpu - runnable)
+        c = self._counts
+        in_call = c["futex"] + c["epoll"] + c["other"]
+        calls = ("futex", "epoll", "other")
+        split = {k: asleep * c[k] / in_call if in_call else 0.0 for k in calls}
+        return {
+            "on_cpu": on_cpu,
+            "runnable": runnable,
+            "gil": split["futex"],
+            "idle": split["epoll"],
+            "other": split["other"],
+            "samples": float(sum(c.values())),
+        }
+
+
 def _own_cpu_seconds(pid: int) -> float:
     """CPU of ``pid`` itself (every thread, exited ones included; no children)."""
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -437,7 +513,9 @@ def _drive(
     own0 = _own_cpu_seconds(one_pid) if one_pid else 0.0
     spies = _profile(pids)
     t0 = time.monotonic()
+    states = LoopStates(one_pid) if one_pid else None
     res = load.run(ingest_port, SECONDS, CONNECTIONS)
+    loop_states = states.stop() if states else None
     for spy in spies:
         spy.wait()
     t_load = time.monotonic()
@@ -461,6 +539,7 @@ def _drive(
         "dead_letters": final["dead_letter"],
         "cpu_us": {name: c / max(acked, 1) * 1e6 for name, c in cpu.items()},
         **({"threads": threads} if threads else {}),
+        **({"loop_states": loop_states} if loop_states else {}),
     }
 
 
@@ -831,6 +910,26 @@ def _thread_rows(mode: str, r: dict[str, Any]) -> list[tuple[str, str]]:
             f"other threads {t['others_us']:.0f} µs/CDR, {t['threads'] - 1} live, busiest "
             + " / ".join(str(us) for us in t["busiest_us"])
             + ")",
+        ),
+        (
+            f"{mode}: loop thread's bound",
+            f"{1e6 / max(t['main_us'], 1e-9):7.0f} CDR/s at most (its thread on a CPU all the "
+            "time at this cost per CDR; it runs all of the process's Python)",
+        ),
+        *_loop_state_rows(mode, r.get("loop_states")),
+    ]
+
+
+def _loop_state_rows(mode: str, s: dict[str, float] | None) -> list[tuple[str, str]]:
+    """The loop thread's wall time during the load: what bounds a one-process run."""
+    if not s:
+        return []
+    return [
+        (
+            f"{mode}: loop thread's time",
+            f"on a CPU {s['on_cpu']:.0%}, waiting for a CPU {s['runnable']:.0%}, "
+            f"for the GIL or a lock {s['gil']:.0%}, idle {s['idle']:.0%}, "
+            f"other calls {s['other']:.0%} (load window, {s['samples']:.0f} samples)",
         )
     ]
 

@@ -2,11 +2,13 @@
 valgrind's callgrind: the same count for the same inputs whatever else the machine is doing, where
 CPU time on this machine moves by ±25 % from run to run (docs/performance.md, "Seventh round").
 
-``python -m bench instr [N]`` (default N = 130, ~2 minutes; needs valgrind). Two processes at
-once, of N and of 2N CDRs, run on the same deterministic inputs
-(``bench.consumers_cpu.envelopes(fixed=True)``: the e2e fixtures, uuids from a counter, one fixed
-moment) every stage one after the other, each in its own ``bench.callgrind`` region once the
-inputs are built; the difference divided by N is a stage's instructions per CDR. Stages:
+``python -m bench instr [N] [--budget]`` (default N = 130, ~2 minutes; needs valgrind; with
+``--budget`` it exits non-zero when a stage's ratio to its floor is over ``instr_budget.json``:
+``over_budget``). Two processes at once, of N and of 2N CDRs, run on the same deterministic
+inputs (``bench.consumers_cpu.envelopes(fixed=True)``: the e2e fixtures, uuids from a counter,
+one fixed moment) every stage one after the other, each in its own ``bench.callgrind`` region
+once the inputs are built; the difference divided by N is a stage's instructions per CDR.
+Stages:
 
 * ``ingest``: ``IngestService.accept`` on each url-encoded post with its ``?uuid=`` (decoding,
   the check, the duplicate window, the envelope's JSON) with a producer that keeps nothing; the
@@ -38,6 +40,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import callgrind
@@ -176,15 +179,51 @@ def report(figures: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+BUDGET = Path(__file__).with_name("instr_budget.json")
+
+
+def over_budget(figures: dict[str, float], budget: dict[str, Any]) -> list[str]:
+    """The stages whose ratio to the floor's count (both counted in the same run, so a faster or
+    slower libxml2 or CPython moves both) is above the recorded one by more than the budget's
+    tolerance, each with its figures; empty when every stage is within. A stage missing from
+    either side is over: the budget and the stages must name the same work."""
+    tolerance = float(budget["tolerance"])
+    out = []
+    for stage in STAGES:
+        limit = budget["ratios"].get(stage)
+        ours, floor = figures.get(stage), figures.get(f"floor {stage}")
+        if limit is None or ours is None or not floor:
+            out.append(f"{stage}: not in both the budget and the run")
+            continue
+        ratio = ours / floor
+        if ratio > float(limit) * (1 + tolerance):
+            out.append(
+                f"{stage}: {ratio:.3f}x the floor's instructions, over the budget's "
+                f"{float(limit):.3f}x + {tolerance:.0%} ({ours:,.0f} per CDR)"
+            )
+    return out
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
         _child(int(argv[1]))
         return
+    check = "--budget" in argv
+    argv = [a for a in argv if a != "--budget"]
     n = int(argv[0]) if argv else 130
     if shutil.which("valgrind") is None:
         raise SystemExit("bench instr needs valgrind (Debian: apt-get install valgrind)")
     print(f"callgrind, N = {n} and {2 * n} CDRs, instructions per CDR", flush=True)
-    print(report(per_cdr(n)))
+    figures = per_cdr(n)
+    print(report(figures))
+    if check:
+        budget = json.loads(BUDGET.read_text())
+        over = over_budget(figures, budget)
+        for line in over:
+            print(f"OVER BUDGET {line}")
+        if over:
+            raise SystemExit(f"{len(over)} stage(s) over {BUDGET.name} ({budget['recorded']})")
+        print(f"every stage within {BUDGET.name} ({budget['recorded']})")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from bench.consumers_cpu import envelopes
-from bench.instructions import NAMES, _stages, count, report
+from bench.instructions import BUDGET, NAMES, STAGES, _stages, count, over_budget, report
 from cdrmodel import RawEnvelope
 
 
@@ -38,3 +39,31 @@ def test_callgrind_counts_each_stage_apart() -> None:
     for cheap in ("floor billing", "floor stats"):
         assert figures[cheap] < figures["floor parser"] / 2, cheap
     assert "together" in report({name: float(v) for name, v in figures.items()})
+
+
+def test_the_budget_holds_each_stage_to_its_ratio_to_the_floor() -> None:
+    budget = json.loads(BUDGET.read_text())
+    assert set(budget["ratios"]) == set(STAGES)
+    # The run the budget was recorded from (2026-12-04) is within it.
+    recorded = {
+        "ingest": 1_775_243.0,
+        "floor ingest": 1_064_667.0,
+        "parser": 1_771_643.0,
+        "floor parser": 1_446_070.0,
+        "billing": 191_529.0,
+        "floor billing": 52_509.0,
+        "stats": 101_120.0,
+        "floor stats": 37_544.0,
+    }
+    assert over_budget(recorded, budget) == []
+    # A stage 5 % dearer is over, 2 % is within; the floor getting dearer with it (a slower
+    # libxml2, another CPython) is not over.
+    assert over_budget({**recorded, "parser": recorded["parser"] * 1.02}, budget) == []
+    dearer = {**recorded, "parser": recorded["parser"] * 1.05}
+    (line,) = over_budget(dearer, budget)
+    assert line.startswith("parser: 1.28")
+    both = {**dearer, "floor parser": recorded["floor parser"] * 1.05}
+    assert over_budget(both, budget) == []
+    # A stage the run did not count is over, not passed.
+    missing = {k: v for k, v in recorded.items() if k != "stats"}
+    assert over_budget(missing, budget) == ["stats: not in both the budget and the run"]

@@ -46,7 +46,7 @@ class MockFeed:
         async with httpx.AsyncClient(
             base_url=self.base_url, timeout=30, headers=self.auth_headers
         ) as client:
-            await self._wait_until_up(client)
+            await wait_until_up(client)
             log.info("mock feed posting %.0f calls/min to %s", self.rate_per_min, self.base_url)
             while True:
                 uuid, xml = generate_cdr(rng)
@@ -85,12 +85,15 @@ class MockFeed:
                     log.warning("mock feed post failed: %s", exc)
                 await asyncio.sleep(rng.expovariate(self.rate_per_min / 60.0))
 
-    async def _wait_until_up(self, client: httpx.AsyncClient) -> None:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
+
+async def wait_until_up(client: httpx.AsyncClient, stop: asyncio.Event | None = None) -> None:
+    """Wait until the platform's own server answers ``/healthz`` (or ``stop`` is set): the mocks
+    start with the app, before uvicorn listens."""
+    while stop is None or not stop.is_set():
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.2)
 
 
 def auth_headers(settings: IngestSettings) -> dict[str, str]:
@@ -171,7 +174,14 @@ def mock_edge_spec(
             )
         )
         stop = asyncio.Event()
-        task = asyncio.create_task(agent.run(stop), name="mock-edge")
+
+        async def run() -> None:
+            # Its first check-in and delivery would find nothing listening yet.
+            async with httpx.AsyncClient(base_url=base_url) as client:
+                await wait_until_up(client, stop)
+            await agent.run(stop)
+
+        task = asyncio.create_task(run(), name="mock-edge")
         try:
             yield MockEdge(agent)
         finally:

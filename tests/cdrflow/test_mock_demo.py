@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import random
 import wave
 from collections import Counter
@@ -14,12 +15,13 @@ from urllib.parse import quote
 from uuid import uuid4
 
 import httpx
+import pytest
 
 from cdr_parser.freeswitch import map_xml, parse_xml
 from cdr_recordings.settings import RecordingsSettings
 from cdrflow.mock import generate_cdr
 from cdrflow.mock.audio import SECONDS, AudioWriter, recording_of
-from cdrflow.mock.feed import feed_spec
+from cdrflow.mock.feed import feed_spec, mock_edge_spec
 from cdrflow.platform import create_allinone_app
 from cdrkit.settings import load
 from tests.stats.conftest import free_port, memory_bus, publish, served, stats_app, wait_processed
@@ -104,3 +106,27 @@ async def test_mock_feed_recordings_play(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
         assert len(played) >= 2, "no mock recording could be played"
         assert all(seconds == SECONDS for seconds, _ in played)
+
+
+async def test_mock_edge_device_is_listed_as_soon_as_the_platform_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`make run`'s mock HiPath agent starts with the app, before uvicorn listens. It used to
+    check in at once, find nothing listening, and wait its 5-minute interval: the device
+    registry (`GET /v1/edge/devices`, the console's edge view) stayed empty while its calls came
+    in. Now it waits for the server and is listed within seconds, with no failed check-in."""
+    port = free_port()
+    data = tmp_path / "data"
+    edge = mock_edge_spec(f"http://127.0.0.1:{port}", 60, data)
+    app = create_allinone_app([edge], data_dir=data, bus_url=f"memory://{uuid4().hex}")
+    caplog.set_level(logging.WARNING, logger="cdr_ingest.edge")
+    async with served(app, port) as base, httpx.AsyncClient(base_url=base) as client:
+        devices: list[dict[str, object]] = []
+        for _ in range(150):
+            devices = (await client.get("/v1/edge/devices")).json()["items"]
+            if devices:
+                break
+            await asyncio.sleep(0.1)
+        assert [d["device"] for d in devices] == ["mock-hipath"]
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == []

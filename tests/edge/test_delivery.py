@@ -115,6 +115,35 @@ async def test_refused_token_keeps_every_line_until_it_is_fixed(
     assert sorted(c["callee_number"] for c in cdrs) == [f"{i:07d}" for i in range(1, 31)]
 
 
+async def test_a_failed_checkin_is_tried_again_before_the_interval(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """An agent that starts while ingest is off the network (a box that boots faster than the
+    server; ``cdrflow run``'s mock agent, which starts before its own server listens) shows in
+    the device registry once ingest answers, not a check-in interval (here 30 minutes) later."""
+    settings = agent_settings(tmp_path, platform, source="mock", checkin_interval_min=30)
+    device = settings.device_id
+
+    async def listed() -> bool:
+        async with httpx.AsyncClient(base_url=platform.direct, headers=AUTH) as client:
+            answer = (await client.get("/v1/edge/devices")).raise_for_status().json()
+        return any(d["device"] == device for d in answer["items"])
+
+    await platform.gate.close()
+    try:
+        async with running(settings):
+            await asyncio.sleep(0.5)  # the first check-in and a few retries refused
+            assert not await listed()
+            await platform.gate.open()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while not await listed():
+                assert loop.time() < deadline, "no check-in reached the registry in 15 s"
+                await asyncio.sleep(0.1)
+    finally:
+        await platform.gate.open()
+
+
 async def test_the_same_batch_posted_twice_makes_no_duplicate_cdr(platform: Platform) -> None:
     device = f"dup-{time.monotonic_ns()}"
     lines = fixture_lines()[:5]  # four calls and a ring notice

@@ -20,7 +20,7 @@ from cdr_ingest.edge.http import HttpClient, HttpError
 from cdr_ingest.edge.identity import device_id
 from cdr_ingest.edge.queue import LineQueue
 from cdr_ingest.edge.settings import EdgeSettings
-from cdr_ingest.edge.sources import Source, source_class
+from cdr_ingest.edge.sources import Backoff, Source, source_class
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,19 @@ class Agent:
         return answer.status_code < 300
 
     async def _checkins(self) -> None:
+        """A check-in at start and every ``EDGE_CHECKIN_INTERVAL``. One that is not answered
+        with a 2xx (ingest not up yet, unreachable, refusing) is tried again after the
+        delivery's backoff (``EDGE_TIMEOUT`` times ``EDGE_TIMEOUT_DECAY`` per failure, at most
+        ``EDGE_MAX_TIMEOUT``, never longer than the interval), so the device shows in the
+        registry as soon as ingest answers, not an interval later."""
+        interval = self.settings.checkin_interval_min * 60
+        backoff = Backoff(self.settings)
         while True:
-            await self.checkin()
-            await asyncio.sleep(self.settings.checkin_interval_min * 60)
+            if await self.checkin():
+                backoff.reset()
+                await asyncio.sleep(interval)
+            else:
+                await asyncio.sleep(min(backoff.step(), interval))
 
     async def _deliver(self) -> None:
         before = self.delivery.delivered

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -212,3 +214,21 @@ async def test_tokens(recordings: RecFactory) -> None:
         # health and metrics stay open
         assert (await rec.client.get("/healthz")).status_code == 200
         assert (await rec.client.get("/metrics")).status_code == 200
+
+
+async def test_the_default_root_is_made_and_a_configured_one_only_reported(
+    recordings: RecFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedded default (the data dir's recordings/, `make run`) is made at start, so a
+    first run warns of nothing; a configured root that is missing (an unmounted share) is
+    reported and left alone."""
+    caplog.set_level(logging.WARNING, logger="cdr_recordings")
+    async with recordings(local_root=None):
+        assert (tmp_path / "data" / "recordings").is_dir()
+    assert not [r for r in caplog.records if "local root" in r.getMessage()]
+    missing = tmp_path / "share" / "recordings"
+    async with recordings(local_root=missing):
+        assert not missing.exists()
+    assert [r.getMessage() for r in caplog.records if "local root" in r.getMessage()] == [
+        f"recordings: the local root {missing} is not a directory (yet)"
+    ]

@@ -46,7 +46,12 @@ def spec(settings: RecordingsSettings) -> ServiceSpec:
                 stack.push_async_callback(s3.close)
             service = RecordingsService(settings, repo, runtime.bus.producer, s3)
             root = settings.effective_local_root
-            if not root.is_dir():
+            if settings.local_root is None:
+                # The embedded default under the data dir (`make run`'s ./var/recordings) is
+                # made here, as the data dir is. A configured root is the operator's (a mount, a
+                # share): never made, only reported while it is missing.
+                root.mkdir(parents=True, exist_ok=True)
+            elif not root.is_dir():
                 log.warning("recordings: the local root %s is not a directory (yet)", root)
             loop = await stack.enter_async_context(
                 consuming(

@@ -141,3 +141,20 @@ async def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
     reopened = await Spool(tmp_path, max_bytes=1024 * 1024).open()
     assert reopened.depth == accepted  # what was refused was never written
     await reopened.close()
+
+
+async def test_close_with_an_append_in_flight_writes_it_and_returns(tmp_path: Path) -> None:
+    """``close`` while a post's record is queued for the writer (ingest stopping with a post in
+    flight): the record is written and acknowledged, and ``close`` returns. It used to wait
+    forever: the writer took the one wake-up for the batch and then waited for another."""
+    spool = await Spool(tmp_path, max_bytes=1 << 20).open()
+    append = asyncio.create_task(spool.append(b"in flight", b"k"))
+    await asyncio.sleep(0)  # queued, not yet written
+    async with asyncio.timeout(5):
+        await spool.close()
+    await append  # acknowledged: durable
+    reopened = await Spool(tmp_path, max_bytes=1 << 20).open()
+    try:
+        assert reopened.depth == 1
+    finally:
+        await reopened.close()

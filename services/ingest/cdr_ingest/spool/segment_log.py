@@ -224,7 +224,9 @@ class Spool:
                         await self._write_batch(batch)
                 finally:
                     self._writing = 0
-            elif self._closing:
+            # Also right after a batch: ``close`` during one set the wake-up this loop has just
+            # taken, and no append comes after it to set another (the loop waited forever).
+            if self._closing and not self._pending:
                 return
 
     async def _write_batch(self, batch: list[_Pending]) -> None:

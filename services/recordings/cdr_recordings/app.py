@@ -50,8 +50,9 @@ def spec(settings: RecordingsSettings) -> ServiceSpec:
                 # The embedded default under the data dir (`make run`'s ./var/recordings) is
                 # made here, as the data dir is. A configured root is the operator's (a mount, a
                 # share): never made, only reported while it is missing.
-                root.mkdir(parents=True, exist_ok=True)
-            elif not root.is_dir():
+                with contextlib.suppress(OSError):
+                    root.mkdir(parents=True, exist_ok=True)
+            if not root.is_dir():
                 log.warning("recordings: the local root %s is not a directory (yet)", root)
             loop = await stack.enter_async_context(
                 consuming(

@@ -224,8 +224,8 @@ class Spool:
                         await self._write_batch(batch)
                 finally:
                     self._writing = 0
-            # Also right after a batch: ``close`` during one set the wake-up this loop has just
-            # taken, and no append comes after it to set another (the loop waited forever).
+            # Also right after a batch: ``close`` may have set the very wake-up this loop took
+            # for the batch, and no append can follow it to set another (it waited forever).
             if self._closing and not self._pending:
                 return
 
